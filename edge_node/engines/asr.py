@@ -1,0 +1,282 @@
+"""Speech recognition engines: faster-whisper (default) and sherpa-onnx (SenseVoice / Paraformer).
+
+Both take one whole utterance (int16 mono 16 kHz, as cut by the VAD) and are synchronous: the
+caller runs them on a dedicated ASR thread. CTranslate2 and onnxruntime release the GIL while they
+compute, so the event loop keeps moving audio meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edge_node.engines.errors import ModelError
+from shared import models
+from shared.audio.resample import pcm_to_float
+from shared.config import AsrConfig
+
+# faster-whisper imports huggingface_hub; a local model path never needs the hub, and an edge node
+# must never block on (or leak requests to) one.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+__all__ = [
+    "AsrEngine",
+    "AsrResult",
+    "SherpaAsr",
+    "WhisperAsr",
+    "collapse_repeats",
+    "load_asr",
+    "validate_sherpa_files",
+]
+
+SAMPLE_RATE = 16000
+# Below this peak (about -50 dBFS) the utterance is treated as silence: Whisper tends to
+# hallucinate ("you", "Thank you.") on near-silent input, and the answer would be nonsense anyway.
+SILENCE_PEAK = 100
+SHERPA_PROBE_TIMEOUT_S = 120.0
+
+
+@dataclass
+class AsrResult:
+    """A transcript with the figures the session logs and exports as metrics."""
+
+    text: str
+    language: str
+    audio_ms: float
+    compute_ms: float
+
+
+class AsrEngine(Protocol):
+    """What the session needs from an ASR backend."""
+
+    name: str
+
+    def transcribe(self, pcm: np.ndarray) -> AsrResult:
+        """int16 mono 16 kHz in; synchronous, called from a worker thread."""
+        ...
+
+
+_WORD_NORM = re.compile(r"[^\w]+", re.UNICODE)
+# A phrase of 2-20 CJK characters (with optional CJK punctuation) repeated 3+ times in a row.
+_CJK_REPEAT = re.compile(
+    r"([\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af][\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af，。、！？]{1,19}?)\1{2,}"
+)
+
+
+def collapse_repeats(text: str, min_repeats: int = 3) -> str:
+    """Collapse a phrase repeated ``min_repeats``+ times in a row to one copy.
+
+    Whisper sometimes loops on short or odd input ("Turn on the light. Turn on the light. ...");
+    ``max_new_tokens`` bounds the cost, this removes the echo. Words are compared case- and
+    punctuation-insensitively; the first copy is kept as written. Runs of CJK characters (no
+    spaces) are handled separately at the character level.
+    """
+    text = _CJK_REPEAT.sub(r"\1", text)
+    words = text.split()
+    if len(words) < min_repeats:
+        return text.strip()
+    norm = [_WORD_NORM.sub("", w).lower() for w in words]
+    out: list[str] = []
+    i = 0
+    n_words = len(words)
+    while i < n_words:
+        collapsed = False
+        for size in range(1, (n_words - i) // min_repeats + 1):
+            phrase = norm[i : i + size]
+            if not any(phrase):
+                continue
+            reps = 1
+            while norm[i + reps * size : i + (reps + 1) * size] == phrase:
+                reps += 1
+            if reps >= min_repeats:
+                out.extend(words[i : i + size])
+                i += reps * size
+                collapsed = True
+                break
+        if not collapsed:
+            out.append(words[i])
+            i += 1
+    return " ".join(out)
+
+
+def _as_pcm16(pcm: np.ndarray) -> np.ndarray:
+    arr = np.asarray(pcm)
+    if arr.ndim != 1:
+        raise ValueError(f"expected mono PCM as a 1-D array, got shape {arr.shape}")
+    if arr.dtype != np.int16:
+        arr = arr.astype(np.int16)
+    return arr
+
+
+def _is_silence(pcm: np.ndarray) -> bool:
+    return pcm.size == 0 or int(np.abs(pcm.astype(np.int32)).max()) < SILENCE_PEAK
+
+
+class WhisperAsr:
+    """faster-whisper (CTranslate2, int8) with a bounded, greedy, timestamp-free decode.
+
+    Greedy with a single temperature keeps the cost per utterance bounded (no fallback
+    re-decodes); loops are cut by ``max_new_tokens`` and :func:`collapse_repeats`.
+    """
+
+    def __init__(self, cfg: AsrConfig) -> None:
+        from faster_whisper import WhisperModel
+
+        path = Path(cfg.model_path) if cfg.model_path else models.whisper_tiny_en()
+        if not (path / "model.bin").is_file():
+            raise ModelError(f"no CTranslate2 Whisper model (model.bin) in {path}")
+        self.cfg = cfg
+        self.language = None if cfg.language in ("", "auto") else cfg.language
+        try:
+            self._model = WhisperModel(str(path), device="cpu", compute_type="int8", cpu_threads=cfg.threads)
+        except Exception as exc:  # CTranslate2 raises RuntimeError/ValueError for bad files
+            raise ModelError(f"cannot load Whisper model {path}: {exc}") from exc
+        self.name = f"whisper:{path.name if path.name != 'model' else path.parent.name}"
+
+    def transcribe(self, pcm: np.ndarray) -> AsrResult:
+        started = time.perf_counter()
+        pcm = _as_pcm16(pcm)
+        audio_ms = pcm.size * 1000 / SAMPLE_RATE
+        if _is_silence(pcm):
+            return AsrResult("", self.language or "", audio_ms, (time.perf_counter() - started) * 1000)
+        segments, info = self._model.transcribe(
+            pcm_to_float(pcm),
+            language=self.language,
+            beam_size=1,
+            temperature=0.0,
+            without_timestamps=True,
+            vad_filter=False,
+            condition_on_previous_text=False,
+            max_new_tokens=self.cfg.max_new_tokens,
+        )
+        text = " ".join(seg.text.strip() for seg in segments).strip()
+        text = collapse_repeats(text)
+        return AsrResult(
+            text, info.language or self.language or "", audio_ms, (time.perf_counter() - started) * 1000
+        )
+
+
+_TOKEN_LINE = re.compile(r"^(.*)\s(-?\d+)$")
+
+# Runs in a child interpreter: sherpa-onnx calls exit() on a bad model instead of raising, so
+# the first load of a file must not happen in the server process.
+_PROBE = """
+import json, sys
+import sherpa_onnx
+kind, kwargs = json.loads(sys.argv[1])
+if kind == "sense_voice":
+    sherpa_onnx.OfflineRecognizer.from_sense_voice(**kwargs)
+else:
+    sherpa_onnx.OfflineRecognizer.from_paraformer(**kwargs)
+print("ok")
+"""
+
+
+def validate_sherpa_files(model: Path, tokens: Path) -> None:
+    """Cheap checks first (files exist, non-empty, tokens.txt shaped "<token> <id>")."""
+    for label, path in (("model", model), ("tokens", tokens)):
+        if not str(path) or not path.is_file():
+            raise ModelError(f"sherpa-onnx {label} file not found: {path}")
+        if path.stat().st_size == 0:
+            raise ModelError(f"sherpa-onnx {label} file is empty: {path}")
+    try:
+        lines = tokens.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"cannot read tokens file {tokens}: {exc}") from exc
+    count = 0
+    for number, line in enumerate(lines, 1):
+        if line == "":
+            continue
+        if not _TOKEN_LINE.match(line):
+            raise ModelError(f"{tokens}:{number}: expected '<token> <integer id>', got {line[:60]!r}")
+        count += 1
+    if count == 0:
+        raise ModelError(f"tokens file {tokens} holds no tokens")
+
+
+def _sherpa_kwargs(cfg: AsrConfig, model: Path, tokens: Path) -> tuple[str, dict[str, Any]]:
+    if cfg.sherpa_model_type == "sense_voice":
+        language = cfg.language if cfg.language in ("auto", "zh", "en", "ja", "ko", "yue") else "auto"
+        return "sense_voice", {
+            "model": str(model),
+            "tokens": str(tokens),
+            "num_threads": cfg.threads,
+            "language": language,
+            "use_itn": True,
+        }
+    return "paraformer", {"paraformer": str(model), "tokens": str(tokens), "num_threads": cfg.threads}
+
+
+def probe_sherpa(kind: str, kwargs: dict[str, Any], timeout_s: float = SHERPA_PROBE_TIMEOUT_S) -> None:
+    """Load the model once in a child process; raise ModelError if that process dies or hangs."""
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _PROBE, json.dumps([kind, kwargs])],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ModelError(f"sherpa-onnx probe of {kwargs} timed out after {timeout_s:.0f} s") from exc
+    if proc.returncode != 0 or "ok" not in proc.stdout:
+        tail = (proc.stderr or proc.stdout or "").strip()[-1500:]
+        raise ModelError(f"sherpa-onnx cannot load the {kind} model (probe exit {proc.returncode}): {tail}")
+
+
+class SherpaAsr:
+    """sherpa-onnx offline recognizer for SenseVoice or Paraformer ONNX files given by path."""
+
+    def __init__(self, cfg: AsrConfig) -> None:
+        if not cfg.model_path:
+            raise ModelError("asr.backend=sherpa needs asr.model_path (the model.onnx file)")
+        model = Path(cfg.model_path)
+        tokens = Path(cfg.sherpa_tokens) if cfg.sherpa_tokens else model.with_name("tokens.txt")
+        validate_sherpa_files(model, tokens)
+        kind, kwargs = _sherpa_kwargs(cfg, model, tokens)
+        probe_sherpa(kind, kwargs)
+
+        import sherpa_onnx
+
+        if kind == "sense_voice":
+            self._recognizer = sherpa_onnx.OfflineRecognizer.from_sense_voice(**kwargs)
+        else:
+            self._recognizer = sherpa_onnx.OfflineRecognizer.from_paraformer(**kwargs)
+        self.cfg = cfg
+        self.language = cfg.language
+        self.name = f"sherpa:{kind}:{model.name}"
+        # One recognizer, one caller at a time (the ASR thread); the lock guards misuse.
+        self._lock = threading.Lock()
+
+    def transcribe(self, pcm: np.ndarray) -> AsrResult:
+        started = time.perf_counter()
+        pcm = _as_pcm16(pcm)
+        audio_ms = pcm.size * 1000 / SAMPLE_RATE
+        if _is_silence(pcm):
+            return AsrResult("", self.language, audio_ms, (time.perf_counter() - started) * 1000)
+        with self._lock:
+            stream = self._recognizer.create_stream()
+            stream.accept_waveform(SAMPLE_RATE, pcm_to_float(pcm))
+            self._recognizer.decode_stream(stream)
+            result = stream.result
+        text = collapse_repeats(result.text.strip())
+        language = getattr(result, "lang", "") or self.language
+        language = language.strip("<|>") if isinstance(language, str) else self.language
+        return AsrResult(text, language, audio_ms, (time.perf_counter() - started) * 1000)
+
+
+def load_asr(cfg: AsrConfig) -> AsrEngine:
+    """Build the configured backend; raises ModelError before anything could kill the process."""
+    if cfg.backend == "sherpa":
+        return SherpaAsr(cfg)
+    return WhisperAsr(cfg)

@@ -1,0 +1,84 @@
+"""Local chat LLM on llama.cpp (llama-cpp-python), streamed token by token.
+
+Why in-process rather than ``llama_cpp.server``: no HTTP hop, no server that cancels concurrent
+requests by default (models.md §10), and cancellation is a flag checked between tokens. The model
+context is not thread safe, so the caller runs every call on one dedicated LLM thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from edge_node.engines.errors import ModelError
+from shared import models
+from shared.config import LlmConfig
+
+__all__ = ["LlamaLlm"]
+
+
+class LlamaLlm:
+    """One llama.cpp model, loaded once; the GGUF's own chat template formats the messages."""
+
+    def __init__(self, cfg: LlmConfig) -> None:
+        import llama_cpp
+
+        path = Path(cfg.model_path) if cfg.model_path else models.smollm2_gguf()
+        if not path.is_file():
+            raise ModelError(f"LLM model file not found: {path}")
+        self.cfg = cfg
+        self.path = path
+        try:
+            self._llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=cfg.n_ctx,
+                n_threads=cfg.threads,
+                n_threads_batch=cfg.threads,
+                verbose=False,
+            )
+        except Exception as exc:  # llama-cpp-python raises ValueError/RuntimeError on bad files
+            raise ModelError(f"cannot load LLM {path}: {exc}") from exc
+        self.name = f"llama.cpp:{path.name}"
+
+    def stream_chat(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int | None = None,
+        cancel: threading.Event | None = None,
+        tools: list[dict] | None = None,
+    ) -> Iterator[str]:
+        """Yield the reply's text deltas; stops within one token once ``cancel`` is set.
+
+        Not thread safe: the caller serialises calls. The underlying generator is always closed,
+        so an abandoned or cancelled reply frees the context for the next one.
+        """
+        if cancel is not None and cancel.is_set():
+            return
+        kwargs: dict[str, Any] = {
+            "messages": messages,
+            "stream": True,
+            "temperature": self.cfg.temperature,
+            "max_tokens": max_tokens if max_tokens is not None else self.cfg.max_tokens,
+        }
+        if tools:
+            kwargs["tools"] = tools
+        stream = self._llm.create_chat_completion(**kwargs)
+        try:
+            for chunk in stream:
+                if cancel is not None and cancel.is_set():
+                    break
+                choices = chunk.get("choices") or []
+                if not choices:
+                    continue
+                delta = choices[0].get("delta") or {}
+                text = delta.get("content")
+                if text:
+                    yield text
+                if cancel is not None and cancel.is_set():
+                    break
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_node.engines.asr import SherpaAsr, WhisperAsr, collapse_repeats, load_asr
+from edge_node.engines.errors import ModelError
+from shared.config import AsrConfig
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^\w\s]", "", text.lower()).split()
+
+
+@pytest.fixture(scope="module")
+def whisper() -> WhisperAsr:
+    return WhisperAsr(AsrConfig())
+
+
+def test_whisper_transcribes_a_command(whisper: WhisperAsr, espeak_16k: Callable[[str], np.ndarray]) -> None:
+    pcm = espeak_16k("turn on the kitchen light")
+    pcm = np.concatenate([np.zeros(4800, np.int16), pcm, np.zeros(8000, np.int16)])
+    result = whisper.transcribe(pcm)
+    assert words(result.text) == ["turn", "on", "the", "kitchen", "light"], result.text
+    assert result.language == "en"
+    assert result.audio_ms == pytest.approx(pcm.size / 16, abs=0.01)
+    assert result.compute_ms > 0
+    assert whisper.name.startswith("whisper:")
+    print(f"\nwhisper tiny.en: {result.audio_ms:.0f} ms audio in {result.compute_ms:.0f} ms")
+
+
+def test_whisper_silence_and_empty_give_empty_text(whisper: WhisperAsr) -> None:
+    assert whisper.transcribe(np.zeros(16000, dtype=np.int16)).text == ""
+    assert whisper.transcribe(np.zeros(0, dtype=np.int16)).text == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Turn on the light. Turn on the light. Turn on the light.", "Turn on the light."),
+        ("hello hello hello world", "hello world"),
+        ("I said yes, yes, yes, yes!", "I said yes,"),
+        ("a b a b a b c", "a b c"),
+        ("one two one two", "one two one two"),  # only twice: kept
+        ("the cat sat on the mat", "the cat sat on the mat"),
+        (
+            "Okay. Set a timer for ten minutes. Set a timer for ten minutes. Set a timer for ten minutes",
+            "Okay. Set a timer for ten minutes.",
+        ),
+        ("长城长城长城很长", "长城很长"),
+        ("", ""),
+    ],
+)
+def test_collapse_repeats(text: str, expected: str) -> None:
+    assert collapse_repeats(text) == expected
+
+
+def test_load_asr_picks_backend(whisper: WhisperAsr, tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="not found"):
+        load_asr(AsrConfig(backend="sherpa", model_path=str(tmp_path / "none.onnx")))
+
+
+def write_tokens(path: Path) -> Path:
+    path.write_text("<blk> 0\n<s> 1\n</s> 2\n▁the 3\na 4\n  5\n", encoding="utf-8")
+    return path
+
+
+def test_sherpa_missing_files(tmp_path: Path) -> None:
+    tokens = write_tokens(tmp_path / "tokens.txt")
+    with pytest.raises(ModelError, match="model file not found"):
+        SherpaAsr(AsrConfig(backend="sherpa", model_path=str(tmp_path / "model.onnx"), sherpa_tokens=str(tokens)))
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"")
+    with pytest.raises(ModelError, match="empty"):
+        SherpaAsr(AsrConfig(backend="sherpa", model_path=str(model), sherpa_tokens=str(tokens)))
+    model.write_bytes(b"x" * 10)
+    with pytest.raises(ModelError, match="tokens file not found"):
+        SherpaAsr(AsrConfig(backend="sherpa", model_path=str(model), sherpa_tokens=str(tmp_path / "no.txt")))
+    with pytest.raises(ModelError, match="needs asr.model_path"):
+        SherpaAsr(AsrConfig(backend="sherpa"))
+
+
+def test_sherpa_malformed_tokens(tmp_path: Path) -> None:
+    model = tmp_path / "model.onnx"
+    model.write_bytes(os.urandom(4096))
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("<blk> 0\nthis line has no id\n", encoding="utf-8")
+    with pytest.raises(ModelError, match="tokens.txt:2"):
+        SherpaAsr(AsrConfig(backend="sherpa", model_path=str(model), sherpa_tokens=str(tokens)))
+    tokens.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ModelError, match="tokens"):
+        SherpaAsr(AsrConfig(backend="sherpa", model_path=str(model), sherpa_tokens=str(tokens)))
+
+
+@pytest.mark.parametrize("model_type", ["sense_voice", "paraformer"])
+def test_sherpa_garbage_model_is_rejected_without_killing_us(tmp_path: Path, model_type: str) -> None:
+    model = tmp_path / "model.onnx"
+    model.write_bytes(np.random.default_rng(7).bytes(64 * 1024))
+    tokens = write_tokens(tmp_path / "tokens.txt")
+    cfg = AsrConfig(
+        backend="sherpa", sherpa_model_type=model_type, model_path=str(model), sherpa_tokens=str(tokens)
+    )
+    with pytest.raises(ModelError, match="probe exit") as info:
+        load_asr(cfg)
+    assert "cannot load" in str(info.value)
+    # Still here: the crash happened in the probe's child process.
+    assert os.getpid() > 0
