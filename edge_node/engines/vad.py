@@ -34,6 +34,7 @@ from typing import Literal
 import numpy as np
 import onnxruntime as ort
 
+from edge_node import metrics
 from edge_node.engines.errors import ModelError
 from shared import models
 from shared.audio.opus import AudioError, OpusDecoder
@@ -345,6 +346,8 @@ class VadBatcher:
                 except Exception:  # a bug must not stop VAD for every device
                     log.exception("VAD batch failed (%d streams)", len(work))
                 else:
+                    metrics.VAD_BATCH.observe(self.last_batch_size)
+                    metrics.STAGE_SECONDS.labels(stage="vad_tick").observe(self.last_tick_ms / 1000)
                     self._deliver(work)
             await asyncio.sleep(max(0.0, tick - (loop.time() - started)))
 

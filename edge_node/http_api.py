@@ -1,0 +1,123 @@
+"""The edge node's HTTP port: OTA (protocol.md §1), health, readiness and Prometheus metrics.
+
+The OTA answer is what points a device at this node, so it is exact: status 200, a
+``websocket`` section and never an ``mqtt`` one (that would switch the firmware to MQTT),
+``server_time`` in milliseconds with the offset in minutes, and the device's own firmware
+version echoed back with an empty URL, which means "no update".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+if TYPE_CHECKING:
+    from edge_node.server import EdgeServer
+
+log = logging.getLogger("edge_node.http")
+MAX_OTA_BODY = 64 * 1024
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+class HttpApi:
+    def __init__(self, server: EdgeServer) -> None:
+        self.server = server
+        self.app = web.Application(client_max_size=MAX_OTA_BODY)
+        self.app.add_routes(
+            [
+                web.post("/xiaozhi/ota/", self.ota),
+                web.post("/xiaozhi/ota", self.ota),
+                web.get("/xiaozhi/ota/", self.ota_info),
+                web.post("/xiaozhi/ota/activate", self.activate),
+                web.get("/health", self.health),
+                web.get("/ready", self.ready),
+                web.get("/metrics", self.metrics),
+            ]
+        )
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        cfg = self.server.cfg.server
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, cfg.host, cfg.http_port)
+        await site.start()
+        if cfg.http_port == 0:
+            sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+            self.server.http_port = sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _ota_body(self, request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
+        app = body.get("application") if isinstance(body.get("application"), dict) else {}
+        version = app.get("version") if isinstance(app.get("version"), str) else "0.0.0"
+        offset = datetime.now().astimezone().utcoffset()
+        tz_min = self.server.cfg.intent.timezone_offset_min
+        if tz_min is None:
+            tz_min = int(offset.total_seconds() // 60) if offset else 0
+        return {
+            "server_time": {"timestamp": int(time.time() * 1000), "timezone_offset": tz_min},
+            "firmware": {"version": version, "url": "", "force": 0},
+            "websocket": {"url": self.server.public_ws_url(request.host), "token": ""},
+        }
+
+    async def ota(self, request: web.Request) -> web.Response:
+        device_id = (request.headers.get("Device-Id") or "").strip().lower()
+        raw = await request.read()
+        body: dict[str, Any] = {}
+        if raw:
+            try:
+                parsed = json.loads(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                log.warning("OTA from %s: body is not JSON: %s", device_id or request.remote, exc)
+                return _error(400, f"request body is not valid JSON: {exc}")
+            if not isinstance(parsed, dict):
+                return _error(400, "request body must be a JSON object")
+            body = parsed
+        if not device_id and isinstance(body.get("mac_address"), str):
+            device_id = body["mac_address"].lower()
+        if not device_id:
+            log.warning("OTA from %s without Device-Id", request.remote)
+            return _error(400, "missing Device-Id header")
+        answer = self._ota_body(request, body)
+        log.info("OTA: device %s (%s) -> %s", device_id, request.headers.get("User-Agent", "?"),
+                 answer["websocket"]["url"], extra={"device_id": device_id})  # fmt: skip
+        return web.json_response(answer)
+
+    async def ota_info(self, request: web.Request) -> web.Response:
+        url = self.server.public_ws_url(request.host)
+        return web.Response(text=f"OTA endpoint is up; devices are sent to {url}\n")
+
+    async def activate(self, request: web.Request) -> web.Response:
+        # An edge node serves devices that are already bound; activation lives in provisioning.
+        return web.json_response({"status": "activated"})
+
+    async def health(self, request: web.Request) -> web.Response:
+        ctx = self.server.ctx
+        return web.json_response(
+            {
+                "status": "ok",
+                "node_id": self.server.cfg.node_id,
+                "sessions": len(ctx.sessions),
+                "uptime_s": round(time.time() - ctx.started_at, 1),
+            }
+        )
+
+    async def ready(self, request: web.Request) -> web.Response:
+        if self.server._ws is None:
+            return _error(503, "WebSocket server not listening yet")
+        return web.json_response({"ready": True})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

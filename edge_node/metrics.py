@@ -1,0 +1,54 @@
+"""Prometheus metrics of an edge node.
+
+No per-device labels: a fleet of a thousand devices would explode the series count. Per-device
+detail goes to the log, which always carries the device id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0)
+
+BUILD = Info("xiaozhi_edge_build", "Build information of this edge node")
+SESSIONS = Gauge("xiaozhi_edge_sessions", "Open device sessions")
+CONNECTIONS = Counter(
+    "xiaozhi_edge_connections_total", "WebSocket connections by how they ended", ["result"]
+)
+TURNS = Counter("xiaozhi_edge_turns_total", "Turns by route and outcome", ["route", "outcome"])
+FIRST_AUDIO = Histogram(
+    "xiaozhi_edge_first_audio_seconds",
+    "End of speech (or text turn) to first downlink audio packet",
+    ["route"],
+    buckets=LATENCY_BUCKETS,
+)
+STAGE_SECONDS = Histogram(
+    "xiaozhi_edge_stage_seconds", "Compute time per pipeline stage", ["stage"], buckets=LATENCY_BUCKETS
+)
+QUEUE_WAIT_SECONDS = Histogram(
+    "xiaozhi_edge_queue_wait_seconds", "Time a job waited for its engine", ["stage"], buckets=LATENCY_BUCKETS
+)
+INTERRUPTIONS = Counter("xiaozhi_edge_interruptions_total", "Replies cut short by barge-in", ["cause"])
+PROTOCOL_ERRORS = Counter("xiaozhi_edge_protocol_errors_total", "Rejected device input", ["code"])
+AUDIO_PACKETS = Counter("xiaozhi_edge_audio_packets_total", "Opus packets", ["direction"])
+PACING_LAG = Histogram(
+    "xiaozhi_edge_pacing_lag_seconds",
+    "How late a downlink packet left against its absolute schedule",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5),
+)
+VAD_BATCH = Histogram(
+    "xiaozhi_edge_vad_batch_size", "Streams per batched VAD call", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
+)
+LOOP_LAG = Gauge("xiaozhi_edge_event_loop_lag_seconds", "Latest event-loop scheduling delay")
+MCP_CALLS = Counter("xiaozhi_edge_mcp_tool_calls_total", "Device MCP tool calls", ["result"])
+
+
+async def watch_loop_lag(interval: float = 0.5) -> None:
+    """Measure how late the loop wakes us: the early warning that something blocks it."""
+    while True:
+        before = time.perf_counter()
+        await asyncio.sleep(interval)
+        LOOP_LAG.set(max(0.0, time.perf_counter() - before - interval))

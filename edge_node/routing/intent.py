@@ -1,0 +1,196 @@
+"""The intent fast path: device commands and built-ins answered by rules, without the LLM.
+
+The bundled LLM answers commands with nonsense (models.md §4) and costs a second of CPU, while a
+rule costs microseconds and is right. Rules cover volume, brightness and theme (mapped to the
+device's MCP tools, or to legacy IoT things on old firmware), time and date, the wake greeting,
+and any other MCP tool whose name words all appear in the utterance.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+_UNITS = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
+    "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
+}  # fmt: skip
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
+         "ninety": 90}  # fmt: skip
+_STOP_WORDS = {"self", "set", "get", "the", "a", "an", "to", "of", "please", "my", "your"}
+
+
+def normalise(text: str) -> str:
+    text = text.lower().replace("’", "'")
+    text = re.sub(r"[^\w\s%'-]", " ", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def find_number(text: str) -> int | None:
+    """First number in the utterance, digits or English words ("fifty five" -> 55)."""
+    digits = re.search(r"\b(\d{1,3})\b", text)
+    if digits:
+        return int(digits.group(1))
+    words = text.replace("-", " ").split()
+    for i, word in enumerate(words):
+        if word in _TENS:
+            value = _TENS[word]
+            if i + 1 < len(words) and words[i + 1] in _UNITS and _UNITS[words[i + 1]] < 10:
+                value += _UNITS[words[i + 1]]
+            return value
+        if word in _UNITS:
+            return _UNITS[word]
+        if word == "hundred":
+            return 100
+    return None
+
+
+@dataclass(slots=True)
+class DeviceAction:
+    """One thing to do on the device: an MCP tool call or a legacy IoT command."""
+
+    kind: Literal["mcp", "iot"]
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    method: str = ""  # IoT method
+
+
+@dataclass(slots=True)
+class IntentMatch:
+    intent: str
+    say: str
+    emotion: str = "neutral"
+    action: DeviceAction | None = None
+
+
+@dataclass(slots=True)
+class DeviceCapabilities:
+    """What the device said it can do: MCP tools by name, legacy IoT things and their methods."""
+
+    tools: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> inputSchema
+    iot_methods: dict[str, set[str]] = field(default_factory=dict)  # thing -> methods
+    state: dict[str, Any] = field(default_factory=dict)  # last known volume/brightness
+
+
+class IntentMatcher:
+    def __init__(self, wake_words: list[str], timezone_offset_min: int | None = None) -> None:
+        self._wake = {normalise(w) for w in wake_words}
+        self._tz_offset = timezone_offset_min
+
+    def now(self) -> datetime:
+        if self._tz_offset is None:
+            return datetime.now().astimezone()
+        return datetime.now(timezone(timedelta(minutes=self._tz_offset)))
+
+    def match(self, text: str, caps: DeviceCapabilities) -> IntentMatch | None:
+        t = normalise(text)
+        if not t:
+            return None
+        if t in self._wake or t.rstrip("!.?") in self._wake:
+            return IntentMatch("greeting", "Hi! How can I help you?", "happy")
+        for rule in (self._volume, self._brightness, self._theme, self._time, self._date, self._generic_tool):
+            found = rule(t, caps)
+            if found is not None:
+                return found
+        return None
+
+    # -- device settings -------------------------------------------------------------------
+    def _level(self, t: str, current: int, up: tuple[str, ...], down: tuple[str, ...]) -> int | None:
+        number = find_number(t)
+        if number is not None:
+            return max(0, min(100, number))
+        if any(w in t for w in up):
+            return min(100, current + 20)
+        if any(w in t for w in down):
+            return max(0, current - 20)
+        return None
+
+    def _volume(self, t: str, caps: DeviceCapabilities) -> IntentMatch | None:
+        if not re.search(r"\b(volume|louder|quieter|softer|mute|unmute)\b|音量", t):
+            return None
+        current = int(caps.state.get("volume", 50))
+        if re.search(r"\bunmute\b", t):
+            level: int | None = max(current, 50)
+        elif re.search(r"\bmute\b", t):
+            level = 0
+        else:
+            level = self._level(t, current, ("up", "louder", "increase", "raise", "大"), ("down", "quieter",
+                                "softer", "lower", "decrease", "小"))  # fmt: skip
+        if level is None:
+            return None
+        action = self._device_action(
+            caps, "self.audio_speaker.set_volume", {"volume": level}, ("Speaker", "SetVolume")
+        )
+        if action is None:
+            return IntentMatch("volume", "Sorry, this device has no volume control I can reach.", "sad")
+        caps.state["volume"] = level
+        return IntentMatch("volume", f"Okay, volume set to {level}.", "happy", action)
+
+    def _brightness(self, t: str, caps: DeviceCapabilities) -> IntentMatch | None:
+        if not re.search(r"\b(brightness|brighter|dimmer|dim)\b|亮度", t):
+            return None
+        current = int(caps.state.get("brightness", 50))
+        level = self._level(t, current, ("up", "brighter", "increase", "raise"), ("down", "dimmer", "dim",
+                            "lower", "decrease"))  # fmt: skip
+        if level is None:
+            return None
+        action = self._device_action(
+            caps, "self.screen.set_brightness", {"brightness": level}, ("Backlight", "SetBrightness")
+        )
+        if action is None:
+            return IntentMatch("brightness", "Sorry, this device has no screen brightness control.", "sad")
+        caps.state["brightness"] = level
+        return IntentMatch("brightness", f"Okay, brightness set to {level}.", "happy", action)
+
+    def _theme(self, t: str, caps: DeviceCapabilities) -> IntentMatch | None:
+        found = re.search(r"\b(dark|light)\s+(mode|theme)\b", t)
+        if not found or "self.screen.set_theme" not in caps.tools:
+            return None
+        theme = found.group(1)
+        action = DeviceAction("mcp", "self.screen.set_theme", {"theme": theme})
+        return IntentMatch("theme", f"Okay, switched to the {theme} theme.", "happy", action)
+
+    def _device_action(
+        self, caps: DeviceCapabilities, tool: str, args: dict[str, Any], iot: tuple[str, str]
+    ) -> DeviceAction | None:
+        if tool in caps.tools:
+            return DeviceAction("mcp", tool, args)
+        thing, method = iot
+        if method in caps.iot_methods.get(thing, set()):
+            return DeviceAction("iot", thing, args, method)
+        return None
+
+    # -- built-ins ---------------------------------------------------------------------------
+    def _time(self, t: str, caps: DeviceCapabilities) -> IntentMatch | None:
+        if not re.search(r"\bwhat('s| is)? (the )?time\b|\bwhat time\b|\btime is it\b|几点", t):
+            return None
+        now = self.now()
+        spoken = now.strftime("%I:%M %p").lstrip("0")
+        return IntentMatch("time", f"It's {spoken}.", "neutral")
+
+    def _date(self, t: str, caps: DeviceCapabilities) -> IntentMatch | None:
+        if not re.search(r"\b(what('s| is)? (the |today's )?date|what day is it|which day is it)\b|几号|星期几", t):
+            return None
+        now = self.now()
+        return IntentMatch("date", f"Today is {now.strftime('%A, %B')} {now.day}, {now.year}.", "neutral")
+
+    def _generic_tool(self, t: str, caps: DeviceCapabilities) -> IntentMatch | None:
+        """Any device tool whose name words all occur in the utterance (e.g. self.light.turn_on)."""
+        words = set(t.split())
+        best: tuple[int, str] | None = None
+        for name, schema in caps.tools.items():
+            parts = {p for p in re.split(r"[._\-]", name.lower()) if p and p not in _STOP_WORDS}
+            if not parts or not parts <= words:
+                continue
+            required = (schema or {}).get("required") or []
+            if required:
+                continue  # arguments we cannot fill by rule: leave it to a smarter route
+            if best is None or len(parts) > best[0]:
+                best = (len(parts), name)
+        if best is None:
+            return None
+        spoken = " ".join(p for p in re.split(r"[._\-]", best[1]) if p and p != "self")
+        return IntentMatch("device_tool", f"Okay, done: {spoken}.", "happy", DeviceAction("mcp", best[1], {}))

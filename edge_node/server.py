@@ -1,0 +1,183 @@
+"""The edge node's front: WebSocket for devices, HTTP for OTA, health and metrics.
+
+One asyncio process holds every socket and never runs a model (anchor-server.md §8: the
+reference server stalls because it does). No per-connection threads, no WebSocket keepalive
+pings (some firmware never answers them, protocol.md §2.1), and idle sessions are closed by one
+sweeper task rather than a timer per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from edge_node import __version__, metrics
+from edge_node.engines.runtime import Engines
+from edge_node.http_api import HttpApi
+from edge_node.routing.router import Router
+from edge_node.session.session import DeviceInfo, Session
+from shared.config import EdgeConfig
+
+log = logging.getLogger("edge_node.server")
+
+
+@dataclass
+class ServerContext:
+    """What every session shares: configuration, the engines and the router."""
+
+    cfg: EdgeConfig
+    engines: Engines
+    router: Router
+    sessions: set[Session] = field(default_factory=set)
+    started_at: float = field(default_factory=time.time)
+
+
+def _device_info(request: Request, remote: str) -> DeviceInfo:
+    """Headers first (firmware), then the query string (browser clients cannot set headers)."""
+    query = {k.lower(): v[0] for k, v in parse_qs(urlsplit(request.path).query).items() if v}
+    headers = request.headers
+
+    def pick(name: str) -> str:
+        return (headers.get(name) or query.get(name.lower()) or "").strip()
+
+    try:
+        version = int(pick("Protocol-Version") or 1)
+    except ValueError:
+        version = 1
+    return DeviceInfo(
+        device_id=pick("Device-Id") or f"anon-{remote}",
+        client_id=pick("Client-Id"),
+        protocol_version=version if version in (1, 2, 3) else 1,
+        remote=remote,
+    )
+
+
+class EdgeServer:
+    def __init__(self, cfg: EdgeConfig, engines: Engines) -> None:
+        self.cfg = cfg
+        self.ctx = ServerContext(cfg, engines, Router(cfg, engines))
+        self.http = HttpApi(self)
+        self._ws: Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ws_port = cfg.server.port
+        self.http_port = cfg.server.http_port
+        metrics.BUILD.info({"version": __version__, "node_id": cfg.node_id})
+
+    # -- handshake ----------------------------------------------------------------------------
+    def _authorised(self, request: Request) -> bool:
+        if not self.cfg.auth.enabled:
+            return True  # LAN default: an empty or missing bearer token is fine
+        query = parse_qs(urlsplit(request.path).query)
+        raw = request.headers.get("Authorization") or (query.get("authorization") or [""])[0]
+        token = raw.split(" ", 1)[1] if raw.lower().startswith("bearer ") else raw
+        return any(hmac.compare_digest(token.encode(), t.encode()) for t in self.cfg.auth.tokens if t)
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        want = self.cfg.server.ws_path
+        if path.rstrip("/") != want.rstrip("/"):
+            metrics.CONNECTIONS.labels(result="bad_path").inc()
+            return connection.respond(HTTPStatus.NOT_FOUND, f"no WebSocket endpoint at {path}; use {want}\n")
+        if not self._authorised(request):
+            metrics.CONNECTIONS.labels(result="unauthorised").inc()
+            log.warning("refused %s: bad or missing token", request.headers.get("Device-Id", "?"))
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "invalid or missing device token\n")
+        if len(self.ctx.sessions) >= self.cfg.server.max_sessions:
+            metrics.CONNECTIONS.labels(result="refused_full").inc()
+            log.warning("refused %s: node full (%d sessions)", request.headers.get("Device-Id", "?"),
+                        len(self.ctx.sessions))  # fmt: skip
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "edge node at capacity, retry later\n")
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        remote = f"{ws.remote_address[0]}:{ws.remote_address[1]}" if ws.remote_address else "?"
+        assert ws.request is not None
+        session = Session(ws, self.ctx, _device_info(ws.request, remote))
+        self.ctx.sessions.add(session)
+        metrics.SESSIONS.set(len(self.ctx.sessions))
+        session.log.info("connected from %s (client %s)", remote, session.device.client_id or "-")
+        result = "closed"
+        try:
+            await session.run()
+        except ConnectionClosed as exc:
+            if exc.rcvd is not None and exc.rcvd.code not in (1000, 1001):
+                result = "error"
+            if exc.sent is not None and exc.sent.code == 1009:
+                result = "oversize"
+                metrics.PROTOCOL_ERRORS.labels(code="oversize").inc()
+                session.log.warning("frame larger than %d bytes: connection closed (1009)",
+                                    self.cfg.server.max_frame_bytes)  # fmt: skip
+        except Exception:
+            result = "error"
+            session.log.exception("session crashed")
+        finally:
+            self.ctx.sessions.discard(session)
+            metrics.SESSIONS.set(len(self.ctx.sessions))
+            metrics.CONNECTIONS.labels(result=result).inc()
+            session.log.info("disconnected (%s, code %s)", result, ws.close_code)
+
+    async def _sweep_idle(self) -> None:
+        """Close sessions nobody spoke in for idle_timeout_s (a device that never speaks)."""
+        limit = self.cfg.server.idle_timeout_s
+        while True:
+            await asyncio.sleep(min(1.0, limit / 4))
+            now = time.monotonic()
+            for session in list(self.ctx.sessions):
+                if session.hello_done and not session.closing and session.idle_for(now) > limit:
+                    session.log.info("idle for %.0f s: closing", limit)
+                    metrics.CONNECTIONS.labels(result="idle_closed").inc()
+                    task = asyncio.create_task(session.close(1000, "idle timeout"))
+                    self._tasks.append(task)
+            self._tasks = [t for t in self._tasks if not t.done()]
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.ctx.engines.start()
+        s = self.cfg.server
+        self._ws = await serve(
+            self._handle,
+            s.host,
+            s.port,
+            process_request=self._process_request,
+            ping_interval=None,  # protocol.md §2.1: never depend on device pongs
+            max_size=s.max_frame_bytes,
+            compression=None,  # firmware offers no extensions
+            max_queue=64,
+            open_timeout=10,
+            server_header=f"xiaozhi-edge/{__version__}",
+        )
+        self.ws_port = self._ws.sockets[0].getsockname()[1] if s.port == 0 else s.port
+        await self.http.start()
+        self._tasks = [
+            asyncio.create_task(self._sweep_idle(), name="idle-sweeper"),
+            asyncio.create_task(metrics.watch_loop_lag(), name="loop-lag"),
+        ]
+        log.info("edge node %s: WebSocket ws://%s:%d%s, HTTP http://%s:%d (OTA /xiaozhi/ota/)",
+                 self.cfg.node_id, s.host, self.ws_port, s.ws_path, s.host, self.http_port)  # fmt: skip
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._ws is not None:
+            self._ws.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._ws.wait_closed(), 5)
+        await self.http.stop()
+        await self.ctx.engines.stop()
+
+    def public_ws_url(self, host_header: str | None) -> str:
+        """The URL the OTA answer gives devices: configured, else derived from how they reached us."""
+        if self.cfg.server.public_ws_url:
+            return self.cfg.server.public_ws_url
+        host = (host_header or "").rsplit(":", 1)[0] or "127.0.0.1"
+        return f"ws://{host}:{self.ws_port}{self.cfg.server.ws_path}"

@@ -1,0 +1,219 @@
+"""A reply as an object with a lifecycle: the data lane of a session.
+
+One Reply per turn, stamped with the session's generation number. It runs the ordered stages
+(ASR, routing, sentence splitting, TTS, pacing) as tasks joined by small queues so the LLM keeps
+generating while the first sentence is synthesised and the previous one is played. A barge-in
+bumps the session's generation and cancels the reply's task; anything it still tries to send
+carries the old generation and is dropped by the session, so no stale text or audio leaves the
+server however far along each stage was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edge_node import metrics
+from edge_node.engines.runtime import SpeechAudio
+from edge_node.engines.sentences import SentenceSplitter, clean_for_speech
+from edge_node.routing.router import APOLOGY, TurnContext
+from edge_node.session.pacer import Pacer
+from shared.protocol import messages as msgs
+
+if TYPE_CHECKING:
+    from edge_node.session.session import Session
+
+
+class ReplyState(enum.StrEnum):
+    PENDING = "pending"
+    SPEAKING = "speaking"
+    DONE = "done"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
+
+
+@dataclass(slots=True)
+class TurnInput:
+    """What the user said: audio to transcribe or text (a detect / text turn)."""
+
+    pcm: np.ndarray | None = None
+    text: str | None = None
+    ended_at: float = field(default_factory=time.monotonic)
+    source: str = "voice"
+
+
+class Reply:
+    def __init__(self, session: Session, gen: int, turn: TurnInput) -> None:
+        self.session = session
+        self.gen = gen
+        self.turn = turn
+        self.state = ReplyState.PENDING
+        self.route = "none"
+        self.user_text = ""
+        self.reply_text: list[str] = []
+        self.first_audio_at: float | None = None
+        self.tts_started = False
+        self.stopped = False
+        self.pacer: Pacer | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.done = asyncio.Event()
+
+    @property
+    def active(self) -> bool:
+        return self.state in (ReplyState.PENDING, ReplyState.SPEAKING)
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"reply-{self.gen}")
+
+    def interrupt(self, cause: str) -> bool:
+        """Cancel the reply; returns False when it had already finished."""
+        if not self.active:
+            return False
+        self.state = ReplyState.INTERRUPTED
+        metrics.INTERRUPTIONS.labels(cause=cause).inc()
+        if self.task is not None:
+            self.task.cancel()
+        return True
+
+    async def _send(self, msg: dict[str, Any]) -> bool:
+        return await self.session.send_json(msg, gen=self.gen)
+
+    async def _run(self) -> None:
+        s = self.session
+        try:
+            text = await self._user_text()
+            if not text:
+                s.log.info("turn: no words recognised, listening again")
+                self.state = ReplyState.DONE
+                metrics.TURNS.labels(route="none", outcome="empty").inc()
+                return
+            self.user_text = text
+            await self._send(msgs.stt(s.session_id, text))
+            ctx = TurnContext(text, list(s.history), s.caps, s.run_action, s.log)
+            result = await s.ctx.router.route(ctx)
+            self.route = result.route
+            s.log.info("turn: %r -> route=%s (%s)", text, result.route, result.reason)
+            self.state = ReplyState.SPEAKING
+            self.tts_started = True
+            await self._send(msgs.tts_start(s.session_id))
+            await self._send(msgs.llm_emotion(s.session_id, result.emotion))
+            await self._speak(result.text)
+            if self.route == "local_llm" and self.reply_text:
+                s.remember(text, " ".join(self.reply_text))
+            self.state = ReplyState.DONE
+            metrics.TURNS.labels(route=self.route, outcome="ok").inc()
+        except asyncio.CancelledError:
+            self.state = ReplyState.INTERRUPTED
+            metrics.TURNS.labels(route=self.route, outcome="interrupted").inc()
+            raise
+        except Exception as exc:  # noqa: BLE001 - the device must still get a complete turn
+            self.state = ReplyState.FAILED
+            metrics.TURNS.labels(route=self.route, outcome="error").inc()
+            s.log.exception("turn failed in route %s: %r", self.route, exc)
+            await self._apologise()
+        finally:
+            self.done.set()
+            s.reply_finished(self)
+
+    async def _user_text(self) -> str:
+        if self.turn.text is not None:
+            return self.turn.text.strip()
+        assert self.turn.pcm is not None
+        result = await self.session.ctx.engines.transcribe(self.turn.pcm)
+        self.session.log.info(
+            "asr: %r (%.0f ms audio, %.0f ms compute)", result.text, result.audio_ms, result.compute_ms
+        )
+        return result.text.strip()
+
+    async def _apologise(self) -> None:
+        """After a failure mid-turn, end the turn the device is waiting for, spoken if possible."""
+        s = self.session
+        with contextlib.suppress(Exception):
+            if not self.tts_started:
+                self.tts_started = True
+                await self._send(msgs.tts_start(s.session_id))
+                await self._send(msgs.llm_emotion(s.session_id, "sad"))
+
+            async def apology() -> AsyncIterator[str]:
+                yield APOLOGY
+
+            await self._speak(apology())
+        if not self.stopped:
+            await self._send(msgs.tts_stop(s.session_id))
+            self.stopped = True
+
+    async def _speak(self, deltas: AsyncIterator[str]) -> None:
+        """Sentences -> TTS (one ahead) -> paced audio, then tts/stop once the device has played it."""
+        s = self.session
+        audio_cfg = s.ctx.cfg.audio
+        sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        speech: asyncio.Queue[SpeechAudio | BaseException | None] = asyncio.Queue(maxsize=2)
+
+        async def split() -> None:
+            splitter = SentenceSplitter(s.ctx.cfg.tts.first_clause_min_chars)
+            try:
+                async for delta in deltas:
+                    for sentence in splitter.push(delta):
+                        sentences.put_nowait(sentence)
+                for sentence in splitter.flush():
+                    sentences.put_nowait(sentence)
+            finally:
+                sentences.put_nowait(None)
+                aclose = getattr(deltas, "aclose", None)
+                if aclose is not None:
+                    with contextlib.suppress(Exception):
+                        await aclose()
+
+        async def synthesise() -> None:
+            try:
+                while (sentence := await sentences.get()) is not None:
+                    spoken = clean_for_speech(sentence)
+                    if not spoken:
+                        continue
+                    audio = await s.ctx.engines.synthesize(
+                        spoken, audio_cfg.downlink_sample_rate, audio_cfg.downlink_frame_ms
+                    )
+                    await speech.put(audio)
+            except Exception as exc:  # noqa: BLE001 - re-raised in the reply task
+                await speech.put(exc)
+            finally:
+                await speech.put(None)
+
+        pacer = self.pacer = Pacer(audio_cfg.downlink_frame_ms, audio_cfg.prebuffer_packets, self._send_audio)
+        tasks = [asyncio.create_task(split()), asyncio.create_task(synthesise())]
+        try:
+            while (item := await speech.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                self.reply_text.append(item.text)
+                await self._send(msgs.tts_sentence_start(s.session_id, item.text))
+                await pacer.play(item.packets)
+            # A route that failed mid-answer surfaces here, before the turn is declared over.
+            await tasks[0]
+            # Let the device play what it holds before telling it the turn is over (§2.8).
+            await asyncio.sleep(pacer.remaining_playout() + audio_cfg.downlink_frame_ms / 1000.0)
+            await self._send(msgs.tts_stop(s.session_id))
+            self.stopped = True
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _send_audio(self, packet: bytes) -> None:
+        sent = await self.session.send_audio(packet, gen=self.gen)
+        if sent and self.first_audio_at is None:
+            self.first_audio_at = time.monotonic()
+            metrics.FIRST_AUDIO.labels(route=self.route).observe(self.first_audio_at - self.turn.ended_at)
+            self.session.log.info(
+                "first audio %.0f ms after end of speech (route %s)",
+                (self.first_audio_at - self.turn.ended_at) * 1000,
+                self.route,
+            )
+

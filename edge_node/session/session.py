@@ -1,0 +1,337 @@
+"""One device connection: protocol state and the control lane.
+
+The receive loop is the control lane (pipecat's priority lane): it handles hello, listen,
+abort, MCP and IoT at once and never waits for a model. Audio only moves bytes here: uplink
+Opus goes to the shared VAD batcher, whose events come back as callbacks, and a finished
+utterance starts a Reply, the data lane, which one interruption cancels. Every reply carries the
+generation number it was started under; ``send_json``/``send_audio`` drop anything stamped with
+an older one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from edge_node import metrics
+from edge_node.engines.vad import VadEvent, VadStream
+from edge_node.routing.intent import DeviceAction, DeviceCapabilities
+from edge_node.session.mcp_client import DeviceMcp
+from edge_node.session.reply import Reply, TurnInput
+from shared.protocol import framing
+from shared.protocol import messages as msgs
+from shared.protocol.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from edge_node.server import ServerContext
+
+log = logging.getLogger("edge_node.session")
+
+
+@dataclass(slots=True)
+class DeviceInfo:
+    """Who is on the other end, from the upgrade request's headers (or query string)."""
+
+    device_id: str
+    client_id: str
+    protocol_version: int
+    remote: str
+
+
+class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Every line of a session names its device and session, so an operator can grep one device."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = dict(kwargs.get("extra") or {})
+        extra.update(self.extra or {})
+        kwargs["extra"] = extra
+        return msg, kwargs
+
+
+class Session:
+    def __init__(self, ws: ServerConnection, ctx: ServerContext, device: DeviceInfo) -> None:
+        self.ws = ws
+        self.ctx = ctx
+        self.device = device
+        self.session_id = str(uuid.uuid4())
+        self.log = SessionLog(log, {"device_id": device.device_id, "session_id": self.session_id})
+        self.protocol_version = device.protocol_version
+        self.gen = 0
+        self.mode = "auto"
+        self.listening = False
+        self.hello_done = False
+        self.reply: Reply | None = None
+        self.history: list[dict[str, str]] = []
+        self.caps = DeviceCapabilities()
+        self.mcp: DeviceMcp | None = None
+        self._mcp_task: asyncio.Task[None] | None = None
+        self._manual_packets: list[bytes] = []
+        self.vad = VadStream(ctx.cfg.vad, self._on_vad_event, self._on_vad_error)
+        self.last_activity = time.monotonic()
+        self.closing = False
+        self._bad_audio_logged = 0
+        self._barge_in: asyncio.Task[None] | None = None
+
+    # -- outbound: the only two ways anything reaches the device ----------------------------
+    async def send_json(self, msg: dict[str, Any], gen: int | None = None) -> bool:
+        if gen is not None and gen != self.gen:
+            return False
+        try:
+            await self.ws.send(msgs.encode(msg))
+            return True
+        except ConnectionClosed:
+            return False
+
+    async def send_audio(self, packet: bytes, gen: int) -> bool:
+        if gen != self.gen:
+            return False
+        try:
+            await self.ws.send(framing.pack_audio(packet, self.protocol_version))
+        except ConnectionClosed:
+            return False
+        metrics.AUDIO_PACKETS.labels(direction="down").inc()
+        return True
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def run(self) -> None:
+        self.ctx.engines.vad_batcher.register(self.vad)
+        try:
+            if not await self._await_hello():
+                return
+            async for message in self.ws:
+                if isinstance(message, bytes):
+                    await self._on_binary(message)
+                else:
+                    await self._on_text(message)
+        finally:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        self.closing = True
+        self.ctx.engines.vad_batcher.unregister(self.vad)
+        if self.reply is not None:
+            self.reply.interrupt("disconnect")
+        if self._mcp_task is not None:
+            self._mcp_task.cancel()
+        if self.mcp is not None:
+            self.mcp.close()
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closing = True
+        with contextlib.suppress(Exception):
+            await self.ws.close(code, reason)
+
+    async def _await_hello(self) -> bool:
+        deadline = time.monotonic() + self.ctx.cfg.server.hello_timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                message = await asyncio.wait_for(self.ws.recv(), remaining)
+            except TimeoutError:
+                self.log.warning("no hello within %.0f s: closing", self.ctx.cfg.server.hello_timeout_s)
+                metrics.PROTOCOL_ERRORS.labels(code="hello_timeout").inc()
+                await self.close(1008, "no hello received")
+                return False
+            if isinstance(message, bytes):
+                self._protocol_error(ProtocolError("bad_frame", "binary frame before hello (dropped)"))
+                continue
+            try:
+                parsed = msgs.parse_client_message(message, self.ctx.cfg.server.max_frame_bytes)
+            except ProtocolError as exc:
+                self._protocol_error(exc)
+                continue
+            if not isinstance(parsed, msgs.Hello):
+                self._protocol_error(ProtocolError("bad_field", f"{type(parsed).__name__} before hello (ignored)"))
+                continue
+            await self._on_hello(parsed)
+            return True
+
+    async def _on_hello(self, hello: msgs.Hello) -> None:
+        if hello.version in (1, 2, 3):
+            self.protocol_version = hello.version
+        audio = self.ctx.cfg.audio
+        await self.send_json(msgs.server_hello(self.session_id, audio.downlink_sample_rate, audio.downlink_frame_ms))
+        self.hello_done = True
+        uplink = hello.audio_params
+        self.log.info(
+            "hello: protocol v%d, uplink %s Hz / %s ms, features %s",
+            self.protocol_version,
+            uplink.sample_rate if uplink else "?",
+            uplink.frame_duration if uplink else "?",
+            dict(hello.features),
+        )
+        if hello.features.get("mcp"):
+            self.mcp = DeviceMcp(self._send_mcp, self.ctx.cfg.mcp, self.log)
+            self._mcp_task = asyncio.create_task(self.mcp.start(), name="mcp-init")
+            self._mcp_task.add_done_callback(lambda _t: self._sync_tools())
+
+    def _sync_tools(self) -> None:
+        if self.mcp is not None:
+            self.caps.tools = {name: tool.input_schema for name, tool in self.mcp.tools.items()}
+
+    async def _send_mcp(self, payload: dict[str, Any]) -> None:
+        await self.send_json(msgs.mcp(self.session_id, payload))
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        metrics.PROTOCOL_ERRORS.labels(code=exc.code).inc()
+        self.log.warning("protocol error: %s", exc)
+
+    # -- control lane -------------------------------------------------------------------------
+    async def _on_text(self, text: str) -> None:
+        try:
+            message = msgs.parse_client_message(text, self.ctx.cfg.server.max_frame_bytes)
+        except ProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        if isinstance(message, msgs.Listen):
+            await self._on_listen(message)
+        elif isinstance(message, msgs.Abort):
+            self.touch()
+            await self.interrupt(message.reason or "abort", send_stop=True)
+        elif isinstance(message, msgs.Mcp):
+            if self.mcp is not None:
+                self.mcp.handle(message.payload)
+        elif isinstance(message, msgs.Iot):
+            self._on_iot(message)
+        elif isinstance(message, msgs.Hello):
+            await self._on_hello(message)  # a repeated hello renegotiates, as firmware expects
+        elif isinstance(message, msgs.Ping):
+            await self.send_json(msgs.pong(self.session_id))
+        elif isinstance(message, msgs.Goodbye):
+            await self.close(1000, "goodbye")
+
+    async def _on_listen(self, listen: msgs.Listen) -> None:
+        if listen.state == "start":
+            if self.reply is not None and self.reply.active:
+                await self.interrupt("listen_start", send_stop=True)
+            self.mode = listen.mode or self.mode or "auto"
+            self.listening = True
+            self.vad.reset()
+            self._manual_packets.clear()
+        elif listen.state == "stop":
+            self.touch()
+            self.listening = False
+            if self.mode == "manual" and self._manual_packets:
+                packets, self._manual_packets = self._manual_packets, []
+                ended = time.monotonic()
+                pcm, bad = await self.ctx.engines.decode_opus(packets)
+                if bad:
+                    self.log.warning("push-to-talk utterance: %d undecodable Opus packets skipped", bad)
+                self.start_reply(TurnInput(pcm=pcm, ended_at=ended, source="voice"))
+        elif listen.state == "detect":
+            self.touch()
+            self.vad.reset()  # the wake-word burst is not part of the next utterance
+            if listen.text:
+                self.log.info("detect: %r", listen.text)
+                self.start_reply(TurnInput(text=listen.text, source="text"))
+
+    def _on_iot(self, iot: msgs.Iot) -> None:
+        for thing in iot.descriptors or []:
+            if isinstance(thing, dict) and isinstance(thing.get("name"), str):
+                methods = thing.get("methods") or {}
+                self.caps.iot_methods[thing["name"]] = set(methods) if isinstance(methods, dict) else set()
+        for entry in iot.states or []:
+            if isinstance(entry, dict) and isinstance(entry.get("state"), dict):
+                for key in ("volume", "brightness"):
+                    if isinstance(entry["state"].get(key), int | float):
+                        self.caps.state[key] = int(entry["state"][key])
+        self.log.debug("iot: things %s", sorted(self.caps.iot_methods))
+
+    async def run_action(self, action: DeviceAction) -> str:
+        """Carry out an intent's device action (MCP tool call or legacy IoT command)."""
+        if action.kind == "mcp":
+            if self.mcp is None:
+                raise RuntimeError("device has no MCP")
+            return await self.mcp.call_tool(action.name, action.arguments)
+        command = {"name": action.name, "method": action.method, "parameters": action.arguments}
+        await self.send_json(msgs.iot_commands(self.session_id, [command]))
+        return "sent"
+
+    # -- audio --------------------------------------------------------------------------------
+    async def _on_binary(self, data: bytes) -> None:
+        try:
+            frame = framing.unpack_audio(data, self.protocol_version)
+        except ProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        if frame.is_json:  # v2 can carry a JSON message in a binary frame
+            await self._on_text(frame.payload.decode("utf-8", errors="replace"))
+            return
+        metrics.AUDIO_PACKETS.labels(direction="up").inc()
+        if not self.listening:
+            return  # e.g. the wake-word burst before detect, or mic audio while we speak
+        if self.mode == "manual":
+            if len(self._manual_packets) * 20 < self.ctx.cfg.vad.max_utterance_s * 1000:
+                self._manual_packets.append(frame.payload)
+            return
+        self.vad.feed_opus(frame.payload)
+
+    def _on_vad_error(self, message: str) -> None:
+        metrics.PROTOCOL_ERRORS.labels(code="bad_opus").inc()
+        self._bad_audio_logged += 1
+        if self._bad_audio_logged <= 3 or self._bad_audio_logged % 100 == 0:
+            self.log.warning("uplink audio: %s (%d so far)", message, self._bad_audio_logged)
+
+    def _on_vad_event(self, event: VadEvent) -> None:
+        if self.closing or not self.listening:
+            return
+        if event.kind == "speech_start":
+            self.touch()
+            if self.mode == "realtime" and self.reply is not None and self.reply.active:
+                self._barge_in = asyncio.get_running_loop().create_task(self.interrupt("voice", send_stop=True))
+            return
+        pcm = event.pcm if event.pcm is not None else np.zeros(0, dtype=np.int16)
+        if self.mode == "auto":
+            self.listening = False  # until the device's next listen/start
+        # The VAD decides min_silence_ms after the voice stopped; latency counts from the voice.
+        ended_at = event.at - self.ctx.cfg.vad.min_silence_ms / 1000 if event.kind == "speech_end" else event.at
+        self.start_reply(TurnInput(pcm=pcm, ended_at=ended_at, source="voice"))
+
+    # -- data lane ----------------------------------------------------------------------------
+    def start_reply(self, turn: TurnInput) -> None:
+        if self.reply is not None and self.reply.active:
+            self.reply.interrupt("new_turn")
+        self.gen += 1
+        self.reply = Reply(self, self.gen, turn)
+        self.reply.start()
+
+    async def interrupt(self, cause: str, send_stop: bool) -> None:
+        """Barge-in: everything of the current generation is dropped, then tts/stop."""
+        reply = self.reply
+        was_active = reply is not None and reply.interrupt(cause)
+        self.gen += 1
+        if was_active:
+            self.log.info("reply interrupted (%s)", cause)
+        if send_stop:
+            await self.send_json(msgs.tts_stop(self.session_id))
+
+    def reply_finished(self, reply: Reply) -> None:
+        self.touch()
+        if reply.state.value == "done" and not reply.tts_started and self.mode == "auto":
+            # Nothing was said (empty transcript): the device is still streaming, keep listening.
+            self.listening = True
+            self.vad.reset()
+
+    def remember(self, user: str, assistant: str) -> None:
+        self.history += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+        keep = 2 * self.ctx.cfg.llm.history_turns
+        del self.history[: max(0, len(self.history) - keep)]
+
+    def touch(self) -> None:
+        self.last_activity = time.monotonic()
+
+    def idle_for(self, now: float) -> float:
+        if self.reply is not None and self.reply.active:
+            return 0.0
+        return now - self.last_activity
