@@ -89,10 +89,12 @@ class LlmConfig(_Section):
     n_ctx: int = Field(2048, ge=256)
     threads: int = Field(2, ge=1)
     max_tokens: int = Field(64, ge=1)
-    temperature: float = Field(0.3, ge=0)
-    system_prompt: str = (
-        "You are Xiaozhi, a friendly voice assistant. Answer in one or two short sentences."
-    )
+    temperature: float = Field(0.2, ge=0)
+    # Small models loop ("a joke about a joke about a joke"); a mild penalty stops most of it.
+    repeat_penalty: float = Field(1.2, ge=1.0)
+    # Short and stable so llama.cpp's prompt cache keeps it (models.md §10); the bundled SmolLM2
+    # answered trivia correctly with this wording and drifted into French with a persona prompt.
+    system_prompt: str = "You are a helpful voice assistant. Give short, correct answers."
     history_turns: int = Field(4, ge=0)
 
 

@@ -60,6 +60,7 @@ class LlamaLlm:
             "messages": messages,
             "stream": True,
             "temperature": self.cfg.temperature,
+            "repeat_penalty": self.cfg.repeat_penalty,
             "max_tokens": max_tokens if max_tokens is not None else self.cfg.max_tokens,
         }
         if tools:

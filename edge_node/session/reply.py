@@ -96,6 +96,7 @@ class Reply:
                 return
             self.user_text = text
             await self._send(msgs.stt(s.session_id, text))
+            await s.tools_ready()
             ctx = TurnContext(text, list(s.history), s.caps, s.run_action, s.log)
             result = await s.ctx.router.route(ctx)
             self.route = result.route

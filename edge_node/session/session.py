@@ -176,6 +176,13 @@ class Session:
             self._mcp_task = asyncio.create_task(self.mcp.start(), name="mcp-init")
             self._mcp_task.add_done_callback(lambda _t: self._sync_tools())
 
+    async def tools_ready(self, timeout_s: float = 3.0) -> None:
+        """Wait (briefly) for the device's tool list: firmware may ask for a command right after hello."""
+        if self.mcp is not None and not self.mcp.ready.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.mcp.ready.wait(), timeout_s)
+        self._sync_tools()
+
     def _sync_tools(self) -> None:
         if self.mcp is not None:
             self.caps.tools = {name: tool.input_schema for name, tool in self.mcp.tools.items()}

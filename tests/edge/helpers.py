@@ -1,0 +1,93 @@
+"""Helpers for the edge-node tests: speech, a raw WebSocket peer, audio checks."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import struct
+from functools import lru_cache
+
+import numpy as np
+
+from shared.client.speech import synthesize_16k
+
+
+@lru_cache(maxsize=32)
+def speech(text: str) -> np.ndarray:
+    """Piper-synthesised 16 kHz speech, cached on disk by the client module."""
+    return synthesize_16k(text)
+
+
+def rms(pcm: np.ndarray) -> float:
+    if pcm.size == 0:
+        return 0.0
+    return float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2)))
+
+
+def words(text: str) -> list[str]:
+    return "".join(c.lower() if c.isalnum() or c.isspace() else " " for c in text).split()
+
+
+class RawPeer:
+    """A hand-written WebSocket client: sees every frame the server sends, pings included,
+    and never answers a ping, like firmware that does not implement pong."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status_line: str) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.status_line = status_line
+
+    @classmethod
+    async def connect(cls, port: int, path: str = "/xiaozhi/v1/", headers: dict[str, str] | None = None) -> RawPeer:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        lines = [
+            f"GET {path} HTTP/1.1",
+            f"Host: 127.0.0.1:{port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {key}",
+            "Sec-WebSocket-Version: 13",
+        ] + [f"{k}: {v}" for k, v in (headers or {}).items()]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        return cls(reader, writer, head.split(b"\r\n", 1)[0].decode())
+
+    async def send(self, payload: bytes, opcode: int = 1) -> None:
+        mask = os.urandom(4)
+        header = bytes([0x80 | opcode])
+        n = len(payload)
+        if n < 126:
+            header += bytes([0x80 | n])
+        elif n < 65536:
+            header += bytes([0x80 | 126]) + struct.pack("!H", n)
+        else:
+            header += bytes([0x80 | 127]) + struct.pack("!Q", n)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.writer.write(header + mask + masked)
+        await self.writer.drain()
+
+    async def recv_frame(self, wait_s: float) -> tuple[int, bytes]:
+        head = await asyncio.wait_for(self.reader.readexactly(2), wait_s)
+        opcode = head[0] & 0x0F
+        n = head[1] & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", await self.reader.readexactly(2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", await self.reader.readexactly(8))[0]
+        return opcode, await self.reader.readexactly(n)
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass
+
+
+HELLO = (
+    b'{"type":"hello","version":1,"features":{"mcp":true},"transport":"websocket",'
+    b'"audio_params":{"format":"opus","sample_rate":16000,"channels":1,"frame_duration":60}}'
+)
