@@ -75,6 +75,31 @@ class DeviceCapabilities:
     state: dict[str, Any] = field(default_factory=dict)  # last known volume/brightness
 
 
+@dataclass(frozen=True, slots=True)
+class _Setting:
+    """A 0-100 device setting: how it is asked for and which tool (or IoT method) sets it."""
+
+    key: str
+    spoken: str
+    trigger: str
+    up: tuple[str, ...]
+    down: tuple[str, ...]
+    tool: str
+    iot: tuple[str, str]
+
+
+_VOLUME = _Setting(
+    "volume", "volume control", r"\b(volume|louder|quieter|softer|mute|unmute)\b|音量",
+    ("up", "louder", "increase", "raise", "大"), ("down", "quieter", "softer", "lower", "decrease", "小"),
+    "self.audio_speaker.set_volume", ("Speaker", "SetVolume"),
+)  # fmt: skip
+_BRIGHTNESS = _Setting(
+    "brightness", "screen brightness control", r"\b(brightness|brighter|dimmer|dim)\b|亮度",
+    ("up", "brighter", "increase", "raise"), ("down", "dimmer", "dim", "lower", "decrease"),
+    "self.screen.set_brightness", ("Backlight", "SetBrightness"),
+)  # fmt: skip
+
+
 class IntentMatcher:
     def __init__(self, wake_words: list[str], timezone_offset_min: int | None = None) -> None:
         self._wake = {normalise(w) for w in wake_words}
@@ -108,42 +133,30 @@ class IntentMatcher:
             return max(0, current - 20)
         return None
 
-    def _volume(self, t: str, caps: DeviceCapabilities) -> IntentMatch | None:
-        if not re.search(r"\b(volume|louder|quieter|softer|mute|unmute)\b|音量", t):
+    def _setting(self, t: str, caps: DeviceCapabilities, setting: _Setting) -> IntentMatch | None:
+        if not re.search(setting.trigger, t):
             return None
-        current = int(caps.state.get("volume", 50))
-        if re.search(r"\bunmute\b", t):
-            level: int | None = max(current, 50)
-        elif re.search(r"\bmute\b", t):
+        current = int(caps.state.get(setting.key, 50))
+        level: int | None
+        if setting.key == "volume" and re.search(r"\bunmute\b", t):
+            level = max(current, 50)
+        elif setting.key == "volume" and re.search(r"\bmute\b", t):
             level = 0
         else:
-            level = self._level(t, current, ("up", "louder", "increase", "raise", "大"), ("down", "quieter",
-                                "softer", "lower", "decrease", "小"))  # fmt: skip
+            level = self._level(t, current, setting.up, setting.down)
         if level is None:
             return None
-        action = self._device_action(
-            caps, "self.audio_speaker.set_volume", {"volume": level}, ("Speaker", "SetVolume")
-        )
+        action = self._device_action(caps, setting.tool, {setting.key: level}, setting.iot)
         if action is None:
-            return IntentMatch("volume", "Sorry, this device has no volume control I can reach.", "sad")
-        caps.state["volume"] = level
-        return IntentMatch("volume", f"Okay, volume set to {level}.", "happy", action)
+            return IntentMatch(setting.key, f"Sorry, this device has no {setting.spoken} I can reach.", "sad")
+        caps.state[setting.key] = level
+        return IntentMatch(setting.key, f"Okay, {setting.key} set to {level}.", "happy", action)
+
+    def _volume(self, t: str, caps: DeviceCapabilities) -> IntentMatch | None:
+        return self._setting(t, caps, _VOLUME)
 
     def _brightness(self, t: str, caps: DeviceCapabilities) -> IntentMatch | None:
-        if not re.search(r"\b(brightness|brighter|dimmer|dim)\b|亮度", t):
-            return None
-        current = int(caps.state.get("brightness", 50))
-        level = self._level(t, current, ("up", "brighter", "increase", "raise"), ("down", "dimmer", "dim",
-                            "lower", "decrease"))  # fmt: skip
-        if level is None:
-            return None
-        action = self._device_action(
-            caps, "self.screen.set_brightness", {"brightness": level}, ("Backlight", "SetBrightness")
-        )
-        if action is None:
-            return IntentMatch("brightness", "Sorry, this device has no screen brightness control.", "sad")
-        caps.state["brightness"] = level
-        return IntentMatch("brightness", f"Okay, brightness set to {level}.", "happy", action)
+        return self._setting(t, caps, _BRIGHTNESS)
 
     def _theme(self, t: str, caps: DeviceCapabilities) -> IntentMatch | None:
         found = re.search(r"\b(dark|light)\s+(mode|theme)\b", t)

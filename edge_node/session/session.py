@@ -27,7 +27,7 @@ from edge_node.engines.vad import VadEvent, VadStream
 from edge_node.routing.intent import DeviceAction, DeviceCapabilities
 from edge_node.session.mcp_client import DeviceMcp
 from edge_node.session.reply import Reply, TurnInput
-from shared.protocol import framing
+from shared.protocol import framing, mcp
 from shared.protocol import messages as msgs
 from shared.protocol.errors import ProtocolError
 
@@ -244,15 +244,14 @@ class Session:
                 self.start_reply(TurnInput(text=listen.text, source="text"))
 
     def _on_iot(self, iot: msgs.Iot) -> None:
-        for thing in iot.descriptors or []:
-            if isinstance(thing, dict) and isinstance(thing.get("name"), str):
-                methods = thing.get("methods") or {}
-                self.caps.iot_methods[thing["name"]] = set(methods) if isinstance(methods, dict) else set()
+        for thing in mcp.parse_iot_descriptors(list(iot.descriptors or [])):
+            self.caps.iot_methods[thing.name] = set(thing.methods)
         for entry in iot.states or []:
-            if isinstance(entry, dict) and isinstance(entry.get("state"), dict):
+            state = entry.get("state") if isinstance(entry, dict) else None
+            if isinstance(state, dict):
                 for key in ("volume", "brightness"):
-                    if isinstance(entry["state"].get(key), int | float):
-                        self.caps.state[key] = int(entry["state"][key])
+                    if isinstance(state.get(key), int | float):
+                        self.caps.state[key] = int(state[key])
         self.log.debug("iot: things %s", sorted(self.caps.iot_methods))
 
     async def run_action(self, action: DeviceAction) -> str:

@@ -57,7 +57,7 @@ def test_volume_falls_back_to_legacy_iot(matcher: IntentMatcher) -> None:
 
 def test_volume_without_any_control_says_so(matcher: IntentMatcher) -> None:
     match = matcher.match("set the volume to 20", DeviceCapabilities())
-    assert match is not None and match.action is None and "no volume" in match.say
+    assert match is not None and match.action is None and "no volume control" in match.say
 
 
 def test_brightness_and_theme(matcher: IntentMatcher) -> None:
