@@ -31,6 +31,11 @@ STAGE_SECONDS = Histogram(
 QUEUE_WAIT_SECONDS = Histogram(
     "xiaozhi_edge_queue_wait_seconds", "Time a job waited for its engine", ["stage"], buckets=LATENCY_BUCKETS
 )
+QUEUE_DEPTH = Gauge("xiaozhi_edge_queue_depth", "Jobs waiting for an engine worker", ["stage"])
+BUSY = Counter("xiaozhi_edge_busy_total", "Jobs refused because a stage was saturated", ["stage", "reason"])
+ADMISSION = Counter("xiaozhi_edge_admission_total", "Connection admission decisions", ["result"])
+CAPACITY = Gauge("xiaozhi_edge_capacity_turns_per_second", "Measured turn capacity of this node")
+DEMAND = Gauge("xiaozhi_edge_demand_turns_per_second", "Recent turn rate (exponentially weighted)")
 INTERRUPTIONS = Counter("xiaozhi_edge_interruptions_total", "Replies cut short by barge-in", ["cause"])
 PROTOCOL_ERRORS = Counter("xiaozhi_edge_protocol_errors_total", "Rejected device input", ["code"])
 AUDIO_PACKETS = Counter("xiaozhi_edge_audio_packets_total", "Opus packets", ["direction"])

@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from edge_node import __version__, metrics
+from edge_node.admission import CapacityModel
 from edge_node.engines.runtime import Engines
 from edge_node.http_api import HttpApi
 from edge_node.routing.router import Router
@@ -38,6 +39,7 @@ class ServerContext:
     cfg: EdgeConfig
     engines: Engines
     router: Router
+    capacity: CapacityModel
     sessions: set[Session] = field(default_factory=set)
     started_at: float = field(default_factory=time.time)
 
@@ -65,7 +67,7 @@ def _device_info(request: Request, remote: str) -> DeviceInfo:
 class EdgeServer:
     def __init__(self, cfg: EdgeConfig, engines: Engines) -> None:
         self.cfg = cfg
-        self.ctx = ServerContext(cfg, engines, Router(cfg, engines))
+        self.ctx = ServerContext(cfg, engines, Router(cfg, engines), CapacityModel(cfg.admission))
         self.http = HttpApi(self)
         self._ws: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -92,11 +94,12 @@ class EdgeServer:
             metrics.CONNECTIONS.labels(result="unauthorised").inc()
             log.warning("refused %s: bad or missing token", request.headers.get("Device-Id", "?"))
             return connection.respond(HTTPStatus.UNAUTHORIZED, "invalid or missing device token\n")
-        if len(self.ctx.sessions) >= self.cfg.server.max_sessions:
-            metrics.CONNECTIONS.labels(result="refused_full").inc()
-            log.warning("refused %s: node full (%d sessions)", request.headers.get("Device-Id", "?"),
-                        len(self.ctx.sessions))  # fmt: skip
-            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "edge node at capacity, retry later\n")
+        admitted, why = self.ctx.capacity.admit(len(self.ctx.sessions), self.cfg.server.max_sessions)
+        metrics.ADMISSION.labels(result="admitted" if admitted else "refused").inc()
+        if not admitted:
+            metrics.CONNECTIONS.labels(result="refused_busy").inc()
+            log.warning("refused %s: %s", request.headers.get("Device-Id", "?"), why)
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, f"{why}; retry later\n")
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
@@ -125,6 +128,13 @@ class EdgeServer:
             metrics.SESSIONS.set(len(self.ctx.sessions))
             metrics.CONNECTIONS.labels(result=result).inc()
             session.log.info("disconnected (%s, code %s)", result, ws.close_code)
+
+    async def _measure_capacity(self) -> None:
+        """Re-measure CPU per turn every few seconds (what admission compares demand against)."""
+        while True:
+            await asyncio.sleep(5)
+            self.ctx.capacity.sample()
+            self.ctx.capacity.demand()
 
     async def _sweep_idle(self) -> None:
         """Close sessions nobody spoke in for idle_timeout_s (a device that never speaks)."""
@@ -161,6 +171,7 @@ class EdgeServer:
         self._tasks = [
             asyncio.create_task(self._sweep_idle(), name="idle-sweeper"),
             asyncio.create_task(metrics.watch_loop_lag(), name="loop-lag"),
+            asyncio.create_task(self._measure_capacity(), name="capacity"),
         ]
         log.info("edge node %s: WebSocket ws://%s:%d%s, HTTP http://%s:%d (OTA /xiaozhi/ota/)",
                  self.cfg.node_id, s.host, self.ws_port, s.ws_path, s.host, self.http_port)  # fmt: skip

@@ -82,6 +82,8 @@ class AsrConfig(_Section):
     sherpa_model_type: Literal["sense_voice", "paraformer"] = "sense_voice"
     sherpa_tokens: str = ""
     max_new_tokens: int = Field(96, ge=8)
+    # Model instances, each on its own worker thread (each costs its RSS: ~110 MB for tiny.en).
+    workers: int = Field(1, ge=1)
 
 
 class LlmConfig(_Section):
@@ -96,6 +98,7 @@ class LlmConfig(_Section):
     # answered trivia correctly with this wording and drifted into French with a persona prompt.
     system_prompt: str = "You are a helpful voice assistant. Give short, correct answers."
     history_turns: int = Field(4, ge=0)
+    workers: int = Field(1, ge=1)
 
 
 class TtsConfig(_Section):
@@ -104,6 +107,7 @@ class TtsConfig(_Section):
     threads: int = Field(1, ge=1)
     # The first chunk of a reply is cut at a comma once it has this many characters.
     first_clause_min_chars: int = Field(12, ge=1)
+    workers: int = Field(1, ge=1)
 
 
 class IntentConfig(_Section):
@@ -119,6 +123,28 @@ class RoutingConfig(_Section):
     )
     # The local LLM must produce its first token within this time, or the turn falls back.
     local_llm_timeout_s: float = Field(20.0, gt=0)
+
+
+class QueueConfig(_Section):
+    """Bounds on the engine queues: a turn that cannot be served in time hears "busy" instead."""
+
+    max_queue: int = Field(64, ge=1)
+    asr_max_wait_s: float = Field(4.0, gt=0)
+    llm_max_wait_s: float = Field(6.0, gt=0)
+    tts_max_wait_s: float = Field(4.0, gt=0)
+    busy_message: str = "Sorry, I'm busy right now. Please ask me again in a moment."
+
+
+class AdmissionConfig(_Section):
+    """Refuse new connections when recent demand reaches the measured turn capacity."""
+
+    enabled: bool = True
+    target_utilization: float = Field(0.85, gt=0, le=1)
+    # Before enough turns have been measured: CPU-seconds per turn (models.md §8 measured ~2.2
+    # without caches or the short ASR window; 1.0 is the optimistic start for this server).
+    cpu_s_per_turn_prior: float = Field(1.0, gt=0)
+    window_s: float = Field(30.0, gt=0)
+    min_turns_per_sample: int = Field(5, ge=1)
 
 
 class McpConfig(_Section):
@@ -144,6 +170,8 @@ class EdgeConfig(_Section):
     intent: IntentConfig = Field(default_factory=IntentConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     mcp: McpConfig = Field(default_factory=McpConfig)
+    admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
+    queues: QueueConfig = Field(default_factory=QueueConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
 

@@ -1,9 +1,10 @@
 """The engines of one edge process: loaded once, shared by every session, run off the event loop.
 
-Each model gets its own single-thread executor. The models are not thread-safe (llama.cpp
-contexts, Piper's phonemizer), but CTranslate2, onnxruntime and llama.cpp release the GIL while
-they compute, so ASR, LLM and TTS of different sessions overlap on different cores while the
-event loop only moves bytes. Sessions never hold a model; they hold a reference to this object.
+Each stage (ASR, LLM, TTS) is a StagePool: one model instance per worker thread, a bounded
+priority queue in front. The models are not thread-safe (llama.cpp contexts, Piper's
+phonemizer), but CTranslate2, onnxruntime and llama.cpp release the GIL while they compute, so
+ASR, LLM and TTS of different sessions overlap on different cores while the event loop only
+moves bytes. Sessions never hold a model; they hold a reference to this object.
 """
 
 from __future__ import annotations
@@ -12,23 +13,22 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 import numpy as np
 
 from edge_node import metrics
 from edge_node.engines.asr import AsrEngine, AsrResult, load_asr
 from edge_node.engines.llm import LlamaLlm
+from edge_node.engines.pool import FIRST, NORMAL, StagePool
 from edge_node.engines.tts import PiperTts, encode_for_device
 from edge_node.engines.vad import SileroVad, VadBatcher
 from shared.audio.opus import OpusDecoder, OpusEncoder
 from shared.config import EdgeConfig
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -41,45 +41,49 @@ class SpeechAudio:
 
 
 class Engines:
-    """Holds the models and the executors that run them."""
+    """Holds the models and the worker pools that run them."""
 
     def __init__(
         self,
         cfg: EdgeConfig,
         vad: SileroVad,
-        asr: AsrEngine,
-        llm: LlamaLlm,
-        tts: PiperTts,
+        asr: list[AsrEngine],
+        llm: list[LlamaLlm],
+        tts: list[PiperTts],
     ) -> None:
         self.cfg = cfg
         self.vad = vad
-        self.asr = asr
-        self.llm = llm
-        self.tts = tts
-        self._asr_pool = ThreadPoolExecutor(1, thread_name_prefix="asr")
-        self._llm_pool = ThreadPoolExecutor(1, thread_name_prefix="llm")
-        self._tts_pool = ThreadPoolExecutor(1, thread_name_prefix="tts")
+        self.asr, self.llm, self.tts = asr[0], llm[0], tts[0]
+        q = cfg.queues
+        self.asr_pool = StagePool("asr", asr, q.max_queue, q.asr_max_wait_s)
+        self.llm_pool = StagePool("llm", llm, q.max_queue, q.llm_max_wait_s)
+        self.tts_pool = StagePool("tts", tts, q.max_queue, q.tts_max_wait_s)
         self._vad_pool = ThreadPoolExecutor(1, thread_name_prefix="vad")
         # Bulk Opus work that is not TTS (decoding a push-to-talk utterance).
         self._audio_pool = ThreadPoolExecutor(1, thread_name_prefix="audio")
         self.vad_batcher = VadBatcher(vad, tick_ms=cfg.vad.tick_ms, executor=self._vad_pool)
-        # One encoder per TTS thread: encoders are reset per sentence, so sessions share it.
-        self._encoders: dict[tuple[int, int], OpusEncoder] = {}
+        # One encoder per TTS worker thread, reset per sentence: sessions hold no encoder.
+        self._encoders = threading.local()
+        # The busy answer is encoded once: when the node is saturated it must not need TTS.
+        self.busy_audio: SpeechAudio | None = None
 
     @classmethod
     def load(cls, cfg: EdgeConfig) -> Engines:
-        """Load every model once; the figures go to the log so an operator sees start-up cost."""
+        """Load every model once per worker; the figures go to the log so an operator sees start-up cost."""
         started = time.perf_counter()
         vad = SileroVad(cfg.vad.model_path or None)
-        asr = load_asr(cfg.asr)
-        llm = LlamaLlm(cfg.llm)
-        tts = PiperTts(cfg.tts)
+        asr = [load_asr(cfg.asr) for _ in range(cfg.asr.workers)]
+        llm = [LlamaLlm(cfg.llm) for _ in range(cfg.llm.workers)]
+        tts = [PiperTts(cfg.tts) for _ in range(cfg.tts.workers)]
         log.info(
-            "engines loaded in %.2f s: vad=silero asr=%s llm=%s tts=piper@%d Hz",
+            "engines loaded in %.2f s: vad=silero asr=%s x%d llm=%s x%d tts=piper@%d Hz x%d",
             time.perf_counter() - started,
-            asr.name,
-            llm.name,
-            tts.sample_rate,
+            asr[0].name,
+            len(asr),
+            llm[0].name,
+            len(llm),
+            tts[0].sample_rate,
+            len(tts),
         )
         engines = cls(cfg, vad, asr, llm, tts)
         engines.warm_up()
@@ -94,7 +98,10 @@ class Engines:
             max_tokens=2,
         ):
             pass
-        self.tts.synthesize("Ready.")
+        audio = self.cfg.audio
+        self.busy_audio = self._synthesize_on(
+            self.tts, self.cfg.queues.busy_message, audio.downlink_sample_rate, audio.downlink_frame_ms
+        )
         log.info("engines warmed up in %.2f s", time.perf_counter() - started)
 
     async def start(self) -> None:
@@ -102,28 +109,14 @@ class Engines:
 
     async def stop(self) -> None:
         await self.vad_batcher.stop()
-        for pool in (self._asr_pool, self._llm_pool, self._tts_pool, self._vad_pool, self._audio_pool):
-            pool.shutdown(wait=False, cancel_futures=True)
-
-    async def _run(self, pool: ThreadPoolExecutor, stage: str, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        queued = time.perf_counter()
-        started: list[float] = []
-
-        def timed() -> T:
-            started.append(time.perf_counter())
-            return fn(*args)
-
-        try:
-            return await loop.run_in_executor(pool, timed)
-        finally:
-            done = time.perf_counter()
-            if started:
-                metrics.STAGE_SECONDS.labels(stage=stage).observe(done - started[0])
-                metrics.QUEUE_WAIT_SECONDS.labels(stage=stage).observe(started[0] - queued)
+        for pool in (self.asr_pool, self.llm_pool, self.tts_pool):
+            pool.close()
+        for executor in (self._vad_pool, self._audio_pool):
+            executor.shutdown(wait=False, cancel_futures=True)
 
     async def transcribe(self, pcm: np.ndarray) -> AsrResult:
-        return await self._run(self._asr_pool, "asr", self.asr.transcribe, pcm)
+        # The device is waiting in silence for this one: ahead of queued TTS tails.
+        return await self.asr_pool.run(lambda asr: asr.transcribe(pcm), FIRST)
 
     async def decode_opus(self, packets: list[bytes], sample_rate: int = 16000) -> tuple[np.ndarray, int]:
         """Decode a whole push-to-talk utterance off the loop; returns (pcm, bad packet count)."""
@@ -140,12 +133,15 @@ class Engines:
             pcm = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
             return pcm, bad
 
-        return await self._run(self._audio_pool, "opus_decode", work)
+        started = time.perf_counter()
+        result = await asyncio.get_running_loop().run_in_executor(self._audio_pool, work)
+        metrics.STAGE_SECONDS.labels(stage="opus_decode").observe(time.perf_counter() - started)
+        return result
 
     async def chat_stream(
         self, messages: list[dict[str, str]], max_tokens: int | None = None
     ) -> AsyncIterator[str]:
-        """Stream LLM deltas from the LLM thread; closing the iterator stops generation at once."""
+        """Stream LLM deltas from an LLM worker; closing the iterator stops generation at once."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
         cancel = threading.Event()
@@ -154,9 +150,9 @@ class Engines:
         def put(item: str | BaseException | None) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        def work() -> None:
+        def work(llm: LlamaLlm) -> None:
             try:
-                for delta in self.llm.stream_chat(messages, max_tokens=max_tokens, cancel=cancel):
+                for delta in llm.stream_chat(messages, max_tokens=max_tokens, cancel=cancel):
                     if cancel.is_set():
                         break
                     put(delta)
@@ -165,37 +161,43 @@ class Engines:
             finally:
                 put(None)
 
-        future = loop.run_in_executor(self._llm_pool, work)
+        job = asyncio.ensure_future(self.llm_pool.run(work))
         first = True
         try:
             while True:
-                item = await queue.get()
+                if job.done():
+                    job.result()  # raises if the pool refused the job (BusyError)
+                    item = await queue.get()  # the worker ran: everything up to None is queued
+                else:
+                    getter = asyncio.ensure_future(queue.get())
+                    await asyncio.wait({getter, job}, return_when=asyncio.FIRST_COMPLETED)
+                    if not getter.done():
+                        getter.cancel()
+                        continue
+                    item = getter.result()
                 if item is None:
                     break
                 if isinstance(item, BaseException):
                     raise item
                 if first:
-                    metrics.STAGE_SECONDS.labels(stage="llm_first_token").observe(
-                        time.perf_counter() - started
-                    )
+                    metrics.STAGE_SECONDS.labels(stage="llm_first_token").observe(time.perf_counter() - started)
                     first = False
                 yield item
         finally:
             cancel.set()
-            if future.done():
-                metrics.STAGE_SECONDS.labels(stage="llm").observe(time.perf_counter() - started)
+            job.cancel()
 
-    async def synthesize(self, text: str, sample_rate: int, frame_ms: int) -> SpeechAudio:
-        """Piper, resampling and Opus encoding all in the TTS thread: the loop gets packets."""
+    def _synthesize_on(self, tts: PiperTts, text: str, sample_rate: int, frame_ms: int) -> SpeechAudio:
+        started = time.perf_counter()
+        encoders: dict[tuple[int, int], OpusEncoder] = getattr(self._encoders, "by_format", None) or {}
+        self._encoders.by_format = encoders
+        encoder = encoders.get((sample_rate, frame_ms))
+        if encoder is None:
+            encoder = encoders[(sample_rate, frame_ms)] = OpusEncoder(sample_rate, frame_ms)
+        pcm = tts.synthesize(text)
+        packets = encode_for_device(pcm, tts.sample_rate, encoder)
+        return SpeechAudio(text, packets, (time.perf_counter() - started) * 1000)
 
-        def work() -> SpeechAudio:
-            started = time.perf_counter()
-            key = (sample_rate, frame_ms)
-            encoder = self._encoders.get(key)
-            if encoder is None:
-                encoder = self._encoders[key] = OpusEncoder(sample_rate, frame_ms)
-            pcm = self.tts.synthesize(text)
-            packets = encode_for_device(pcm, self.tts.sample_rate, encoder)
-            return SpeechAudio(text, packets, (time.perf_counter() - started) * 1000)
-
-        return await self._run(self._tts_pool, "tts", work)
+    async def synthesize(self, text: str, sample_rate: int, frame_ms: int, priority: int = NORMAL) -> SpeechAudio:
+        """Piper, resampling and Opus encoding all on a TTS worker: the loop gets packets."""
+        return await self.tts_pool.run(lambda tts: self._synthesize_on(tts, text, sample_rate, frame_ms), priority)

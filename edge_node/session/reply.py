@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge_node import metrics
+from edge_node.engines.pool import FIRST, NORMAL, BusyError
 from edge_node.engines.runtime import SpeechAudio
 from edge_node.engines.sentences import SentenceSplitter, clean_for_speech
 from edge_node.routing.router import APOLOGY, TurnContext
@@ -70,6 +71,7 @@ class Reply:
         return self.state in (ReplyState.PENDING, ReplyState.SPEAKING)
 
     def start(self) -> None:
+        self.session.ctx.capacity.turn_started()
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"reply-{self.gen}")
 
     def interrupt(self, cause: str) -> bool:
@@ -110,6 +112,11 @@ class Reply:
                 s.remember(text, " ".join(self.reply_text))
             self.state = ReplyState.DONE
             metrics.TURNS.labels(route=self.route, outcome="ok").inc()
+        except BusyError as exc:
+            self.state = ReplyState.FAILED
+            metrics.TURNS.labels(route=self.route, outcome="busy").inc()
+            s.log.warning("turn refused, node busy: %s", exc)
+            await self._say_busy()
         except asyncio.CancelledError:
             self.state = ReplyState.INTERRUPTED
             metrics.TURNS.labels(route=self.route, outcome="interrupted").inc()
@@ -121,6 +128,7 @@ class Reply:
             await self._apologise()
         finally:
             self.done.set()
+            s.ctx.capacity.turn_finished()
             s.reply_finished(self)
 
     async def _user_text(self) -> str:
@@ -132,6 +140,25 @@ class Reply:
             "asr: %r (%.0f ms audio, %.0f ms compute)", result.text, result.audio_ms, result.compute_ms
         )
         return result.text.strip()
+
+    async def _say_busy(self) -> None:
+        """Saturated: play the pre-encoded busy answer (no engine needed) and end the turn."""
+        s = self.session
+        busy = s.ctx.engines.busy_audio
+        with contextlib.suppress(Exception):
+            if not self.tts_started:
+                self.tts_started = True
+                await self._send(msgs.tts_start(s.session_id))
+                await self._send(msgs.llm_emotion(s.session_id, "sad"))
+            if busy is not None:
+                audio_cfg = s.ctx.cfg.audio
+                pacer = self.pacer or Pacer(audio_cfg.downlink_frame_ms, audio_cfg.prebuffer_packets, self._send_audio)
+                await self._send(msgs.tts_sentence_start(s.session_id, busy.text))
+                await pacer.play(busy.packets)
+                await asyncio.sleep(pacer.remaining_playout())
+        if not self.stopped:
+            await self._send(msgs.tts_stop(s.session_id))
+            self.stopped = True
 
     async def _apologise(self) -> None:
         """After a failure mid-turn, end the turn the device is waiting for, spoken if possible."""
@@ -173,14 +200,16 @@ class Reply:
                         await aclose()
 
         async def synthesise() -> None:
+            priority = FIRST  # the device hears nothing until the first sentence is ready
             try:
                 while (sentence := await sentences.get()) is not None:
                     spoken = clean_for_speech(sentence)
                     if not spoken:
                         continue
                     audio = await s.ctx.engines.synthesize(
-                        spoken, audio_cfg.downlink_sample_rate, audio_cfg.downlink_frame_ms
+                        spoken, audio_cfg.downlink_sample_rate, audio_cfg.downlink_frame_ms, priority
                     )
+                    priority = NORMAL
                     await speech.put(audio)
             except Exception as exc:  # noqa: BLE001 - re-raised in the reply task
                 await speech.put(exc)

@@ -1,0 +1,145 @@
+"""A stage's worker pool: model instances on their own threads, fed by one bounded priority queue.
+
+Why not a ThreadPoolExecutor: the models are not thread-safe, so each worker owns one instance;
+a reply's first sentence must overtake the tail of other replies (the device is waiting in
+silence for it); and a job that cannot start in time must fail fast with ``BusyError`` so the
+session can say so, instead of the device waiting in the speaking state for a turn that comes
+minutes later. CTranslate2, onnxruntime and llama.cpp release the GIL while they compute, so
+threads give real parallelism here; the pool's interface is what a process-backed pool would
+keep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from edge_node import metrics
+
+M = TypeVar("M")
+T = TypeVar("T")
+
+FIRST = 0  # a reply's first sentence / the turn's ASR: the device is waiting in silence
+NORMAL = 1
+
+
+class BusyError(RuntimeError):
+    """The stage could not take or start the job in time; the turn should say it is busy."""
+
+    def __init__(self, stage: str, reason: str) -> None:
+        super().__init__(f"{stage} busy: {reason}")
+        self.stage = stage
+        self.reason = reason
+
+
+@dataclass(order=True)
+class _Job:
+    priority: int
+    seq: int
+    fn: Callable[[Any], Any] = field(compare=False)
+    future: asyncio.Future[Any] = field(compare=False)
+    loop: asyncio.AbstractEventLoop = field(compare=False)
+    enqueued: float = field(compare=False)
+
+
+class StagePool(Generic[M]):
+    def __init__(self, stage: str, models: list[M], max_queue: int = 64, max_wait_s: float = 5.0) -> None:
+        if not models:
+            raise ValueError(f"{stage}: a pool needs at least one model instance")
+        self.stage = stage
+        self.models = models
+        self.max_queue = max_queue
+        self.max_wait_s = max_wait_s
+        self._heap: list[_Job] = []
+        self._seq = itertools.count()
+        self._cv = threading.Condition()
+        self._closed = False
+        self.busy_rejections = 0
+        self._threads = [
+            threading.Thread(target=self._work, args=(model,), name=f"{stage}-{i}", daemon=True)
+            for i, model in enumerate(models)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def size(self) -> int:
+        return len(self.models)
+
+    def depth(self) -> int:
+        with self._cv:
+            return len(self._heap)
+
+    async def run(self, fn: Callable[[M], T], priority: int = NORMAL) -> T:
+        """Run ``fn(model)`` on a worker; raises BusyError when the queue is full or too slow."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._cv:
+            if self._closed:
+                raise RuntimeError(f"{self.stage} pool is closed")
+            if len(self._heap) >= self.max_queue:
+                self._reject("queue full")
+                raise BusyError(self.stage, f"{len(self._heap)} jobs queued")
+            heapq.heappush(self._heap, _Job(priority, next(self._seq), fn, future, loop, time.perf_counter()))
+            metrics.QUEUE_DEPTH.labels(stage=self.stage).set(len(self._heap))
+            self._cv.notify()
+        return await future
+
+    def _reject(self, reason: str) -> None:
+        self.busy_rejections += 1
+        metrics.BUSY.labels(stage=self.stage, reason=reason).inc()
+
+    def _work(self, model: M) -> None:
+        while True:
+            with self._cv:
+                while not self._heap and not self._closed:
+                    self._cv.wait()
+                if self._closed:
+                    return
+                job = heapq.heappop(self._heap)
+                metrics.QUEUE_DEPTH.labels(stage=self.stage).set(len(self._heap))
+            if job.future.cancelled():
+                continue  # barge-in while queued: the work is simply never done
+            waited = time.perf_counter() - job.enqueued
+            metrics.QUEUE_WAIT_SECONDS.labels(stage=self.stage).observe(waited)
+            if waited > self.max_wait_s:
+                self._reject("waited too long")
+                self._settle(job, error=BusyError(self.stage, f"waited {waited:.1f} s for a worker"))
+                continue
+            started = time.perf_counter()
+            try:
+                result = job.fn(model)
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                self._settle(job, error=exc)
+            else:
+                self._settle(job, result=result)
+            metrics.STAGE_SECONDS.labels(stage=self.stage).observe(time.perf_counter() - started)
+
+    @staticmethod
+    def _settle(job: _Job, result: Any = None, error: BaseException | None = None) -> None:
+        def apply() -> None:
+            if job.future.done():
+                return
+            if error is not None:
+                job.future.set_exception(error)
+            else:
+                job.future.set_result(result)
+
+        try:
+            job.loop.call_soon_threadsafe(apply)
+        except RuntimeError:
+            pass  # the loop is gone (shutdown): nobody is waiting any more
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            pending, self._heap = self._heap, []
+            self._cv.notify_all()
+        for job in pending:
+            self._settle(job, error=RuntimeError(f"{self.stage} pool closed"))

@@ -1,0 +1,127 @@
+"""The stage pool: one model per worker, priorities, bounded queue, queue-time limit."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from edge_node.engines.pool import FIRST, NORMAL, BusyError, StagePool
+
+
+class FakeModel:
+    """Fake engine (the pool is what is tested): records what ran, blocks until released."""
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+        self.gate = threading.Event()
+
+    def work(self, tag: str) -> str:
+        self.gate.wait(5)
+        self.ran.append(tag)
+        return tag
+
+
+async def test_runs_on_the_worker_and_returns() -> None:
+    model = FakeModel()
+    model.gate.set()
+    pool = StagePool("t", [model])
+    try:
+        assert await pool.run(lambda m: m.work("a")) == "a"
+        assert model.ran == ["a"]
+    finally:
+        pool.close()
+
+
+async def test_first_sentences_overtake_queued_work() -> None:
+    model = FakeModel()
+    pool = StagePool("t", [model])
+    try:
+        blocker = asyncio.create_task(pool.run(lambda m: m.work("running")))
+        await asyncio.sleep(0.05)
+        tail = [asyncio.create_task(pool.run(lambda m, i=i: m.work(f"tail{i}"), NORMAL)) for i in range(3)]
+        await asyncio.sleep(0.01)
+        first = asyncio.create_task(pool.run(lambda m: m.work("first"), FIRST))
+        await asyncio.sleep(0.05)
+        model.gate.set()
+        await asyncio.gather(blocker, first, *tail)
+        assert model.ran == ["running", "first", "tail0", "tail1", "tail2"]
+    finally:
+        pool.close()
+
+
+async def test_full_queue_refuses_at_once() -> None:
+    model = FakeModel()
+    pool = StagePool("t", [model], max_queue=2)
+    try:
+        running = asyncio.create_task(pool.run(lambda m: m.work("r")))
+        await asyncio.sleep(0.05)
+        queued = [asyncio.create_task(pool.run(lambda m: m.work("q"))) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        started = time.perf_counter()
+        with pytest.raises(BusyError, match="queued"):
+            await pool.run(lambda m: m.work("x"))
+        assert time.perf_counter() - started < 0.1
+        model.gate.set()
+        await asyncio.gather(running, *queued)
+        assert pool.busy_rejections == 1
+    finally:
+        pool.close()
+
+
+async def test_job_that_waited_too_long_is_refused_not_run() -> None:
+    model = FakeModel()
+    pool = StagePool("t", [model], max_wait_s=0.1)
+    try:
+        running = asyncio.create_task(pool.run(lambda m: m.work("r")))
+        await asyncio.sleep(0.02)
+        late = asyncio.create_task(pool.run(lambda m: m.work("late")))
+        await asyncio.sleep(0.3)
+        model.gate.set()
+        await running
+        with pytest.raises(BusyError, match="waited"):
+            await late
+        assert model.ran == ["r"]
+    finally:
+        pool.close()
+
+
+async def test_cancelled_job_is_skipped() -> None:
+    model = FakeModel()
+    pool = StagePool("t", [model])
+    try:
+        running = asyncio.create_task(pool.run(lambda m: m.work("r")))
+        await asyncio.sleep(0.02)
+        doomed = asyncio.create_task(pool.run(lambda m: m.work("doomed")))
+        await asyncio.sleep(0.02)
+        doomed.cancel()
+        model.gate.set()
+        await running
+        await asyncio.sleep(0.05)
+        assert model.ran == ["r"]
+    finally:
+        pool.close()
+
+
+async def test_workers_run_in_parallel() -> None:
+    models = [FakeModel(), FakeModel()]
+    for m in models:
+        m.gate.set()
+    pool = StagePool("t", models)
+    try:
+        results = await asyncio.gather(*(pool.run(lambda m: (time.sleep(0.2), m.work("x"))[1]) for _ in range(2)))
+        assert results == ["x", "x"]
+        assert all(m.ran == ["x"] for m in models)
+    finally:
+        pool.close()
+
+
+async def test_exceptions_reach_the_caller() -> None:
+    pool = StagePool("t", [FakeModel()])
+    try:
+        with pytest.raises(ZeroDivisionError):
+            await pool.run(lambda m: 1 / 0)
+    finally:
+        pool.close()
