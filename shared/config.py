@@ -82,6 +82,11 @@ class AsrConfig(_Section):
     sherpa_model_type: Literal["sense_voice", "paraformer"] = "sense_voice"
     sherpa_tokens: str = ""
     max_new_tokens: int = Field(96, ge=8)
+    # Whisper encoder window (models.md §9): "utterance" encodes max(min_window_s, length + window_margin_s)
+    # rounded up to a whole second (<= 30 s); "full" is faster-whisper's fixed 30 s window (the baseline).
+    encoder_window: Literal["utterance", "full"] = "utterance"
+    min_window_s: float = Field(8.0, gt=0, le=30)
+    window_margin_s: float = Field(3.0, ge=0)
     # Model instances, each on its own worker thread (each costs its RSS: ~110 MB for tiny.en).
     workers: int = Field(1, ge=1)
 

@@ -8,6 +8,8 @@ compute, so the event loop keeps moving audio meanwhile.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import re
 import subprocess
@@ -37,13 +39,27 @@ __all__ = [
     "collapse_repeats",
     "load_asr",
     "validate_sherpa_files",
+    "window_frames",
+    "window_needs_fallback",
 ]
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 # Below this peak (about -50 dBFS) the utterance is treated as silence: Whisper tends to
 # hallucinate ("you", "Thank you.") on near-silent input, and the answer would be nonsense anyway.
 SILENCE_PEAK = 100
 SHERPA_PROBE_TIMEOUT_S = 120.0
+# Whisper's mel features: 100 frames per second, the encoder's full window is 30 s.
+FRAMES_PER_S = 100
+FULL_WINDOW_S = 30
+# Decode budget in the utterance window: new tokens = 20 + 12 per second of audio (fluent English
+# is ~3-5 tokens/s), never more than the model allows.
+TOKENS_BASE = 20
+TOKENS_PER_S = 12
+# faster-whisper's defaults for dropping a segment as silence (no_speech_threshold, log_prob_threshold).
+NO_SPEECH_THRESHOLD = 0.6
+LOG_PROB_THRESHOLD = -1.0
 
 
 @dataclass
@@ -109,6 +125,47 @@ def collapse_repeats(text: str, min_repeats: int = 3) -> str:
     return " ".join(out)
 
 
+def window_frames(audio_s: float, min_window_s: float, margin_s: float) -> int:
+    """Mel frames of the encoder window for an utterance of ``audio_s`` seconds.
+
+    max(min_window_s, audio_s + margin_s), rounded up to a whole second, capped at 30 s.
+    """
+    seconds = math.ceil(max(min_window_s, audio_s + margin_s) - 1e-9)
+    return min(FULL_WINDOW_S, max(1, seconds)) * FRAMES_PER_S
+
+
+# A CJK phrase of 4+ characters said twice in a row (the CJK form of a doubled sentence).
+_CJK_DOUBLE = re.compile(r"([\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]{4,}?)[，。、！？\s]*\1")
+# A phrase this long said twice back to back is a loop, not speech ("Play some music. Play some music.").
+DOUBLE_PHRASE_WORDS = 3
+
+
+def _has_doubled_phrase(text: str, min_words: int = DOUBLE_PHRASE_WORDS) -> bool:
+    norm = [w for w in (_WORD_NORM.sub("", w).lower() for w in text.split()) if w]
+    n = len(norm)
+    for size in range(min_words, n // 2 + 1):
+        for i in range(n - 2 * size + 1):
+            if norm[i : i + size] == norm[i + size : i + 2 * size]:
+                return True
+    return bool(_CJK_DOUBLE.search(text))
+
+
+def window_needs_fallback(text: str, cut: bool) -> bool:
+    """Whether a short-window decode looks like a loop and must be redone with the 30 s window.
+
+    ``cut``: generation stopped at its token budget instead of at end-of-text. Otherwise a phrase
+    repeated 3+ times in a row (what :func:`collapse_repeats` would remove), or a phrase of 3+ words
+    said twice back to back, marks a loop. With a short window Whisper tends to transcribe the
+    utterance and then start it again: models.md §9 saw "Turn on the kitchen light." x6 at 6 s, and
+    an 8 s window gave "Play some music. Play some music." on espeak speech with trailing silence.
+    """
+    if cut:
+        return True
+    if collapse_repeats(text).split() != text.split():
+        return True
+    return _has_doubled_phrase(text)
+
+
 def _as_pcm16(pcm: np.ndarray) -> np.ndarray:
     arr = np.asarray(pcm)
     if arr.ndim != 1:
@@ -127,6 +184,13 @@ class WhisperAsr:
 
     Greedy with a single temperature keeps the cost per utterance bounded (no fallback
     re-decodes); loops are cut by ``max_new_tokens`` and :func:`collapse_repeats`.
+
+    ``encoder_window="utterance"`` (models.md §9): the encoder's cost is set by its window, not by
+    the speech in it, and faster-whisper always pads to 30 s. Here the log-mel features are padded
+    only to the utterance's length plus a margin (>= ``min_window_s``) and the CTranslate2 model is
+    called directly (encode + greedy generate). A decode that hits its token budget or looks like a
+    loop (:func:`window_needs_fallback`) is redone once with the 30 s window (``window_fallbacks``
+    counts those, each logged at INFO). Utterances over 30 s take the standard path directly.
     """
 
     def __init__(self, cfg: AsrConfig) -> None:
@@ -142,6 +206,10 @@ class WhisperAsr:
         except Exception as exc:  # CTranslate2 raises RuntimeError/ValueError for bad files
             raise ModelError(f"cannot load Whisper model {path}: {exc}") from exc
         self.name = f"whisper:{path.name if path.name != 'model' else path.parent.name}"
+        self.window_fallbacks = 0
+        self._multilingual = bool(self._model.model.is_multilingual)
+        self._tokenizers: dict[str, Any] = {}
+        self._suppress: dict[str, list[int]] = {}
 
     def transcribe(self, pcm: np.ndarray) -> AsrResult:
         started = time.perf_counter()
@@ -149,8 +217,87 @@ class WhisperAsr:
         audio_ms = pcm.size * 1000 / SAMPLE_RATE
         if _is_silence(pcm):
             return AsrResult("", self.language or "", audio_ms, (time.perf_counter() - started) * 1000)
+        audio = pcm_to_float(pcm)
+        if self.cfg.encoder_window == "utterance" and audio.size <= FULL_WINDOW_S * SAMPLE_RATE:
+            text, language, cut = self._transcribe_window(audio)
+            if not window_needs_fallback(text, cut):
+                return AsrResult(text.strip(), language, audio_ms, (time.perf_counter() - started) * 1000)
+            self.window_fallbacks += 1
+            log.info(
+                "asr: %.1f s utterance %s in the short window (%r): redoing it with the 30 s window",
+                audio_ms / 1000,
+                "hit its token budget" if cut else "repeated a phrase",
+                text[:80],
+            )
+        text, language = self._transcribe_full(audio)
+        return AsrResult(text, language, audio_ms, (time.perf_counter() - started) * 1000)
+
+    def _tokenizer(self, language: str) -> tuple[Any, list[int]]:
+        """faster-whisper's Tokenizer for ``language`` and its suppress list, built once each."""
+        if language not in self._tokenizers:
+            from faster_whisper.tokenizer import Tokenizer
+            from faster_whisper.transcribe import get_suppressed_tokens
+
+            tok = Tokenizer(self._model.hf_tokenizer, self._multilingual, task="transcribe", language=language)
+            self._tokenizers[language] = tok
+            # faster-whisper's default suppress_tokens=[-1]: non-speech symbols + special tokens.
+            self._suppress[language] = list(get_suppressed_tokens(tok, [-1]))
+        return self._tokenizers[language], self._suppress[language]
+
+    def _transcribe_window(self, audio: np.ndarray) -> tuple[str, str, bool]:
+        """Encode + greedy decode in a window that follows the utterance; (text, language, cut)."""
+        import ctranslate2
+
+        model = self._model.model
+        audio_s = audio.size / SAMPLE_RATE
+        frames = window_frames(audio_s, self.cfg.min_window_s, self.cfg.window_margin_s)
+        # faster-whisper's extractor (last frame dropped, as its own path does). The padding is the
+        # log-mel floor (max - 8 in log10 = max - 2 normalised), which is what OpenAI's pipeline
+        # feeds for the zero samples it pads with, rather than faster-whisper's 0.0: on Piper clips
+        # with no leading silence an 8 s window padded with 0.0 misread 3 of 12 and looped on 2,
+        # the floor misread 1 and looped on none; with a VAD-like pre-roll both gave the same text.
+        features = self._model.feature_extractor(audio)[:, :-1]
+        floor = float(features.max()) - 2.0 if features.size else 0.0
+        padded = np.full((1, features.shape[0], frames), floor, dtype=np.float32)
+        used = min(frames, features.shape[1])
+        padded[0, :, :used] = features[:, :used]
+        encoder_output = model.encode(ctranslate2.StorageView.from_array(padded), to_cpu=False)
+
+        language = self.language or "en"
+        if self._multilingual and self.language is None:
+            token, _prob = model.detect_language(encoder_output)[0][0]
+            language = token[2:-2]
+        elif not self._multilingual:
+            language = "en"
+        tokenizer, suppress = self._tokenizer(language)
+        # .en models: <|startoftranscript|><|notimestamps|>; multilingual: sot, language, transcribe, notimestamps.
+        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        budget = TOKENS_BASE + math.ceil(TOKENS_PER_S * audio_s)
+        # CTranslate2's Whisper generate stops after max_length // 2 new tokens (it mirrors
+        # OpenAI's sample_len = n_text_ctx // 2; measured with CTranslate2 4.8.5), hence the 2x.
+        max_length = min(self._model.max_length, 2 * budget)
+        result = model.generate(
+            encoder_output,
+            [prompt],
+            beam_size=1,
+            max_length=max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=suppress,
+        )[0]
+        tokens = result.sequences_ids[0]
+        cut = len(tokens) >= max_length // 2
+        # faster-whisper's silence rule: likely no speech and a low-confidence decode -> nothing.
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1) if result.scores else 0.0
+        if result.no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOG_PROB_THRESHOLD:
+            return "", language, False
+        return tokenizer.decode(tokens).strip(), language, cut
+
+    def _transcribe_full(self, audio: np.ndarray) -> tuple[str, str]:
+        """faster-whisper's standard path: the fixed 30 s window."""
         segments, info = self._model.transcribe(
-            pcm_to_float(pcm),
+            audio,
             language=self.language,
             beam_size=1,
             temperature=0.0,
@@ -160,10 +307,7 @@ class WhisperAsr:
             max_new_tokens=self.cfg.max_new_tokens,
         )
         text = " ".join(seg.text.strip() for seg in segments).strip()
-        text = collapse_repeats(text)
-        return AsrResult(
-            text, info.language or self.language or "", audio_ms, (time.perf_counter() - started) * 1000
-        )
+        return collapse_repeats(text), info.language or self.language or ""
 
 
 _TOKEN_LINE = re.compile(r"^(.*)\s(-?\d+)$")
