@@ -1,4 +1,4 @@
-"""The edge node's HTTP port: OTA (protocol.md §1), health, readiness and Prometheus metrics.
+"""The edge node's HTTP port: OTA (protocol.md §1), health, readiness, Prometheus metrics and /stats.
 
 The OTA answer is what points a device at this node, so it is exact: status 200, a
 ``websocket`` section and never an ``mqtt`` one (that would switch the firmware to MQTT),
@@ -41,6 +41,7 @@ class HttpApi:
                 web.get("/health", self.health),
                 web.get("/ready", self.ready),
                 web.get("/metrics", self.metrics),
+                web.get("/stats", self.stats),
             ]
         )
         self._runner: web.AppRunner | None = None
@@ -118,6 +119,11 @@ class HttpApi:
         if self.server._ws is None:
             return _error(503, "WebSocket server not listening yet")
         return web.json_response({"ready": True})
+
+    async def stats(self, request: web.Request) -> web.Response:
+        """JSON for the load generator: open sessions and cache hit/miss counts per cache and level."""
+        ctx = self.server.ctx
+        return web.json_response({"sessions": len(ctx.sessions), "caches": ctx.engines.cache_stats()})
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -49,6 +49,8 @@ VAD_BATCH = Histogram(
 )
 LOOP_LAG = Gauge("xiaozhi_edge_event_loop_lag_seconds", "Latest event-loop scheduling delay")
 MCP_CALLS = Counter("xiaozhi_edge_mcp_tool_calls_total", "Device MCP tool calls", ["result"])
+# cache: tts | answer; level: l1 | l3 (an L1 miss is looked up in L3); result: hit | miss.
+CACHE_REQUESTS = Counter("xiaozhi_edge_cache_requests_total", "Cache lookups", ["cache", "level", "result"])
 
 
 async def watch_loop_lag(interval: float = 0.5) -> None:

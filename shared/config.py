@@ -124,10 +124,22 @@ class IntentConfig(_Section):
 class RoutingConfig(_Section):
     # The seam where escalation plugs in: routes tried in order for every turn.
     order: list[Literal["intent", "cache", "local_llm", "remote"]] = Field(
-        default_factory=lambda: ["intent", "local_llm"]
+        default_factory=lambda: ["intent", "cache", "local_llm"]
     )
     # The local LLM must produce its first token within this time, or the turn falls back.
     local_llm_timeout_s: float = Field(20.0, gt=0)
+
+
+class CacheConfig(_Section):
+    """L1 (in-process LRU) and L3 (on disk, survives a restart) caches of TTS audio and reusable answers."""
+
+    enabled: bool = True
+    l1_max_mb: int = Field(64, ge=0)
+    # Empty: $XDG_CACHE_HOME (else ~/.cache) + /xiaozhi-edge.
+    dir: str = ""
+    l3_max_mb: int = Field(512, ge=0)  # 0: no disk level
+    # A cached answer older than this is a miss (the fact may have changed).
+    answer_ttl_s: float = Field(7 * 24 * 3600, gt=0)
 
 
 class QueueConfig(_Section):
@@ -177,6 +189,7 @@ class EdgeConfig(_Section):
     mcp: McpConfig = Field(default_factory=McpConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     queues: QueueConfig = Field(default_factory=QueueConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
 

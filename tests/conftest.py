@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,6 +54,9 @@ def start_edge(name: str, env_extra: dict[str, str] | None = None, timeout: floa
     log_path = ARTIFACTS / f"{name}-{os.getpid()}.log"
     env = dict(os.environ)
     env.update({"XIAOZHI__SERVER__HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1"})
+    # A fresh cache per node unless the test names one: answers cached by an earlier run must not
+    # change which route a test sees.
+    env["XIAOZHI__CACHE__DIR"] = tempfile.mkdtemp(prefix=f"{name}-cache-")
     env.update(env_extra or {})
     log_file = log_path.open("w", encoding="utf-8")
     proc = subprocess.Popen(

@@ -16,10 +16,14 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from edge_node import metrics
+from edge_node.cache.build import build_caches
+from edge_node.cache.keys import tts_key
+from edge_node.cache.packets import pack_packets, unpack_packets
 from edge_node.engines.asr import AsrEngine, AsrResult, load_asr
 from edge_node.engines.llm import LlamaLlm
 from edge_node.engines.pool import FIRST, NORMAL, StagePool
@@ -66,6 +70,8 @@ class Engines:
         self._encoders = threading.local()
         # The busy answer is encoded once: when the node is saturated it must not need TTS.
         self.busy_audio: SpeechAudio | None = None
+        # TTS audio (ready Opus packets) and reusable answers: L1 in memory, L3 on disk (None: disabled).
+        self.tts_cache, self.answer_cache = build_caches(cfg)
 
     @classmethod
     def load(cls, cfg: EdgeConfig) -> Engines:
@@ -113,6 +119,18 @@ class Engines:
             pool.close()
         for executor in (self._vad_pool, self._audio_pool):
             executor.shutdown(wait=False, cancel_futures=True)
+        for cache in (self.tts_cache, self.answer_cache):
+            if cache is not None:
+                cache.close()
+
+    def cache_stats(self) -> dict[str, Any]:
+        """Hits, misses and ratios per cache and level (``GET /stats``, the load generator)."""
+        out: dict[str, Any] = {}
+        if self.tts_cache is not None:
+            out["tts"] = self.tts_cache.stats()
+        if self.answer_cache is not None:
+            out["answer"] = self.answer_cache.stats()
+        return out
 
     async def transcribe(self, pcm: np.ndarray) -> AsrResult:
         # The device is waiting in silence for this one: ahead of queued TTS tails.
@@ -199,5 +217,21 @@ class Engines:
         return SpeechAudio(text, packets, (time.perf_counter() - started) * 1000)
 
     async def synthesize(self, text: str, sample_rate: int, frame_ms: int, priority: int = NORMAL) -> SpeechAudio:
-        """Piper, resampling and Opus encoding all on a TTS worker: the loop gets packets."""
-        return await self.tts_pool.run(lambda tts: self._synthesize_on(tts, text, sample_rate, frame_ms), priority)
+        """Piper, resampling and Opus encoding all on a TTS worker: the loop gets packets.
+
+        The TTS cache is asked first: a hit is the packets the device got last time (synth_ms 0)
+        and needs no TTS worker at all, so it is served even when the TTS queue is full."""
+        cache = self.tts_cache
+        key = tts_key(self.tts.name, text, sample_rate, frame_ms) if cache is not None else ""
+        if cache is not None:
+            packed = await cache.get(key)
+            if packed is not None:
+                try:
+                    return SpeechAudio(text, unpack_packets(packed), 0.0)
+                except ValueError as exc:
+                    log.warning("tts cache: unreadable entry for %r dropped: %s", text[:40], exc)
+                    cache.l1.delete(key)
+        audio = await self.tts_pool.run(lambda tts: self._synthesize_on(tts, text, sample_rate, frame_ms), priority)
+        if cache is not None and audio.packets:
+            cache.put_nowait(key, pack_packets(audio.packets))  # the disk write does not delay the audio
+        return audio

@@ -3,8 +3,8 @@
 Routes are tried in the configured order (intent fast path, answer cache, local LLM, remote);
 a route that cannot answer passes to the next, a route that fails falls back to a spoken
 apology so the device always gets a complete turn. The decision and its reason are logged by
-the caller and counted per route. Cache and remote routes plug in here (the capacity and cloud
-issues); until they are configured they decline every turn.
+the caller and counted per route. The answer cache (``edge_node.cache``) answers a reusable
+question that an earlier turn answered; the remote route (the cloud issue) declines until configured.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from edge_node.cache.policy import is_reusable_question
 from edge_node.routing.intent import DeviceAction, DeviceCapabilities, IntentMatcher
 from shared.config import EdgeConfig
 
@@ -25,6 +26,11 @@ class ChatBackend(Protocol):
     def chat_stream(
         self, messages: list[dict[str, str]], max_tokens: int | None = None
     ) -> AsyncIterator[str]: ...
+
+
+class AnswerStore(Protocol):
+    async def get(self, question: str) -> str | None: ...
+    async def put(self, question: str, text: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -70,9 +76,11 @@ async def _first_within(stream: AsyncIterator[str], timeout_s: float) -> AsyncIt
 
 
 class Router:
-    def __init__(self, cfg: EdgeConfig, chat: ChatBackend) -> None:
+    def __init__(self, cfg: EdgeConfig, chat: ChatBackend, answer_cache: AnswerStore | None = None) -> None:
         self._cfg = cfg
         self._chat = chat
+        # The answer cache lives with the engines (``Engines.answer_cache``) unless one is given.
+        self.answer_cache = answer_cache if answer_cache is not None else getattr(chat, "answer_cache", None)
         self._intents = IntentMatcher(cfg.intent.wake_words, cfg.intent.timezone_offset_min)
 
     @property
@@ -83,10 +91,12 @@ class Router:
         for name in self._cfg.routing.order:
             if name == "intent" and self._cfg.intent.enabled:
                 result = await self._intent(ctx)
+            elif name == "cache":
+                result = await self._cache(ctx)
             elif name == "local_llm":
                 result = self._local_llm(ctx)
             else:
-                result = None  # cache / remote: not configured on this node yet
+                result = None  # remote: not configured on this node yet
             if result is not None:
                 return result
         return RouteResult("fallback", "no route accepted the turn", "sad", _once(APOLOGY))
@@ -105,11 +115,35 @@ class Router:
                                    _once("Sorry, the device did not respond."))  # fmt: skip
         return RouteResult("intent", f"rule {match.intent}", match.emotion, _once(say))
 
+    async def _cache(self, ctx: TurnContext) -> RouteResult | None:
+        if self.answer_cache is None or not is_reusable_question(ctx.text, len(ctx.history)):
+            return None
+        try:
+            text = await self.answer_cache.get(ctx.text)
+        except Exception as exc:  # noqa: BLE001 - a cache failure only means "ask the next route"
+            ctx.log.warning("answer cache lookup failed: %r", exc)
+            return None
+        if not text:
+            return None
+        return RouteResult("cache", "answer cache hit", "neutral", _once(text))
+
     def _local_llm(self, ctx: TurnContext) -> RouteResult:
         messages = [{"role": "system", "content": self._cfg.llm.system_prompt}]
         messages += ctx.history[-2 * self._cfg.llm.history_turns :] if self._cfg.llm.history_turns else []
         messages.append({"role": "user", "content": ctx.text})
         stream = self._chat.chat_stream(messages, self._cfg.llm.max_tokens)
+        # Stored for other devices only when the answer cannot depend on this conversation: a
+        # reusable question that the LLM answered without any history in its prompt.
+        cacheable = (
+            self.answer_cache is not None
+            and "cache" in self._cfg.routing.order
+            and len(messages) == 2
+            and is_reusable_question(ctx.text, len(ctx.history))
+        )
         return RouteResult(
-            "local_llm", "no rule matched", "neutral", _first_within(stream, self._cfg.routing.local_llm_timeout_s)
+            "local_llm",
+            "no rule matched",
+            "neutral",
+            _first_within(stream, self._cfg.routing.local_llm_timeout_s),
+            cacheable=cacheable,
         )

@@ -108,8 +108,10 @@ class Reply:
             await self._send(msgs.tts_start(s.session_id))
             await self._send(msgs.llm_emotion(s.session_id, result.emotion))
             await self._speak(result.text)
-            if self.route == "local_llm" and self.reply_text:
+            if self.route in ("local_llm", "cache") and self.reply_text:
                 s.remember(text, " ".join(self.reply_text))
+            if result.cacheable and self.reply_text:
+                await self._store_answer(text, " ".join(self.reply_text))
             self.state = ReplyState.DONE
             metrics.TURNS.labels(route=self.route, outcome="ok").inc()
         except BusyError as exc:
@@ -130,6 +132,16 @@ class Reply:
             self.done.set()
             s.ctx.capacity.turn_finished()
             s.reply_finished(self)
+
+    async def _store_answer(self, question: str, answer: str) -> None:
+        """A complete answer to a reusable question goes to the answer cache (never fails the turn)."""
+        cache = self.session.ctx.router.answer_cache
+        if cache is None:
+            return
+        try:
+            await cache.put(question, answer)
+        except Exception as exc:  # noqa: BLE001
+            self.session.log.warning("answer cache store failed: %r", exc)
 
     async def _user_text(self) -> str:
         if self.turn.text is not None:

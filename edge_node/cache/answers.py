@@ -1,0 +1,63 @@
+"""The answer cache: question -> full reply text, with the time it was stored.
+
+A value is ``f64 stored-at (unix seconds) | UTF-8 text``. An entry older than ``ttl_s`` (or one
+stored in the future, a clock that jumped) is a miss and is removed, so a fact that changed is
+relearnt within the TTL even for questions the policy let through.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from typing import Any
+
+from edge_node.cache.disk import DiskCache
+from edge_node.cache.keys import answer_key
+from edge_node.cache.lru import LruCache
+from edge_node.cache.tiered import TieredCache
+
+_STAMP = struct.Struct("<d")
+# A stored-at this far ahead of the clock is accepted (clock slew between writer and reader).
+_FUTURE_SLACK_S = 300.0
+
+
+def encode_answer(text: str, stored_at: float | None = None) -> bytes:
+    return _STAMP.pack(time.time() if stored_at is None else stored_at) + text.encode("utf-8")
+
+
+def decode_answer(value: bytes) -> tuple[float, str]:
+    """(stored-at, text); ValueError when the value is not an answer."""
+    if len(value) < _STAMP.size:
+        raise ValueError("answer entry: truncated")
+    (stored_at,) = _STAMP.unpack_from(value)
+    return stored_at, value[_STAMP.size :].decode("utf-8")
+
+
+class AnswerCache:
+    def __init__(self, l1: LruCache, l3: DiskCache | None, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        # Expiry is checked at each level, so an expired entry is counted (and removed) as a miss.
+        self.tiered = TieredCache(l1, l3, "answer", validate=self._fresh)
+
+    def _fresh(self, value: bytes) -> bool:
+        stored_at, _ = decode_answer(value)
+        age = time.time() - stored_at
+        return -_FUTURE_SLACK_S <= age <= self.ttl_s
+
+    async def get(self, question: str) -> str | None:
+        value = await self.tiered.get(answer_key(question))
+        if value is None:
+            return None
+        text = decode_answer(value)[1]
+        return text or None
+
+    async def put(self, question: str, text: str) -> None:
+        text = text.strip()
+        if text:
+            await self.tiered.put(answer_key(question), encode_answer(text))
+
+    def stats(self) -> dict[str, Any]:
+        return self.tiered.stats()
+
+    def close(self) -> None:
+        self.tiered.close()
