@@ -1,0 +1,342 @@
+"""Component evaluator: latency, throughput and CPU cost of each engine on its own, in one process.
+
+    xiaozhi-eval --components vad,asr,llm,tts [--workers N] [--requests M] [--json out.json] [--config edge.yaml]
+                 [--vad-requests K]
+
+Every component is loaded once per worker (the models are not thread safe: N workers, N instances,
+each used only by its own thread, as the node's StagePool does) and then serves M requests in all,
+handed out to the N worker threads as they finish their previous one. Inputs are realistic:
+
+- vad: ``--vad-requests`` (default 500) batched Silero calls, each one 32 ms chunk (512 samples
+  + 64 of context) for every stream, for 1, 8 and 32 streams, reported as ``vad_x1``, ``vad_x8``,
+  ``vad_x32``; the streams read Piper speech at different offsets and carry their model state;
+- asr: the Piper utterance bank of ``bench.asr_window`` (VAD-shaped), the configured backend
+  and encoder window;
+- llm: short questions with the configured system prompt and ``llm.max_tokens``;
+- tts: short reply sentences, synthesised and encoded for the device (downlink rate, Opus).
+
+Per component: p50/p95/mean latency (ms), QPS (requests / wall time with all workers busy) and
+CPU-seconds per request (the process's CPU time over the run / requests, so it counts every
+thread, including the engines' own). One warm-up request per instance is not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import psutil
+
+COMPONENTS = ("vad", "asr", "llm", "tts")
+VAD_STREAMS = (1, 8, 32)
+VAD_REQUESTS = 500
+
+QUESTIONS = [
+    "What is the capital of France?",
+    "How many days are in a week?",
+    "Tell me a short joke.",
+    "What is two plus two?",
+    "Why is the sky blue?",
+]
+REPLIES = [
+    "The capital of France is Paris.",
+    "It is ten past four in the afternoon.",
+    "Okay, I set a timer for ten minutes.",
+    "Tomorrow will be sunny with a high of twenty two degrees.",
+    "Sorry, I didn't catch that. Could you say it again?",
+]
+
+# A request: worker index, request number -> extra figures to aggregate (may be empty).
+Request = Callable[[int, int], dict[str, float]]
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else 0.0
+
+
+def run_load(workers: int, requests: int, request: Request) -> dict[str, Any]:
+    """Serve ``requests`` requests from ``workers`` threads; latency, QPS and CPU per request."""
+    latencies: list[float] = []
+    extras: list[dict[str, float]] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    next_index = 0
+    start = threading.Barrier(workers + 1)
+
+    def worker(w: int) -> None:
+        nonlocal next_index
+        start.wait()
+        while True:
+            with lock:
+                if next_index >= requests:
+                    return
+                i = next_index
+                next_index += 1
+            t0 = time.perf_counter()
+            try:
+                extra = request(w, i)
+            except Exception as exc:  # report, keep the other workers going
+                with lock:
+                    errors.append(f"request {i}: {type(exc).__name__}: {exc}")
+                continue
+            elapsed = (time.perf_counter() - t0) * 1000
+            with lock:
+                latencies.append(elapsed)
+                extras.append(extra)
+
+    threads = [threading.Thread(target=worker, args=(w,), name=f"eval-{w}", daemon=True) for w in range(workers)]
+    for t in threads:
+        t.start()
+    cpu0 = time.process_time()
+    wall0 = time.perf_counter()
+    start.wait()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - wall0
+    cpu = time.process_time() - cpu0
+    done = len(latencies)
+    result: dict[str, Any] = {
+        "p50_ms": round(_percentile(latencies, 50), 2),
+        "p95_ms": round(_percentile(latencies, 95), 2),
+        "mean_ms": round(float(np.mean(latencies)), 2) if latencies else 0.0,
+        "qps": round(done / wall, 3) if wall > 0 else 0.0,
+        "cpu_s_per_req": round(cpu / done, 4) if done else 0.0,
+        "requests": done,
+        "workers": workers,
+        "wall_s": round(wall, 3),
+    }
+    keys = sorted({k for e in extras for k in e})
+    for key in keys:
+        values = [e[key] for e in extras if key in e]
+        result[f"mean_{key}"] = round(float(np.mean(values)), 3)
+    if errors:
+        result["errors"] = errors[:5]
+        result["error_count"] = len(errors)
+    return result
+
+
+def _speech_stream(seconds: float = 20.0) -> np.ndarray:
+    """Long int16 16 kHz Piper speech (the ASR bank end to end) for the VAD streams to read."""
+    from bench.asr_window import utterance_bank
+
+    pcm = np.concatenate([p for _, p in utterance_bank()])
+    reps = int(np.ceil(seconds * 16000 / pcm.size))
+    return np.tile(pcm, reps)
+
+
+def _vad_request(models: list[Any], speech: np.ndarray, streams: int, threshold: float) -> Request:
+    """One batched Silero call per request for ``streams`` streams; each worker owns its streams' state."""
+    from edge_node.engines.vad import CHUNK, CONTEXT
+
+    workers = len(models)
+    # Streams start at different points of the speech, on chunk boundaries.
+    offsets = [np.arange(streams) * (speech.size // streams) // CHUNK * CHUNK for _ in range(workers)]
+    states = [np.zeros((2, streams, 128), dtype=np.float32) for _ in range(workers)]
+    contexts = [np.zeros((streams, CONTEXT), dtype=np.float32) for _ in range(workers)]
+
+    def request(w: int, i: int) -> dict[str, float]:
+        pos = offsets[w] % (speech.size - CHUNK)
+        chunks = np.empty((streams, CONTEXT + CHUNK), dtype=np.float32)
+        chunks[:, :CONTEXT] = contexts[w]
+        for s in range(streams):
+            chunks[s, CONTEXT:] = speech[pos[s] : pos[s] + CHUNK]
+        probs, states[w] = models[w].infer(chunks, states[w])
+        contexts[w] = chunks[:, -CONTEXT:].copy()
+        offsets[w] = offsets[w] + CHUNK
+        return {"speech_ratio": float((probs >= threshold).mean())}
+
+    return request
+
+
+def eval_vad(cfg: Any, workers: int, requests: int) -> dict[str, dict[str, Any]]:
+    from edge_node.engines.vad import SileroVad
+
+    speech = _speech_stream().astype(np.float32) / 32768.0
+    models = [SileroVad(cfg.vad.model_path or None) for _ in range(workers)]
+    out: dict[str, dict[str, Any]] = {}
+    for streams in VAD_STREAMS:
+        request = _vad_request(models, speech, streams, cfg.vad.threshold)
+        for w in range(workers):
+            request(w, -1)
+        result = run_load(workers, requests, request)
+        result["streams"] = streams
+        result["ms_per_stream_chunk"] = round(result["mean_ms"] / streams, 4)
+        out[f"vad_x{streams}"] = result
+    return out
+
+
+def eval_asr(cfg: Any, workers: int, requests: int) -> dict[str, dict[str, Any]]:
+    from bench.asr_window import utterance_bank, wer
+    from edge_node.engines.asr import load_asr
+
+    bank = utterance_bank()
+    engines = [load_asr(cfg.asr) for _ in range(workers)]
+    for engine in engines:
+        engine.transcribe(bank[0][1])
+        if hasattr(engine, "window_fallbacks"):
+            engine.window_fallbacks = 0
+
+    def request(w: int, i: int) -> dict[str, float]:
+        text, pcm = bank[i % len(bank)]
+        result = engines[w].transcribe(pcm)
+        return {"audio_s": pcm.size / 16000, "wer": wer(text, result.text)}
+
+    result = run_load(workers, requests, request)
+    result["engine"] = engines[0].name
+    result["encoder_window"] = getattr(cfg.asr, "encoder_window", "full")
+    result["threads_per_worker"] = cfg.asr.threads
+    result["window_fallbacks"] = sum(getattr(e, "window_fallbacks", 0) for e in engines)
+    return {"asr": result}
+
+
+def eval_llm(cfg: Any, workers: int, requests: int) -> dict[str, dict[str, Any]]:
+    from edge_node.engines.llm import LlamaLlm
+
+    engines = [LlamaLlm(cfg.llm) for _ in range(workers)]
+
+    def messages(question: str) -> list[dict[str, str]]:
+        return [{"role": "system", "content": cfg.llm.system_prompt}, {"role": "user", "content": question}]
+
+    for engine in engines:
+        for _ in engine.stream_chat(messages("hi"), max_tokens=2):
+            pass
+
+    def request(w: int, i: int) -> dict[str, float]:
+        started = time.perf_counter()
+        first = None
+        pieces = 0
+        for _piece in engines[w].stream_chat(messages(QUESTIONS[i % len(QUESTIONS)])):
+            if first is None:
+                first = (time.perf_counter() - started) * 1000
+            pieces += 1
+        return {"ttft_ms": first or 0.0, "pieces": float(pieces)}
+
+    result = run_load(workers, requests, request)
+    result["engine"] = engines[0].name
+    result["max_tokens"] = cfg.llm.max_tokens
+    result["threads_per_worker"] = cfg.llm.threads
+    return {"llm": result}
+
+
+def eval_tts(cfg: Any, workers: int, requests: int) -> dict[str, dict[str, Any]]:
+    from edge_node.engines.tts import PiperTts, encode_for_device
+    from shared.audio.opus import OpusEncoder
+
+    engines = [PiperTts(cfg.tts) for _ in range(workers)]
+    rate, frame_ms = cfg.audio.downlink_sample_rate, cfg.audio.downlink_frame_ms
+    encoders = [OpusEncoder(rate, frame_ms) for _ in range(workers)]
+
+    def request(w: int, i: int) -> dict[str, float]:
+        pcm = engines[w].synthesize(REPLIES[i % len(REPLIES)])
+        packets = encode_for_device(pcm, engines[w].sample_rate, encoders[w])
+        return {"audio_s": pcm.size / engines[w].sample_rate, "packets": float(len(packets))}
+
+    for w in range(workers):
+        request(w, 0)
+    result = run_load(workers, requests, request)
+    result["engine"] = engines[0].name
+    result["downlink"] = f"opus {rate} Hz / {frame_ms} ms"
+    result["threads_per_worker"] = cfg.tts.threads
+    return {"tts": result}
+
+
+EVALUATORS: dict[str, Callable[[Any, int, int], dict[str, dict[str, Any]]]] = {
+    "vad": eval_vad,
+    "asr": eval_asr,
+    "llm": eval_llm,
+    "tts": eval_tts,
+}
+
+
+def machine_info() -> dict[str, Any]:
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        affinity = os.cpu_count()
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_count_physical": psutil.cpu_count(logical=False),
+        "cpus_usable": affinity,
+        "processor": platform.processor() or platform.machine(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _print_table(results: dict[str, Any]) -> None:
+    header = f"{'component':10s} {'workers':>7} {'req':>5} {'p50 ms':>9} {'p95 ms':>9} {'mean ms':>9} {'qps':>9}"
+    print(f"{header} {'cpu s/req':>9}")
+    for name, r in results.items():
+        if name == "machine":
+            continue
+        print(
+            f"{name:10s} {r['workers']:7d} {r['requests']:5d} {r['p50_ms']:9.2f} {r['p95_ms']:9.2f} "
+            f"{r['mean_ms']:9.2f} {r['qps']:9.2f} {r['cpu_s_per_req']:9.4f}"
+        )
+        if r.get("errors"):
+            print(f"    errors ({r['error_count']}): {r['errors'][0]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="xiaozhi-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--components", default=",".join(COMPONENTS), help="comma-separated: vad,asr,llm,tts")
+    parser.add_argument("--workers", type=int, default=1, help="worker threads, one engine instance each")
+    parser.add_argument("--requests", type=int, default=20, help="requests per component (all workers together)")
+    parser.add_argument(
+        "--vad-requests",
+        type=int,
+        default=VAD_REQUESTS,
+        help=f"VAD calls per stream count (sub-millisecond each, so more than --requests; default {VAD_REQUESTS})",
+    )
+    parser.add_argument("--json", help="write the results to this file")
+    parser.add_argument("--config", help="edge node YAML config (defaults + XIAOZHI__ environment otherwise)")
+    args = parser.parse_args(argv)
+
+    components = [c.strip() for c in args.components.split(",") if c.strip()]
+    unknown = [c for c in components if c not in EVALUATORS]
+    if unknown or not components:
+        parser.error(f"unknown component(s) {unknown}; choose from {','.join(COMPONENTS)}")
+    if args.workers < 1 or args.requests < 1 or args.vad_requests < 1:
+        parser.error("--workers, --requests and --vad-requests must be at least 1")
+
+    from shared.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"xiaozhi-eval: {exc}", file=sys.stderr)
+        return 2
+
+    results: dict[str, Any] = {"machine": machine_info()}
+    for name in components:
+        loaded = time.perf_counter()
+        print(f"xiaozhi-eval: {name}: {args.workers} worker(s), {args.requests} requests ...", file=sys.stderr)
+        count = args.vad_requests if name == "vad" else args.requests
+        component_results = EVALUATORS[name](cfg, args.workers, count)
+        for value in component_results.values():
+            value["component"] = name
+            value["total_s"] = round(time.perf_counter() - loaded, 2)
+        results.update(component_results)
+    results["machine"]["rss_mb_end"] = round(psutil.Process().memory_info().rss / 2**20, 1)
+
+    _print_table(results)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""``xiaozhi-loadgen``: simulated Xiaozhi devices against an edge node, with a naive baseline.
+
+    xiaozhi-loadgen --url ws://127.0.0.1:8000/xiaozhi/v1/ --http http://127.0.0.1:8003 \\
+        --devices 100 --duration 600 --rate 4/min --ramp 60 --report report.json --plot latency.png
+    xiaozhi-loadgen --spawn --devices 20 --duration 60 --rate 4/min --report r.json --naive
+    xiaozhi-loadgen --smoke --report smoke.json     # CI: 20 devices, 20 s, own edge node
+
+Every device behaves like firmware in auto mode (bench.loadgen.device); the utterances come from a
+mix (bench.loadgen.mix; --mix FILE) synthesised once with Piper. Devices connect evenly over
+--ramp seconds; no new turn starts after --duration (measured from the start, ramp included);
+turns in flight then finish. --naive runs the baseline after the load phase (with a spawned edge
+node stopped first so the baseline has the machine to itself). The report's fields are described
+in bench.loadgen.report. Exit status: 0, or 1 in --smoke mode when a protocol error occurred, a
+turn did not end with tts/stop or no turn completed; 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import re
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.loadgen.bank import build_bank
+from bench.loadgen.device import LoadState, run_device
+from bench.loadgen.mix import MixError, load_mix
+from bench.loadgen.report import HISTOGRAMS, build_report, parse_histograms
+from bench.loadgen.server import ResourceSampler, spawn_edge, stop_edge
+
+__all__ = ["main", "parse_rate"]
+
+SMOKE_DEFAULTS = {"devices": 20, "duration": 20.0, "ramp": 5.0, "rate": "12/min"}
+DEFAULTS = {"devices": 10, "duration": 60.0, "ramp": 0.0, "rate": "4/min"}
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|min|h))?\s*$")
+
+
+def parse_rate(text: str) -> float:
+    """Turns per minute per device from ``4/min``, ``0.1/s``, ``120/h`` or a bare number (per minute)."""
+    m = _RATE.match(text)
+    if not m:
+        raise ValueError(f"rate must look like 4/min, 0.1/s or 120/h, not {text!r}")
+    value = float(m.group(1))
+    per_min = value * {"s": 60.0, "sec": 60.0, "min": 1.0, "h": 1 / 60, None: 1.0}[m.group(2)]
+    if per_min <= 0:
+        raise ValueError("rate must be > 0")
+    return per_min
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="xiaozhi-loadgen", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--url", help="edge node WebSocket URL (ws://host:port/xiaozhi/v1/)")
+    p.add_argument("--http", help="edge node HTTP base URL for /metrics (default: none, or the spawned node's)")
+    p.add_argument("--devices", type=int, help=f"simulated devices (default {DEFAULTS['devices']})")
+    p.add_argument("--duration", type=float, help=f"seconds of load, ramp included (default {DEFAULTS['duration']:g})")
+    p.add_argument("--rate", help=f"turns per device, e.g. 4/min, 0.1/s (default {DEFAULTS['rate']})")
+    p.add_argument("--mix", help="utterance mix YAML (default: the built-in mix)")
+    p.add_argument("--ramp", type=float, help="seconds over which devices connect (default 0: all at once)")
+    p.add_argument("--report", default="loadgen-report.json", help="where to write report.json")
+    p.add_argument("--plot", help="PNG of latency percentiles and connected devices over time")
+    p.add_argument("--records", help="also write every turn as JSON lines here")
+    p.add_argument("--spawn", action="store_true", help="start an edge node (bundled models) for the run")
+    p.add_argument("--edge-config", help="YAML config for the spawned edge node and the naive baseline")
+    p.add_argument(
+        "--edge-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment for the spawned edge node, e.g. XIAOZHI__ADMISSION__ENABLED=false",
+    )
+    p.add_argument("--server-pid", type=int, help="sample CPU and RSS of this process (and its children)")
+    p.add_argument("--naive", action="store_true", help="also run the naive sequential baseline after the load")
+    p.add_argument("--naive-duration", type=float, default=60.0, help="seconds of naive baseline (default 60)")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="CI smoke run: --spawn --devices 20 --duration 20 --ramp 5 --rate 12/min unless given",
+    )
+    p.add_argument("--turn-timeout", type=float, default=60.0, help="seconds to wait for tts/stop (default 60)")
+    p.add_argument("--seed", type=int, help="random seed (default: the mix's seed, else 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    return p
+
+
+def _settings(args: argparse.Namespace) -> None:
+    defaults = SMOKE_DEFAULTS if args.smoke else DEFAULTS
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.smoke and not args.url:
+        args.spawn = True
+
+
+async def _fetch_histograms(http: str | None, notes: list[str]) -> dict[str, Any] | None:
+    if not http:
+        return None
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            resp = await client.get(f"{http.rstrip('/')}/metrics")
+            resp.raise_for_status()
+    except httpx.HTTPError as exc:
+        notes.append(f"cannot read {http}/metrics: {exc}")
+        return None
+    return parse_histograms(resp.text, HISTOGRAMS)
+
+
+async def _progress(state: LoadState, duration: float, quiet: bool) -> None:
+    tty = sys.stderr.isatty()
+    last_print = -1e9
+    while True:
+        now = state.now()
+        state.connected_samples.append((now, state.connected))
+        if not quiet and (tty or now - last_print >= 10):
+            last_print = now
+            done = [r for r in state.records if not r.error]
+            recent = sorted(r.first_audio_ms for r in done[-50:] if r.first_audio_ms is not None)
+            p95 = f"{recent[min(len(recent) - 1, math.ceil(0.95 * len(recent)) - 1)] / 1000:.2f}s" if recent else "-"
+            errors = (
+                state.protocol_errors
+                + state.reconnects
+                + state.connect_errors
+                + sum(1 for r in state.records if r.error)
+            )
+            bar_n = 20
+            filled = min(bar_n, int(bar_n * now / duration)) if duration > 0 else bar_n
+            line = (
+                f"[{'#' * filled}{'.' * (bar_n - filled)}] {now:5.1f}/{duration:.0f}s  connected {state.connected:3d}"
+                f"  turns {len(done):4d}  errors {errors}  refused {state.refused}  p95 first audio {p95}"
+            )
+            print(f"\r{line}" if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+        await asyncio.sleep(1.0 if not tty else 0.5)
+
+
+async def _run_load(
+    args: argparse.Namespace, bank: dict[str, Any], sampler: Any, rate: float, http: str | None, notes: list[str]
+) -> tuple[LoadState, dict[str, Any]]:
+    loop = asyncio.get_running_loop()
+    before = await _fetch_histograms(http, notes)
+    t0 = loop.time()
+    state = LoadState(t0=t0, deadline=t0 + args.duration)
+    mono0 = time.monotonic()
+    progress = asyncio.create_task(_progress(state, args.duration, args.quiet))
+    tasks = [
+        asyncio.create_task(
+            run_device(i, args.url, bank, sampler, state, rate, args.ramp * i / args.devices, args.turn_timeout)
+        )
+        for i in range(args.devices)
+    ]
+    grace = args.turn_timeout + 20
+    _done, pending = await asyncio.wait(tasks, timeout=args.duration + grace)
+    for task in pending:
+        task.cancel()
+    if pending:
+        notes.append(f"{len(pending)} device task(s) still running {grace:.0f} s after the deadline: cancelled")
+        await asyncio.gather(*pending, return_exceptions=True)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            notes.append(f"device task failed: {type(exc).__name__}: {exc}")
+    elapsed = loop.time() - t0
+    state.connected_samples.append((state.now(), state.connected))
+    progress.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await progress
+    if not args.quiet:
+        print(file=sys.stderr)
+    after = await _fetch_histograms(http, notes)
+    return state, {"before": before, "after": after, "elapsed": elapsed, "mono0": mono0}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _settings(args)
+    try:
+        rate = parse_rate(args.rate)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.devices < 1 or args.duration <= 0 or args.ramp < 0:
+        parser.error("--devices must be >= 1, --duration > 0 and --ramp >= 0")
+    if not args.url and not args.spawn:
+        parser.error("give --url (and optionally --http, --server-pid) or --spawn")
+    edge_env: dict[str, str] = {}
+    for item in args.edge_env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--edge-env wants KEY=VALUE, not {item!r}")
+        edge_env[key] = value
+    try:
+        mix = load_mix(args.mix)
+    except MixError as exc:
+        print(f"xiaozhi-loadgen: {exc}", file=sys.stderr)
+        return 2
+    seed = args.seed if args.seed is not None else (mix.seed if mix.seed is not None else 1)
+
+    bank = build_bank(mix, verbose=not args.quiet)
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    notes: list[str] = []
+    edge = None
+    if args.spawn:
+        if not args.quiet:
+            print("starting an edge node ...", file=sys.stderr, flush=True)
+        edge = spawn_edge("loadgen-edge", edge_env, config=args.edge_config)
+        args.url = args.url or edge.url
+        args.http = args.http or edge.http
+        if args.server_pid is None:
+            args.server_pid = edge.pid
+    sampler_thread = ResourceSampler(args.server_pid).start() if args.server_pid else None
+    try:
+        state, extra = asyncio.run(_run_load(args, bank, mix.sampler(seed), rate, args.http, notes))
+    finally:
+        if sampler_thread is not None:
+            sampler_thread.stop()
+            if sampler_thread.error:
+                notes.append(sampler_thread.error)
+        if edge is not None:
+            stop_edge(edge)
+            notes.append(f"edge node log: {edge.log_path}")
+
+    report = build_report(
+        state=state,
+        devices=args.devices,
+        duration_s=args.duration,
+        ramp_s=args.ramp,
+        rate_per_min=rate,
+        url=args.url,
+        mix_source=mix.source,
+        elapsed_s=extra["elapsed"],
+        resource_samples=sampler_thread.samples if sampler_thread else (),
+        resource_window=(extra["mono0"], extra["mono0"] + args.duration),
+        hist_before=extra["before"],
+        hist_after=extra["after"],
+        server_pid=args.server_pid,
+        notes=notes,
+    )
+    report["seed"] = seed
+    report["host"] = {
+        "cpus": os.cpu_count(),
+        "loadavg_before": load_before,
+        "loadavg_after_load": [round(x, 2) for x in os.getloadavg()],
+    }
+    report["started_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    if args.naive:
+        from bench.loadgen.naive import run_naive
+        from shared.config import load_config
+
+        naive = run_naive(
+            load_config(args.edge_config), bank, mix.sampler(seed), args.naive_duration, verbose=not args.quiet
+        )
+        report["naive"] = naive
+        report["naive_turns_per_s"] = naive["naive_turns_per_s"]
+        tps, ntps = report["turns_per_s"], naive["naive_turns_per_s"]
+        report["speedup"] = round(tps / ntps, 2) if tps and ntps else None
+
+    path = Path(args.report)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if args.records:
+        with Path(args.records).open("w", encoding="utf-8") as f:
+            for r in state.records:
+                f.write(json.dumps(r.to_json()) + "\n")
+    if args.plot:
+        from bench.loadgen.plot import plot_report
+
+        plot_report(report, args.plot)
+    _summary(report, path)
+    if args.smoke and (report["protocol_errors"] or report["incomplete_turns"] or not report["turns"]):
+        return 1
+    return 0
+
+
+def _summary(report: dict[str, Any], path: Path) -> None:
+    fa, stt = report["first_audio_ms"], report["stt_ms"]
+    line = (
+        f"{report['devices']} devices x {report['duration_s']:g} s @ {report['rate_per_min']:g}/min: "
+        f"{report['turns']} turns ({report['turns_per_s']} turns/s), errors {report['errors']} "
+        f"(protocol {report['protocol_errors']}, incomplete {report['incomplete_turns']}), "
+        f"refused {report['refused']}; first audio p50/p95/p99 {fa['p50']}/{fa['p95']}/{fa['p99']} ms, "
+        f"stt p50 {stt['p50']} ms, jitter p99 {report['pacing_jitter_ms']['p99']} ms, "
+        f"server cpu {report['server_cpu_pct']}% rss {report['server_rss_mb']} MB"
+    )
+    if "naive_turns_per_s" in report:
+        line += f"; naive {report['naive_turns_per_s']} turns/s, speedup {report['speedup']}x"
+    print(line)
+    print(f"report: {path}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

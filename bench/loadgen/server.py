@@ -1,0 +1,158 @@
+"""The edge node under test: spawning one, sampling its CPU and memory, reading its /metrics.
+
+``spawn_edge`` starts ``python -m edge_node serve`` on free loopback ports exactly like the test
+fixture (tests/conftest.py) and parses its ``READY ws=.. http=..`` line.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+__all__ = ["ROOT", "EdgeProcess", "ResourceSampler", "spawn_edge", "stop_edge"]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class EdgeProcess:
+    proc: subprocess.Popen[str]
+    ws_port: int
+    http_port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.ws_port}/xiaozhi/v1/"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+def spawn_edge(
+    name: str = "loadgen-edge",
+    env_extra: dict[str, str] | None = None,
+    timeout: float = 180,
+    log_dir: Path | None = None,
+    config: str | None = None,
+) -> EdgeProcess:
+    """Start an edge node on free ports with the bundled models; returns once it printed READY."""
+    log_dir = log_dir or ROOT / "test-artifacts"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}-{os.getpid()}.log"
+    env = dict(os.environ)
+    env.update({"XIAOZHI__SERVER__HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1"})
+    env.update(env_extra or {})
+    with log_path.open("w", encoding="utf-8") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_node", "serve", "--port", "0", "--http-port", "0"]
+            + (["--config", str(Path(config).resolve())] if config else []),
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            text=True,
+        )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("READY"):
+            parts = dict(p.split("=", 1) for p in line.split()[1:])
+            return EdgeProcess(proc, int(parts["ws"]), int(parts["http"]), log_path)
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    proc.wait()
+    raise RuntimeError(f"edge node did not start:\n{log_path.read_text(errors='replace')[-4000:]}")
+
+
+def stop_edge(edge: EdgeProcess) -> None:
+    edge.proc.terminate()
+    try:
+        edge.proc.wait(15)
+    except subprocess.TimeoutExpired:
+        edge.proc.kill()
+        edge.proc.wait()
+    if edge.proc.stdout is not None:
+        edge.proc.stdout.close()
+
+
+@dataclass
+class ResourceSampler:
+    """Samples CPU% (100 = one core) and RSS of a process and its children every ``interval`` s.
+
+    Runs on its own thread so it never stalls the load generator's event loop.
+    """
+
+    pid: int
+    interval: float = 1.0
+    samples: list[tuple[float, float, float]] = field(default_factory=list)  # (monotonic, cpu_pct, rss_mb)
+    error: str = ""
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="loadgen-sampler", daemon=True)
+        self._procs: dict[int, psutil.Process] = {}
+
+    def start(self) -> ResourceSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _tree(self) -> list[psutil.Process]:
+        root = psutil.Process(self.pid)
+        current = {root.pid: root}
+        try:
+            for child in root.children(recursive=True):
+                current[child.pid] = child
+        except psutil.Error:
+            pass
+        # Keep the Process objects so cpu_percent() measures since the previous call.
+        for pid in list(self._procs):
+            if pid not in current:
+                del self._procs[pid]
+        for pid, proc in current.items():
+            if pid not in self._procs:
+                self._procs[pid] = proc
+                try:
+                    proc.cpu_percent(None)  # the first call only sets the reference point
+                except psutil.Error:
+                    pass
+        return list(self._procs.values())
+
+    def _run(self) -> None:
+        try:
+            self._tree()
+        except psutil.Error as exc:
+            self.error = f"cannot sample pid {self.pid}: {exc}"
+            return
+        while not self._stop.wait(self.interval):
+            cpu = rss = 0.0
+            try:
+                procs = self._tree()
+            except psutil.Error as exc:
+                self.error = f"pid {self.pid} went away: {exc}"
+                return
+            for proc in procs:
+                try:
+                    cpu += proc.cpu_percent(None)
+                    rss += proc.memory_info().rss
+                except psutil.Error:
+                    continue
+            self.samples.append((time.monotonic(), cpu, rss / 2**20))
