@@ -57,6 +57,8 @@ FULL_WINDOW_S = 30
 # is ~3-5 tokens/s), never more than the model allows.
 TOKENS_BASE = 20
 TOKENS_PER_S = 12
+# Silence put before the speech in the short window (see _transcribe_window).
+LEAD_PAD_SAMPLES = int(0.3 * SAMPLE_RATE)
 # faster-whisper's defaults for dropping a segment as silence (no_speech_threshold, log_prob_threshold).
 NO_SPEECH_THRESHOLD = 0.6
 LOG_PROB_THRESHOLD = -1.0
@@ -249,13 +251,19 @@ class WhisperAsr:
         import ctranslate2
 
         model = self._model.model
+        # Speech from the very first sample (a device that streams as the user starts talking,
+        # a VAD cut with no room for its pre-roll) is what makes a short window loop: "Set the
+        # volume to 30." x7 and "Switch to Dart mode." x7 with no lead, the right text with
+        # 0.3 s of it. Whisper was trained on clips that start with a breath of silence.
+        audio = np.concatenate([np.zeros(LEAD_PAD_SAMPLES, dtype=np.float32), audio])
         audio_s = audio.size / SAMPLE_RATE
         frames = window_frames(audio_s, self.cfg.min_window_s, self.cfg.window_margin_s)
         # faster-whisper's extractor (last frame dropped, as its own path does). The padding is the
         # log-mel floor (max - 8 in log10 = max - 2 normalised), which is what OpenAI's pipeline
         # feeds for the zero samples it pads with, rather than faster-whisper's 0.0: on Piper clips
         # with no leading silence an 8 s window padded with 0.0 misread 3 of 12 and looped on 2,
-        # the floor misread 1 and looped on none; with a VAD-like pre-roll both gave the same text.
+        # the floor misread 1 and looped on none (before the lead pad above); with a pre-roll both gave
+        # the same text.
         features = self._model.feature_extractor(audio)[:, :-1]
         floor = float(features.max()) - 2.0 if features.size else 0.0
         padded = np.full((1, features.shape[0], frames), floor, dtype=np.float32)

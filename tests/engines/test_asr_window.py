@@ -142,3 +142,14 @@ def test_full_mode_never_uses_the_short_window(
     monkeypatch.setattr(asr, "_transcribe_window", boom)
     assert wer(bank[0][0], asr.transcribe(bank[0][1]).text) == 0.0
     assert asr.window_fallbacks == 0
+
+
+@pytest.mark.parametrize("text", ["Set the volume to thirty.", "Switch to dark mode."])
+def test_speech_from_the_first_sample_does_not_loop(engines: dict[str, WhisperAsr], text: str) -> None:
+    """Both looped ("... to 30." x7) in the short window with no silence before the speech."""
+    (_ref, pcm), = utterance_bank([text], raw=True)
+    asr = engines["utterance"]
+    before = asr.window_fallbacks
+    result = asr.transcribe(pcm)
+    assert asr.window_fallbacks == before, "the short window looped and fell back"
+    assert wer(text, result.text) == 0.0, result.text
