@@ -15,7 +15,9 @@ one gives a device a wrong answer for a week. A question is reusable only when a
 4. No word makes the answer depend on when or where it is asked: time, date, now, today,
    tomorrow, yesterday, weather, news, latest, current, price, here, nearby... ("what time is
    it" is answered by the intent path anyway, but must never be replayed from a cache).
-5. No personal context: I, my, me, we, our... ("What should I eat?" depends on who asks).
+5. No personal context: I, my, me, we, our... ("What should I eat?" depends on who asks). The
+   one exception is "me" as the listener of a request ("tell me a joke", "give me a fun fact"):
+   that names who hears the answer, not what it depends on.
 6. Nothing about the device's own state (volume, battery, brightness): the LLM cannot know it.
 
 ``history_len`` is the number of earlier messages in the session. A question that passes the
@@ -58,6 +60,7 @@ _TIME_PLACE_WORDS = frozenset(
 
 # Rule 5: personal context.
 _PERSONAL_WORDS = frozenset("i im ive id me my mine myself we weve our ours us ourselves".split())
+_REQUEST_VERBS = frozenset("tell give show teach".split())
 
 # Rule 6: the device's own state.
 _DEVICE_WORDS = frozenset("volume battery brightness theme screen device speaker wifi".split())
@@ -82,4 +85,9 @@ def is_reusable_question(text: str, history_len: int = 0) -> bool:
     if any(f" {phrase} " in padded for phrase in _REFERENCE_PHRASES):
         return False
     banned = _REFERENCE_WORDS | _TIME_PLACE_WORDS | _PERSONAL_WORDS | _DEVICE_WORDS
-    return not any(word in banned for word in words)
+    for i, word in enumerate(words):
+        if word == "me" and i > 0 and words[i - 1] in _REQUEST_VERBS:
+            continue
+        if word in banned:
+            return False
+    return True

@@ -191,6 +191,8 @@ def test_keys() -> None:
         "How many legs does a spider have?",
         "Who wrote Romeo and Juliet?",
         "What is the boiling point of water",
+        "Tell me a joke.",
+        "Give me a fun fact about octopuses.",
     ],
 )
 def test_reusable_questions(text: str) -> None:
@@ -211,6 +213,9 @@ def test_reusable_questions(text: str) -> None:
         "What is the latest news?",
         "What should I eat for dinner?",
         "What is my name?",
+        "Tell me about my day.",
+        "Remind me to water the plants.",
+        "Can you help me?",
         "Is there a restaurant near here?",
         "What is the current price of gold?",
         "Who is the president of France?",
