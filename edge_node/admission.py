@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable
 
 from edge_node import metrics
-from shared.config import AdmissionConfig
+from shared.config import AdmissionConfig, usable_cores
 
 
 def process_cpu_seconds() -> float:
@@ -33,7 +33,7 @@ class CapacityModel:
         cpu: Callable[[], float] = process_cpu_seconds,
     ) -> None:
         self.cfg = cfg
-        self.cores = cores or len(os.sched_getaffinity(0))
+        self.cores = cores or usable_cores()
         self._clock = clock
         self._cpu = cpu
         self.cpu_s_per_turn = cfg.cpu_s_per_turn_prior

@@ -8,6 +8,7 @@ version echoed back with an empty URL, which means "no update".
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from edge_node.cpu_roles import cpu_seconds_by_role
 
 if TYPE_CHECKING:
     from edge_node.server import EdgeServer
@@ -121,9 +124,14 @@ class HttpApi:
         return web.json_response({"ready": True})
 
     async def stats(self, request: web.Request) -> web.Response:
-        """JSON for the load generator: open sessions and cache hit/miss counts per cache and level."""
+        """JSON for the load generator: sessions, cache hits per cache and level, CPU by thread role."""
         ctx = self.server.ctx
-        return web.json_response({"sessions": len(ctx.sessions), "caches": ctx.engines.cache_stats()})
+        cpu = await asyncio.to_thread(cpu_seconds_by_role)  # reads /proc: off the loop
+        return web.json_response(
+            {"sessions": len(ctx.sessions), "caches": ctx.engines.cache_stats(), "cpu_s_by_role": cpu}
+        )
 
     async def metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        # Rendering reads /proc for the thread CPU collector and grows with the series: off the loop.
+        body = await asyncio.to_thread(generate_latest)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

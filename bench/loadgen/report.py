@@ -4,7 +4,9 @@ Top-level fields (times in ms unless the name says otherwise):
 
 * ``devices``, ``duration_s``, ``ramp_s``, ``rate_per_min``, ``url``, ``mix``, ``started_at``;
 * ``turns`` (completed: ended with ``tts/stop``), ``turns_started``, ``turns_in_window`` (completed
-  within ``duration_s``), ``turns_per_s`` (= turns_in_window / duration_s);
+  within ``duration_s``), ``turns_per_s`` (= turns_in_window / duration_s), ``busy_turns`` (completed
+  with the node's spoken "busy" answer: shed load) and ``answered_turns_per_s`` (turns_per_s without
+  them);
 * ``errors`` (= protocol_errors + incomplete_turns + reconnects + connect_errors), ``protocol_errors``
   (firmware violation counters: audio outside tts start/stop, queue overflow, undecodable packets,
   bad framing, invalid JSON, MCP violations), ``incomplete_turns`` (started but no ``tts/stop``:
@@ -23,6 +25,11 @@ Top-level fields (times in ms unless the name says otherwise):
   ``{count, sum_s, mean_ms, p50_ms, p95_ms, buckets: {le: cumulative count}}`` (quantiles
   interpolated within buckets, as Prometheus' histogram_quantile does);
 * ``timeline``: per ``bucket_s`` bucket, ``{t, connected, turns, first_audio_p50, first_audio_p95}``;
+* ``caches``: from the node's ``GET /stats``, run delta per cache (tts, answer): ``{hits, misses,
+  hit_ratio, l1_hits, l3_hits}``; ``routes``: turns per route (from the first-audio histogram);
+* ``server_cpu_by_role`` (CPU seconds per thread role over the run, see ``edge_node.cpu_roles``) and
+  ``server_overhead_pct``: the share of the node's thread CPU spent outside model inference and
+  audio coding (event loop, cache I/O, other Python threads);
 * with ``--naive``: ``naive`` (the baseline's own report), ``naive_turns_per_s`` and ``speedup``.
 """
 
@@ -171,6 +178,49 @@ def histogram_delta(
     return out
 
 
+# ----------------------------------------------------------------------------- the node's /stats
+OVERHEAD_ROLES = ("event_loop", "cache", "other")
+
+
+def stats_delta(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
+    """Cache hit ratios and CPU by thread role over the run, from two ``GET /stats`` answers."""
+    if not after:
+        return {"caches": None, "server_cpu_by_role": None, "server_overhead_pct": None}
+    before = before or {}
+    caches: dict[str, Any] = {}
+    for name, now in (after.get("caches") or {}).items():
+        prev = (before.get("caches") or {}).get(name) or {}
+
+        def diff(level: str | None, key: str, now: dict[str, Any] = now, prev: dict[str, Any] = prev) -> int:
+            a = now.get(level, {}) if level else now
+            b = prev.get(level, {}) if level else prev
+            return int(a.get(key, 0)) - int(b.get(key, 0))
+
+        hits, misses = diff(None, "hits"), diff(None, "misses")
+        caches[name] = {
+            "hits": hits,
+            "misses": misses,
+            "hit_ratio": round(hits / (hits + misses), 4) if hits + misses else None,
+            "l1_hits": diff("l1", "hits"),
+            "l3_hits": diff("l3", "hits"),
+        }
+    cpu_now, cpu_prev = after.get("cpu_s_by_role") or {}, before.get("cpu_s_by_role") or {}
+    cpu = {role: round(float(v) - float(cpu_prev.get(role, 0.0)), 2) for role, v in cpu_now.items()}
+    total = sum(cpu.values())
+    overhead = sum(cpu.get(role, 0.0) for role in OVERHEAD_ROLES)
+    return {
+        "caches": caches,
+        "server_cpu_by_role": cpu or None,
+        "server_overhead_pct": round(100 * overhead / total, 2) if total > 0 else None,
+    }
+
+
+def routes_from_histograms(hists: dict[str, dict[str, dict[str, Any]]]) -> dict[str, int]:
+    """Turns per route that reached first audio during the run (the first-audio histogram's counts)."""
+    series = hists.get("xiaozhi_edge_first_audio_seconds", {})
+    return {key.split("=", 1)[-1]: int(v["count"]) for key, v in sorted(series.items())}
+
+
 # ----------------------------------------------------------------------------- aggregation
 def timeline(state: LoadState, end_s: float, bucket_s: float = 5.0) -> list[dict[str, Any]]:
     """Per bucket: connected devices (max sampled), completed turns and first-audio p50/p95."""
@@ -234,6 +284,8 @@ def build_report(
     resource_window: tuple[float, float] = (0.0, math.inf),
     hist_before: dict[str, dict[str, Hist]] | None = None,
     hist_after: dict[str, dict[str, Hist]] | None = None,
+    stats_before: dict[str, Any] | None = None,
+    stats_after: dict[str, Any] | None = None,
     server_pid: int | None = None,
     notes: Sequence[str] = (),
     bucket_s: float = 5.0,
@@ -270,6 +322,10 @@ def build_report(
         "turns_started": len(records),
         "turns_in_window": len(in_window),
         "turns_per_s": round(len(in_window) / duration_s, 4) if duration_s > 0 else None,
+        "busy_turns": sum(1 for r in done if r.busy),
+        "answered_turns_per_s": (
+            round(sum(1 for r in in_window if not r.busy) / duration_s, 4) if duration_s > 0 else None
+        ),
         "errors": errors,
         "protocol_errors": state.protocol_errors,
         "incomplete_turns": len(incomplete),
@@ -295,6 +351,8 @@ def build_report(
     report.update(_server_figures(resource_samples, *resource_window))
     report["categories"] = categories
     report["stage_histograms"] = histogram_delta(hist_before or {}, hist_after or {}) if hist_after else {}
+    report["routes"] = routes_from_histograms(report["stage_histograms"])
+    report.update(stats_delta(stats_before, stats_after))
     report["timeline_bucket_s"] = bucket_s
     report["timeline"] = timeline(state, max(elapsed_s, duration_s), bucket_s)
     report["error_notes"] = list(dict.fromkeys([*state.violation_notes, *notes]))[:20]

@@ -30,7 +30,7 @@ from edge_node.engines.pool import FIRST, NORMAL, StagePool
 from edge_node.engines.tts import PiperTts, encode_for_device
 from edge_node.engines.vad import SileroVad, VadBatcher
 from shared.audio.opus import OpusDecoder, OpusEncoder
-from shared.config import EdgeConfig
+from shared.config import EdgeConfig, pool_size
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +78,9 @@ class Engines:
         """Load every model once per worker; the figures go to the log so an operator sees start-up cost."""
         started = time.perf_counter()
         vad = SileroVad(cfg.vad.model_path or None)
-        asr = [load_asr(cfg.asr) for _ in range(cfg.asr.workers)]
-        llm = [LlamaLlm(cfg.llm) for _ in range(cfg.llm.workers)]
-        tts = [PiperTts(cfg.tts) for _ in range(cfg.tts.workers)]
+        asr = [load_asr(cfg.asr) for _ in range(pool_size(cfg.asr.workers))]
+        llm = [LlamaLlm(cfg.llm) for _ in range(pool_size(cfg.llm.workers))]
+        tts = [PiperTts(cfg.tts) for _ in range(pool_size(cfg.tts.workers))]
         log.info(
             "engines loaded in %.2f s: vad=silero asr=%s x%d llm=%s x%d tts=piper@%d Hz x%d",
             time.perf_counter() - started,

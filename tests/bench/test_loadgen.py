@@ -20,6 +20,7 @@ from bench.loadgen.report import (
     histogram_quantile,
     parse_histograms,
     percentiles,
+    stats_delta,
 )
 from shared.config import AsrConfig
 
@@ -238,6 +239,22 @@ def test_build_report_fields() -> None:
     assert [row["connected"] for row in report["timeline"]] == [2, 2, 0]
     assert report["timeline"][0]["first_audio_p50"] == 400.0
     assert "xiaozhi_edge_stage_seconds" in report["stage_histograms"]
+
+
+def test_stats_delta_gives_hit_ratios_and_overhead() -> None:
+    before = {
+        "caches": {"tts": {"hits": 2, "misses": 8, "l1": {"hits": 2}, "l3": {"hits": 0}}},
+        "cpu_s_by_role": {"event_loop": 1.0, "asr": 5.0, "tts": 2.0, "cache": 0.0},
+    }
+    after = {
+        "caches": {"tts": {"hits": 12, "misses": 13, "l1": {"hits": 9}, "l3": {"hits": 3}}},
+        "cpu_s_by_role": {"event_loop": 3.0, "asr": 20.0, "tts": 9.5, "cache": 0.5},
+    }
+    out = stats_delta(before, after)
+    assert out["caches"]["tts"] == {"hits": 10, "misses": 5, "hit_ratio": 0.6667, "l1_hits": 7, "l3_hits": 3}
+    assert out["server_cpu_by_role"] == {"event_loop": 2.0, "asr": 15.0, "tts": 7.5, "cache": 0.5}
+    assert out["server_overhead_pct"] == 10.0  # (2.0 + 0.5) / 25.0
+    assert stats_delta(None, None)["server_overhead_pct"] is None
 
 
 def test_naive_asr_forces_full_window() -> None:

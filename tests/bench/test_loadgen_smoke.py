@@ -42,6 +42,10 @@ def test_loadgen_smoke(tmp_path) -> None:
     assert report["pacing_jitter_ms"]["p99"] is not None
     assert report["server_cpu_pct"] is not None and report["server_rss_mb"] > 0
     assert report["stage_histograms"], "no server histograms read from /metrics"
+    assert set(report["caches"]) == {"tts", "answer"}, "no cache figures read from /stats"
+    assert sum(report["routes"].values()) > 0
+    assert report["server_overhead_pct"] is not None and 0 < report["server_overhead_pct"] < 100
+    assert report["server_cpu_by_role"]["event_loop"] > 0
     assert report["timeline"] and max(r["connected"] for r in report["timeline"]) > 0
     assert sum(c["turns"] for c in report["categories"].values()) == report["turns"]
     assert plot_path.stat().st_size > 0
