@@ -48,6 +48,9 @@ VAD_BATCH = Histogram(
     "xiaozhi_edge_vad_batch_size", "Streams per batched VAD call", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
 )
 LOOP_LAG = Gauge("xiaozhi_edge_event_loop_lag_seconds", "Latest event-loop scheduling delay")
+SPECULATIVE_ASR = Counter(
+    "xiaozhi_edge_speculative_asr_total", "ASR started during the end-of-speech wait, by fate", ["result"]
+)
 MCP_CALLS = Counter("xiaozhi_edge_mcp_tool_calls_total", "Device MCP tool calls", ["result"])
 # cache: tts | answer; level: l1 | l3 (an L1 miss is looked up in L3); result: hit | miss.
 CACHE_REQUESTS = Counter("xiaozhi_edge_cache_requests_total", "Cache lookups", ["cache", "level", "result"])

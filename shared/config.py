@@ -80,6 +80,10 @@ class VadConfig(_Section):
     threshold: float = Field(0.5, gt=0, lt=1)
     min_speech_ms: int = Field(250, ge=0)
     min_silence_ms: int = Field(550, ge=0)
+    # After this much silence the utterance so far is transcribed speculatively while the VAD
+    # waits out min_silence_ms; speech before then voids it. Hides ASR time inside the
+    # end-of-speech wait, at the cost of a wasted ASR run per mid-sentence pause. 0: off.
+    speculative_asr_ms: int = Field(200, ge=0)
     # Audio kept before speech onset so the first syllable is not clipped.
     preroll_ms: int = Field(300, ge=0)
     max_utterance_s: float = Field(20.0, gt=0)
@@ -119,8 +123,15 @@ class LlmConfig(_Section):
     # Short and stable so llama.cpp's prompt cache keeps it (models.md §10); the bundled SmolLM2
     # answered trivia correctly with this wording and drifted into French with a persona prompt.
     system_prompt: str = "You are a helpful voice assistant. Give short, correct answers."
-    history_turns: int = Field(4, ge=0)
-    workers: int = Field(1, ge=1)
+    # Conversation context: every earlier turn in the prompt is prompt evaluation paid again on
+    # every turn, because llama.cpp's prefix cache holds only the previous prompt of its worker and
+    # many sessions share the worker (measured with SmolLM2, one thread: 0.33 s with no history,
+    # 0.67 s with one earlier turn, 1.9 s with four). One turn keeps follow-ups ("and Germany?")
+    # working; the assistant's side is kept to its first characters; a pause ends the context.
+    history_turns: int = Field(1, ge=0)
+    history_reply_chars: int = Field(160, ge=16)
+    history_ttl_s: float = Field(120.0, gt=0)
+    workers: int = Field(0, ge=0)  # 0: one per usable core
 
 
 class TtsConfig(_Section):
@@ -163,6 +174,11 @@ class QueueConfig(_Section):
     """Bounds on the engine queues: a turn that cannot be served in time hears "busy" instead."""
 
     max_queue: int = Field(64, ge=1)
+    # A turn's ASR, LLM and first sentence must each start within this many seconds of the end of
+    # speech, or the turn is answered "busy" right then: under overload the device hears that
+    # within a few seconds instead of an answer ten seconds late.
+    first_audio_budget_s: float = Field(3.0, gt=0)
+    # Per stage, for every job (a reply's later sentences included).
     asr_max_wait_s: float = Field(4.0, gt=0)
     llm_max_wait_s: float = Field(6.0, gt=0)
     tts_max_wait_s: float = Field(4.0, gt=0)

@@ -45,7 +45,10 @@ class _Job:
     fn: Callable[[Any], Any] = field(compare=False)
     future: asyncio.Future[Any] = field(compare=False)
     loop: asyncio.AbstractEventLoop = field(compare=False)
-    enqueued: float = field(compare=False)
+    enqueued: float = field(compare=False)  # time.monotonic()
+    # Set under the pool's lock: a worker took it / its start deadline passed first.
+    started: bool = field(default=False, compare=False)
+    abandoned: bool = field(default=False, compare=False)
 
 
 class StagePool(Generic[M]):
@@ -76,20 +79,44 @@ class StagePool(Generic[M]):
         with self._cv:
             return len(self._heap)
 
-    async def run(self, fn: Callable[[M], T], priority: int = NORMAL) -> T:
-        """Run ``fn(model)`` on a worker; raises BusyError when the queue is full or too slow."""
+    async def run(self, fn: Callable[[M], T], priority: int = NORMAL, deadline: float | None = None) -> T:
+        """Run ``fn(model)`` on a worker; raises BusyError when the queue is full or too slow.
+
+        The job must start within the stage's ``max_wait_s`` and, when given, by ``deadline``
+        (``time.monotonic()``: the turn's first-audio budget). The caller is told at that moment,
+        not when a worker finally frees up, so a saturated node answers "busy" on time. A job
+        that has started is never abandoned; a cancelled caller's job is never started.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        now = time.monotonic()
+        start_by = now + self.max_wait_s if deadline is None else min(now + self.max_wait_s, deadline)
+        job = _Job(priority, next(self._seq), fn, future, loop, now)
         with self._cv:
             if self._closed:
                 raise RuntimeError(f"{self.stage} pool is closed")
             if len(self._heap) >= self.max_queue:
                 self._reject("queue full")
                 raise BusyError(self.stage, f"{len(self._heap)} jobs queued")
-            heapq.heappush(self._heap, _Job(priority, next(self._seq), fn, future, loop, time.perf_counter()))
+            heapq.heappush(self._heap, job)
             metrics.QUEUE_DEPTH.labels(stage=self.stage).set(len(self._heap))
             self._cv.notify()
-        return await future
+
+        def expire() -> None:
+            with self._cv:
+                if job.started or future.done():
+                    return
+                job.abandoned = True
+            self._reject("waited too long")
+            waited = time.monotonic() - job.enqueued
+            metrics.QUEUE_WAIT_SECONDS.labels(stage=self.stage).observe(waited)
+            future.set_exception(BusyError(self.stage, f"waited {waited:.1f} s for a worker"))
+
+        timer = loop.call_later(max(0.0, start_by - now), expire)
+        try:
+            return await future
+        finally:
+            timer.cancel()
 
     def _reject(self, reason: str) -> None:
         self.busy_rejections += 1
@@ -104,14 +131,11 @@ class StagePool(Generic[M]):
                     return
                 job = heapq.heappop(self._heap)
                 metrics.QUEUE_DEPTH.labels(stage=self.stage).set(len(self._heap))
-            if job.future.cancelled():
-                continue  # barge-in while queued: the work is simply never done
-            waited = time.perf_counter() - job.enqueued
-            metrics.QUEUE_WAIT_SECONDS.labels(stage=self.stage).observe(waited)
-            if waited > self.max_wait_s:
-                self._reject("waited too long")
-                self._settle(job, error=BusyError(self.stage, f"waited {waited:.1f} s for a worker"))
-                continue
+                # Barge-in while queued, or the caller was already told "busy": never done.
+                if job.abandoned or job.future.cancelled():
+                    continue
+                job.started = True
+            metrics.QUEUE_WAIT_SECONDS.labels(stage=self.stage).observe(time.monotonic() - job.enqueued)
             started = time.perf_counter()
             try:
                 result = job.fn(model)

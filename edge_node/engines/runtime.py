@@ -132,9 +132,9 @@ class Engines:
             out["answer"] = self.answer_cache.stats()
         return out
 
-    async def transcribe(self, pcm: np.ndarray) -> AsrResult:
+    async def transcribe(self, pcm: np.ndarray, deadline: float | None = None) -> AsrResult:
         # The device is waiting in silence for this one: ahead of queued TTS tails.
-        return await self.asr_pool.run(lambda asr: asr.transcribe(pcm), FIRST)
+        return await self.asr_pool.run(lambda asr: asr.transcribe(pcm), FIRST, deadline)
 
     async def decode_opus(self, packets: list[bytes], sample_rate: int = 16000) -> tuple[np.ndarray, int]:
         """Decode a whole push-to-talk utterance off the loop; returns (pcm, bad packet count)."""
@@ -157,7 +157,7 @@ class Engines:
         return result
 
     async def chat_stream(
-        self, messages: list[dict[str, str]], max_tokens: int | None = None
+        self, messages: list[dict[str, str]], max_tokens: int | None = None, deadline: float | None = None
     ) -> AsyncIterator[str]:
         """Stream LLM deltas from an LLM worker; closing the iterator stops generation at once."""
         loop = asyncio.get_running_loop()
@@ -179,7 +179,7 @@ class Engines:
             finally:
                 put(None)
 
-        job = asyncio.ensure_future(self.llm_pool.run(work))
+        job = asyncio.ensure_future(self.llm_pool.run(work, NORMAL, deadline))
         first = True
         try:
             while True:
@@ -216,7 +216,9 @@ class Engines:
         packets = encode_for_device(pcm, tts.sample_rate, encoder)
         return SpeechAudio(text, packets, (time.perf_counter() - started) * 1000)
 
-    async def synthesize(self, text: str, sample_rate: int, frame_ms: int, priority: int = NORMAL) -> SpeechAudio:
+    async def synthesize(
+        self, text: str, sample_rate: int, frame_ms: int, priority: int = NORMAL, deadline: float | None = None
+    ) -> SpeechAudio:
         """Piper, resampling and Opus encoding all on a TTS worker: the loop gets packets.
 
         The TTS cache is asked first: a hit is the packets the device got last time (synth_ms 0)
@@ -231,7 +233,9 @@ class Engines:
                 except ValueError as exc:
                     log.warning("tts cache: unreadable entry for %r dropped: %s", text[:40], exc)
                     cache.l1.delete(key)
-        audio = await self.tts_pool.run(lambda tts: self._synthesize_on(tts, text, sample_rate, frame_ms), priority)
+        audio = await self.tts_pool.run(
+            lambda tts: self._synthesize_on(tts, text, sample_rate, frame_ms), priority, deadline
+        )
         if cache is not None and audio.packets:
             cache.put_nowait(key, pack_packets(audio.packets))  # the disk write does not delay the audio
         return audio

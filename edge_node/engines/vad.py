@@ -96,9 +96,9 @@ class SileroVad:
 class VadEvent:
     """A change in a stream's speech state, delivered on the event loop thread."""
 
-    kind: Literal["speech_start", "speech_end", "too_long"]
+    kind: Literal["speech_start", "pause", "resume", "speech_end", "too_long"]
     # speech_end / too_long: the whole utterance (int16, 16 kHz) from preroll before onset to the
-    # trailing silence; None for speech_start.
+    # trailing silence; pause: the utterance so far; None for speech_start and resume.
     pcm: np.ndarray | None
     at: float  # time.monotonic() when detected (in the worker)
 
@@ -122,6 +122,10 @@ class VadStream:
       ``threshold - 0.15`` restarts the count; one in between neither counts nor restarts it),
       then ``speech_start`` is emitted and the utterance starts with ``preroll_ms`` of audio
       before the onset;
+    - pause: with ``speculative_asr_ms`` > 0, once a silence has lasted that long (but not yet
+      ``min_silence_ms``) -> ``pause`` with the utterance so far, so the session can start ASR
+      while the end of speech is still being confirmed; speech before ``min_silence_ms`` ->
+      ``resume`` (the speculation is void);
     - end: after onset, the probability stays below ``threshold - 0.15`` for ``min_silence_ms``
       (chunks in the hysteresis band keep a running silence going) -> ``speech_end`` with the
       utterance including the trailing silence;
@@ -213,6 +217,7 @@ class VadStream:
         self._ring_samples = 0
         self._speech_run_ms = 0.0
         self._silence_ms = 0.0
+        self._paused = False  # a pause event was emitted for the current silence
         self._utt: list[np.ndarray] = []
         self._utt_samples = 0
 
@@ -257,12 +262,19 @@ class VadStream:
             self._utt_samples += chunk.size
             if prob >= self._threshold:
                 self._silence_ms = 0.0
+                if self._paused:
+                    self._paused = False
+                    events.append(VadEvent("resume", None, time.monotonic()))
             elif prob < self._neg_threshold or self._silence_ms > 0:
                 self._silence_ms += CHUNK_MS
+            speculate = self.cfg.speculative_asr_ms
             if self._silence_ms > 0 and self._silence_ms >= self.cfg.min_silence_ms:
                 events.append(VadEvent("speech_end", self._take_utterance(), time.monotonic()))
             elif self._utt_samples > self._max_utt_samples:
                 events.append(VadEvent("too_long", self._take_utterance(), time.monotonic()))
+            elif 0 < speculate <= self._silence_ms and not self._paused:
+                self._paused = True
+                events.append(VadEvent("pause", np.concatenate(self._utt), time.monotonic()))
 
     def _take_utterance(self) -> np.ndarray:
         pcm = np.concatenate(self._utt) if self._utt else np.zeros(0, dtype=np.int16)
@@ -271,6 +283,7 @@ class VadStream:
         self._in_speech = False
         self._speech_run_ms = 0.0
         self._silence_ms = 0.0
+        self._paused = False
         return pcm
 
 

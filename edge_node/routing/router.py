@@ -24,7 +24,7 @@ APOLOGY = "Sorry, I can't answer that right now."
 
 class ChatBackend(Protocol):
     def chat_stream(
-        self, messages: list[dict[str, str]], max_tokens: int | None = None
+        self, messages: list[dict[str, str]], max_tokens: int | None = None, deadline: float | None = None
     ) -> AsyncIterator[str]: ...
 
 
@@ -43,6 +43,9 @@ class TurnContext:
     run_action: Callable[[DeviceAction], Awaitable[str]]
     log: logging.LoggerAdapter[logging.Logger]
     extra: dict[str, Any] = field(default_factory=dict)
+    # time.monotonic() by which an engine must have started this turn's first work (the node's
+    # first-audio budget); None: only the stages' own limits.
+    deadline: float | None = None
 
 
 @dataclass(slots=True)
@@ -131,7 +134,7 @@ class Router:
         messages = [{"role": "system", "content": self._cfg.llm.system_prompt}]
         messages += ctx.history[-2 * self._cfg.llm.history_turns :] if self._cfg.llm.history_turns else []
         messages.append({"role": "user", "content": ctx.text})
-        stream = self._chat.chat_stream(messages, self._cfg.llm.max_tokens)
+        stream = self._chat.chat_stream(messages, self._cfg.llm.max_tokens, deadline=ctx.deadline)
         # Stored for other devices only when the answer cannot depend on this conversation: a
         # reusable question that the LLM answered without any history in its prompt.
         cacheable = (

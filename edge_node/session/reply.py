@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge_node import metrics
+from edge_node.engines.asr import AsrResult
 from edge_node.engines.pool import FIRST, NORMAL, BusyError
 from edge_node.engines.runtime import SpeechAudio
 from edge_node.engines.sentences import SentenceSplitter, clean_for_speech
@@ -48,6 +49,8 @@ class TurnInput:
     text: str | None = None
     ended_at: float = field(default_factory=time.monotonic)
     source: str = "voice"
+    # ASR already started on this utterance during the end-of-speech wait (speculative ASR).
+    asr: asyncio.Task[AsrResult] | None = None
 
 
 class Reply:
@@ -65,6 +68,8 @@ class Reply:
         self.pacer: Pacer | None = None
         self.task: asyncio.Task[None] | None = None
         self.done = asyncio.Event()
+        # The first audio must be on its way by then, or the turn is answered "busy" (queues.first_audio_budget_s).
+        self.deadline = turn.ended_at + session.ctx.cfg.queues.first_audio_budget_s
 
     @property
     def active(self) -> bool:
@@ -99,7 +104,7 @@ class Reply:
             self.user_text = text
             await self._send(msgs.stt(s.session_id, text))
             await s.tools_ready()
-            ctx = TurnContext(text, list(s.history), s.caps, s.run_action, s.log)
+            ctx = TurnContext(text, s.conversation(), s.caps, s.run_action, s.log, deadline=self.deadline)
             result = await s.ctx.router.route(ctx)
             self.route = result.route
             s.log.info("turn: %r -> route=%s (%s)", text, result.route, result.reason)
@@ -147,7 +152,17 @@ class Reply:
         if self.turn.text is not None:
             return self.turn.text.strip()
         assert self.turn.pcm is not None
-        result = await self.session.ctx.engines.transcribe(self.turn.pcm)
+        result = None
+        if self.turn.asr is not None:
+            try:
+                result = await self.turn.asr
+                metrics.SPECULATIVE_ASR.labels(result="used").inc()
+            except BusyError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the utterance is still here: transcribe it again
+                self.session.log.warning("speculative ASR failed (%r): transcribing again", exc)
+        if result is None:
+            result = await self.session.ctx.engines.transcribe(self.turn.pcm, self.deadline)
         self.session.log.info(
             "asr: %r (%.0f ms audio, %.0f ms compute)", result.text, result.audio_ms, result.compute_ms
         )
@@ -218,8 +233,9 @@ class Reply:
                     spoken = clean_for_speech(sentence)
                     if not spoken:
                         continue
+                    deadline = self.deadline if priority == FIRST else None
                     audio = await s.ctx.engines.synthesize(
-                        spoken, audio_cfg.downlink_sample_rate, audio_cfg.downlink_frame_ms, priority
+                        spoken, audio_cfg.downlink_sample_rate, audio_cfg.downlink_frame_ms, priority, deadline
                     )
                     priority = NORMAL
                     await speech.put(audio)

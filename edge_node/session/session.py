@@ -23,6 +23,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from edge_node import metrics
+from edge_node.engines.asr import AsrResult
 from edge_node.engines.vad import VadEvent, VadStream
 from edge_node.routing.intent import DeviceAction, DeviceCapabilities
 from edge_node.session.mcp_client import DeviceMcp
@@ -45,6 +46,18 @@ class DeviceInfo:
     client_id: str
     protocol_version: int
     remote: str
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters: at its last sentence end, else its last space."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    end = max(head.rfind(". "), head.rfind("! "), head.rfind("? "))
+    if end >= limit // 3:
+        return head[: end + 1]
+    return head.rsplit(" ", 1)[0] if " " in head else head
 
 
 class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -71,6 +84,7 @@ class Session:
         self.hello_done = False
         self.reply: Reply | None = None
         self.history: list[dict[str, str]] = []
+        self._history_at = 0.0
         self.caps = DeviceCapabilities()
         self.mcp: DeviceMcp | None = None
         self._mcp_task: asyncio.Task[None] | None = None
@@ -80,6 +94,7 @@ class Session:
         self.closing = False
         self._bad_audio_logged = 0
         self._barge_in: asyncio.Task[None] | None = None
+        self._speculative: asyncio.Task[AsrResult] | None = None
 
     # -- outbound: the only two ways anything reaches the device ----------------------------
     async def send_json(self, msg: dict[str, Any], gen: int | None = None) -> bool:
@@ -118,6 +133,7 @@ class Session:
     async def shutdown(self) -> None:
         self.closing = True
         self.ctx.engines.vad_batcher.unregister(self.vad)
+        self._drop_speculation()
         if self.reply is not None:
             self.reply.interrupt("disconnect")
         if self._mcp_task is not None:
@@ -225,6 +241,7 @@ class Session:
             self.mode = listen.mode or self.mode or "auto"
             self.listening = True
             self.vad.reset()
+            self._drop_speculation()
             self._manual_packets.clear()
         elif listen.state == "stop":
             self.touch()
@@ -239,6 +256,7 @@ class Session:
         elif listen.state == "detect":
             self.touch()
             self.vad.reset()  # the wake-word burst is not part of the next utterance
+            self._drop_speculation()
             if listen.text:
                 self.log.info("detect: %r", listen.text)
                 self.start_reply(TurnInput(text=listen.text, source="text"))
@@ -297,12 +315,42 @@ class Session:
             if self.mode == "realtime" and self.reply is not None and self.reply.active:
                 self._barge_in = asyncio.get_running_loop().create_task(self.interrupt("voice", send_stop=True))
             return
+        if event.kind == "pause":
+            self._speculate(event)
+            return
+        if event.kind == "resume":
+            self._drop_speculation()
+            return
         pcm = event.pcm if event.pcm is not None else np.zeros(0, dtype=np.int16)
         if self.mode == "auto":
             self.listening = False  # until the device's next listen/start
         # The VAD decides min_silence_ms after the voice stopped; latency counts from the voice.
         ended_at = event.at - self.ctx.cfg.vad.min_silence_ms / 1000 if event.kind == "speech_end" else event.at
-        self.start_reply(TurnInput(pcm=pcm, ended_at=ended_at, source="voice"))
+        asr = None
+        if event.kind == "speech_end":
+            asr, self._speculative = self._speculative, None  # only silence since the pause
+        else:
+            self._drop_speculation()  # too_long: the audio went on after the pause
+        self.start_reply(TurnInput(pcm=pcm, ended_at=ended_at, source="voice", asr=asr))
+
+    def _speculate(self, event: VadEvent) -> None:
+        """Transcribe the utterance so far while the VAD confirms the end of speech."""
+        self._drop_speculation()
+        if event.pcm is None or not event.pcm.size:
+            return
+        voice_end = event.at - self.ctx.cfg.vad.speculative_asr_ms / 1000
+        deadline = voice_end + self.ctx.cfg.queues.first_audio_budget_s
+        task = asyncio.get_running_loop().create_task(self.ctx.engines.transcribe(event.pcm, deadline))
+        # Retrieve the outcome even when nobody awaits it (speech resumed): no "never retrieved" noise.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._speculative = task
+
+    def _drop_speculation(self) -> None:
+        """Speech resumed or the turn was reset: the speculative transcript is void."""
+        if self._speculative is not None:
+            self._speculative.cancel()
+            self._speculative = None
+            metrics.SPECULATIVE_ASR.labels(result="discarded").inc()
 
     # -- data lane ----------------------------------------------------------------------------
     def start_reply(self, turn: TurnInput) -> None:
@@ -330,9 +378,18 @@ class Session:
             self.vad.reset()
 
     def remember(self, user: str, assistant: str) -> None:
-        self.history += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
-        keep = 2 * self.ctx.cfg.llm.history_turns
-        del self.history[: max(0, len(self.history) - keep)]
+        """Keep the exchange as LLM context: the last ``history_turns``, the reply shortened."""
+        llm = self.ctx.cfg.llm
+        reply = _shorten(assistant, llm.history_reply_chars)
+        self.history += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+        del self.history[: max(0, len(self.history) - 2 * llm.history_turns)]
+        self._history_at = time.monotonic()
+
+    def conversation(self) -> list[dict[str, str]]:
+        """The context for the next turn; after a pause of ``history_ttl_s`` a new conversation starts."""
+        if self.history and time.monotonic() - self._history_at > self.ctx.cfg.llm.history_ttl_s:
+            self.history.clear()
+        return list(self.history)
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()

@@ -175,7 +175,17 @@ async def test_dtx_packets_and_wake_word_burst(edge: EdgeProcess) -> None:
 
 
 # §5.6 -- listening modes ------------------------------------------------------------------------
+def _counter(metrics_text: str, name: str, **labels: str) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in metrics_text.splitlines():
+        if line.startswith(f"{name}{{{want}}}"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 async def test_auto_mode_server_vad_ends_the_turn(edge: EdgeProcess) -> None:
+    async with httpx.AsyncClient() as http:
+        before = (await http.get(f"{edge.http}/metrics")).text
     client = DeviceClient(edge.url, device_id="aa:bb:cc:00:00:07")
     await client.connect()
     try:
@@ -187,6 +197,11 @@ async def test_auto_mode_server_vad_ends_the_turn(edge: EdgeProcess) -> None:
         assert turn.stt_ms < 5000, "VAD did not end the turn promptly"
     finally:
         await client.close()
+    async with httpx.AsyncClient() as http:
+        after = (await http.get(f"{edge.http}/metrics")).text
+    # The transcript came from the ASR started during the end-of-speech wait.
+    name = "xiaozhi_edge_speculative_asr_total"
+    assert _counter(after, name, result="used") == _counter(before, name, result="used") + 1
 
 
 async def test_manual_mode_listen_stop_ends_the_turn(edge: EdgeProcess) -> None:

@@ -57,6 +57,11 @@ class Recorder:
 
     @property
     def kinds(self) -> list[str]:
+        """Turn-level events; pause/resume (speculative ASR) are in ``all_kinds``."""
+        return [e.kind for e in self.events if e.kind not in ("pause", "resume")]
+
+    @property
+    def all_kinds(self) -> list[str]:
         return [e.kind for e in self.events]
 
 
@@ -97,7 +102,7 @@ async def test_opus_utterance_through_batcher(
     assert rec.kinds == ["speech_start", "speech_end"], rec.kinds
     assert rec.loop_thread_only
     assert not rec.errors and stream.decode_errors == 0 and stream.dropped_packets == 0
-    start, end = rec.events
+    start, end = (e for e in rec.events if e.kind in ("speech_start", "speech_end"))
     assert start.pcm is None and end.pcm is not None and end.pcm.dtype == np.int16
     assert start.at <= end.at
     spoken = speech_seconds(espeak_16k)
@@ -202,6 +207,49 @@ def test_state_machine_too_long_preroll_and_reset(model: SileroVad, utterance: n
     batcher.process_once()
     assert all(e.kind != "speech_end" for e in rec.events)
     assert not stream.in_speech
+
+
+def test_pause_then_resume_then_end(model: SileroVad, espeak_16k: Callable[[str], np.ndarray]) -> None:
+    """A mid-sentence pause longer than speculative_asr_ms but shorter than min_silence_ms."""
+    rng = np.random.default_rng(2)
+
+    def quiet(seconds: float) -> np.ndarray:
+        return (rng.standard_normal(int(seconds * RATE)) * 30).astype(np.int16)
+
+    def trimmed(text: str) -> np.ndarray:
+        speech = espeak_16k(text)
+        loud = np.flatnonzero(np.abs(speech.astype(np.int32)) > 500)
+        return speech[loud[0] : loud[-1] + 1]
+
+    first, second = trimmed("turn on the kitchen light"), trimmed("please")
+    pcm = np.concatenate([quiet(0.5), first, quiet(0.4), second, quiet(1.0)])
+    rec = Recorder()
+    stream = VadStream(VadConfig(speculative_asr_ms=200, min_silence_ms=550), rec.on_event, rec.on_error)
+    batcher = VadBatcher(model)
+    batcher.register(stream)
+    stream.feed_pcm(pcm)
+    batcher.process_once()
+    # espeak leaves short gaps between words, so there may be more than one pause/resume pair
+    # before the real pause; what matters is the shape.
+    kinds = rec.all_kinds
+    assert kinds[0] == "speech_start" and kinds[-2:] == ["pause", "speech_end"], kinds
+    assert "resume" in kinds, kinds
+    pauses = [e for e in rec.events if e.kind == "pause"]
+    end = rec.events[-1]
+    assert end.pcm is not None
+    for pause in pauses:
+        assert pause.pcm is not None and pause.pcm.size < end.pcm.size
+        assert np.array_equal(pause.pcm, end.pcm[: pause.pcm.size])  # a prefix of the utterance
+    # The last pause holds all the speech: only silence follows it in the utterance.
+    assert end.pcm.size - pauses[-1].pcm.size <= int(0.55 * RATE)
+    # Off: no pause events at all.
+    rec2 = Recorder()
+    stream2 = VadStream(VadConfig(speculative_asr_ms=0), rec2.on_event, rec2.on_error)
+    batcher2 = VadBatcher(model)
+    batcher2.register(stream2)
+    stream2.feed_pcm(pcm)
+    batcher2.process_once()
+    assert "pause" not in rec2.all_kinds and rec2.kinds == ["speech_start", "speech_end"]
 
 
 def test_queue_overflow_drops_oldest(model: SileroVad) -> None:

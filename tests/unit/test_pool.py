@@ -125,3 +125,36 @@ async def test_exceptions_reach_the_caller() -> None:
             await pool.run(lambda m: 1 / 0)
     finally:
         pool.close()
+
+
+async def test_busy_is_told_at_the_deadline_not_when_a_worker_frees() -> None:
+    model = FakeModel()
+    pool = StagePool("t", [model], max_wait_s=10.0)
+    try:
+        running = asyncio.create_task(pool.run(lambda m: m.work("r")))
+        await asyncio.sleep(0.02)
+        started = time.monotonic()
+        # The turn's budget (0.15 s) is shorter than the stage's own limit (10 s) and wins.
+        with pytest.raises(BusyError, match="waited"):
+            await pool.run(lambda m: m.work("late"), FIRST, deadline=time.monotonic() + 0.15)
+        told_after = time.monotonic() - started
+        assert 0.1 < told_after < 0.5, told_after  # the worker is still blocked on "r"
+        model.gate.set()
+        await running
+        await asyncio.sleep(0.05)
+        assert model.ran == ["r"]  # the abandoned job never ran
+        assert pool.busy_rejections == 1
+    finally:
+        pool.close()
+
+
+async def test_a_started_job_is_not_abandoned_at_its_deadline() -> None:
+    model = FakeModel()
+    pool = StagePool("t", [model])
+    try:
+        job = asyncio.create_task(pool.run(lambda m: m.work("slow"), FIRST, deadline=time.monotonic() + 0.05))
+        await asyncio.sleep(0.2)  # started at once, still running past its start deadline
+        model.gate.set()
+        assert await job == "slow"
+    finally:
+        pool.close()
