@@ -51,6 +51,9 @@ LOOP_LAG = Gauge("xiaozhi_edge_event_loop_lag_seconds", "Latest event-loop sched
 SPECULATIVE_ASR = Counter(
     "xiaozhi_edge_speculative_asr_total", "ASR started during the end-of-speech wait, by fate", ["result"]
 )
+EARLY_COMMITS = Counter(
+    "xiaozhi_edge_early_commits_total", "Turns ended at a short pause: the transcript needed no model"
+)
 MCP_CALLS = Counter("xiaozhi_edge_mcp_tool_calls_total", "Device MCP tool calls", ["result"])
 # cache: tts | answer; level: l1 | l3 (an L1 miss is looked up in L3); result: hit | miss.
 CACHE_REQUESTS = Counter("xiaozhi_edge_cache_requests_total", "Cache lookups", ["cache", "level", "result"])

@@ -84,6 +84,9 @@ class VadConfig(_Section):
     # waits out min_silence_ms; speech before then voids it. Hides ASR time inside the
     # end-of-speech wait, at the cost of a wasted ASR run per mid-sentence pause. 0: off.
     speculative_asr_ms: int = Field(200, ge=0)
+    # End the turn at that pause, without waiting out min_silence_ms, when the speculative
+    # transcript is a finished sentence that a rule or the in-memory answer cache answers.
+    early_commit: bool = True
     # Audio kept before speech onset so the first syllable is not clipped.
     preroll_ms: int = Field(300, ge=0)
     max_utterance_s: float = Field(20.0, gt=0)

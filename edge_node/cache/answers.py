@@ -51,6 +51,14 @@ class AnswerCache:
         text = decode_answer(value)[1]
         return text or None
 
+    def contains(self, question: str) -> bool:
+        """A fresh answer for ``question`` is in memory (L1). Not counted as a lookup."""
+        value = self.tiered.l1.peek(answer_key(question))
+        try:
+            return value is not None and self._fresh(value)
+        except ValueError:
+            return False
+
     async def put(self, question: str, text: str) -> None:
         text = text.strip()
         if text:

@@ -41,6 +41,10 @@ class LruCache:
         self.hits += 1
         return value
 
+    def peek(self, key: str) -> bytes | None:
+        """The value without touching recency or the hit/miss counts."""
+        return self._items.get(key)
+
     def put(self, key: str, value: bytes) -> bool:
         """Store ``value``; returns False (and stores nothing) when it alone exceeds the budget."""
         cost = self._cost(key, value)

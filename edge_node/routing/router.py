@@ -90,6 +90,24 @@ class Router:
     def intents(self) -> IntentMatcher:
         return self._intents
 
+    def answers_at_once(self, text: str, caps: DeviceCapabilities, history_len: int) -> bool:
+        """Whether ``text`` would be answered by a rule or from the in-memory answer cache.
+
+        Used to end a turn at a short pause instead of waiting out the full end-of-speech
+        silence: only when the answer is certain and costs no model. A peek: no device state
+        changes (the matcher works on a copy) and no cache statistics are counted.
+        """
+        order = self._cfg.routing.order
+        if "intent" in order and self._cfg.intent.enabled:
+            peek = DeviceCapabilities(caps.tools, caps.iot_methods, dict(caps.state))
+            if self._intents.match(text, peek) is not None:
+                return True
+        cache = self.answer_cache
+        if "cache" in order and cache is not None and is_reusable_question(text, history_len):
+            contains = getattr(cache, "contains", None)
+            return bool(contains is not None and contains(text))
+        return False
+
     async def route(self, ctx: TurnContext) -> RouteResult:
         for name in self._cfg.routing.order:
             if name == "intent" and self._cfg.intent.enabled:

@@ -343,7 +343,32 @@ class Session:
         task = asyncio.get_running_loop().create_task(self.ctx.engines.transcribe(event.pcm, deadline))
         # Retrieve the outcome even when nobody awaits it (speech resumed): no "never retrieved" noise.
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        if self.ctx.cfg.vad.early_commit:
+            task.add_done_callback(lambda t: self._maybe_commit_early(t, event.pcm, voice_end))
         self._speculative = task
+
+    def _maybe_commit_early(self, task: asyncio.Task[AsrResult], pcm: np.ndarray | None, voice_end: float) -> None:
+        """The pause's transcript is a finished command or a cached question: end the turn now.
+
+        Waiting out the rest of min_silence_ms would only delay an answer that needs no model.
+        Anything said after this point belongs to the next turn, as after a normal end of speech.
+        """
+        if task is not self._speculative or task.cancelled() or task.exception() is not None:
+            return
+        if self.closing or not self.listening or self.mode == "manual" or pcm is None:
+            return
+        text = task.result().text.strip()
+        if not text or text[-1] not in ".?!" or not self.ctx.router.answers_at_once(
+            text, self.caps, len(self.history)
+        ):
+            return
+        self._speculative = None
+        metrics.EARLY_COMMITS.inc()
+        self.log.info("turn ended at a %d ms pause: %r needs no model", self.ctx.cfg.vad.speculative_asr_ms, text)
+        if self.mode == "auto":
+            self.listening = False  # until the device's next listen/start
+        self.vad.reset()  # the VAD's own speech_end for this utterance is void
+        self.start_reply(TurnInput(pcm=pcm, ended_at=voice_end, source="voice", asr=task))
 
     def _drop_speculation(self) -> None:
         """Speech resumed or the turn was reset: the speculative transcript is void."""

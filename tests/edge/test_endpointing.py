@@ -1,0 +1,59 @@
+"""End of speech in auto mode: a command ends the turn at a short pause (early commit), an open
+question waits out the full silence; both use the ASR started during that wait."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from shared.client.device import DeviceClient, Turn
+from tests.conftest import EdgeProcess
+from tests.edge.helpers import speech, words
+
+pytestmark = pytest.mark.slow
+
+
+def _counter(text: str, name: str, labels: str = "") -> float:
+    for line in text.splitlines():
+        if line.startswith(f"{name}{labels} ") or line.startswith(f"{name}{{{labels}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def _metrics(edge: EdgeProcess) -> str:
+    async with httpx.AsyncClient() as http:
+        return (await http.get(f"{edge.http}/metrics")).text
+
+
+async def _spoken_turn(edge: EdgeProcess, device_id: str, text: str) -> Turn:
+    client = DeviceClient(edge.url, device_id=device_id)
+    await client.connect()
+    try:
+        await client.listen_start("auto")
+        client.turn_reset()
+        await client.send_speech(speech(text), trailing_silence_ms=1500)
+        return await client.wait_turn_end(60)
+    finally:
+        await client.close()
+
+
+async def test_command_ends_at_the_pause_open_question_waits(edge: EdgeProcess) -> None:
+    early = "xiaozhi_edge_early_commits_total"
+    used = ("xiaozhi_edge_speculative_asr_total", 'result="used"')
+    before = await _metrics(edge)
+    offset = edge.log_offset()
+    command = await _spoken_turn(edge, "aa:bb:cc:00:0e:01", "What time is it?")
+    middle = await _metrics(edge)
+    assert "time" in words(command.stt_text)
+    assert _counter(middle, early) == _counter(before, early) + 1
+    assert "turn ended at a 200 ms pause" in edge.log_text()[offset:]
+
+    question = await _spoken_turn(edge, "aa:bb:cc:00:0e:02", "How do airplanes stay in the air?")
+    after = await _metrics(edge)
+    assert "airplanes" in words(question.stt_text)
+    assert _counter(after, early) == _counter(middle, early), "an LLM question must wait out the silence"
+    # Both transcripts came from the speculative ASR.
+    assert _counter(after, *used) == _counter(before, *used) + 2
+    # The command's turn ended ~350 ms (min_silence_ms - speculative_asr_ms) sooner.
+    assert command.stt_ms is not None and question.stt_ms is not None
+    assert command.stt_ms < question.stt_ms - 150, (command.stt_ms, question.stt_ms)
