@@ -4,11 +4,15 @@
         --devices 100 --duration 600 --rate 4/min --ramp 60 --report report.json --plot latency.png
     xiaozhi-loadgen --spawn --devices 20 --duration 60 --rate 4/min --report r.json --naive
     xiaozhi-loadgen --smoke --report smoke.json     # CI: 20 devices, 20 s, own edge node
+    xiaozhi-loadgen --spawn --devices 0 --idle-devices 1000 --duration 10 --report idle.json
+    xiaozhi-loadgen --spawn --devices 10 --streaming-devices 150 --duration 60 --report streams.json
 
 Every device behaves like firmware in auto mode (bench.loadgen.device); the utterances come from a
 mix (bench.loadgen.mix; --mix FILE) synthesised once with Piper. Devices connect evenly over
 --ramp seconds; no new turn starts after --duration (measured from the start, ramp included);
-turns in flight then finish. --naive runs the baseline after the load phase (with a spawned edge
+turns in flight then finish. --idle-devices connect first (hello only) and measure the node's
+memory per connection; --streaming-devices stream quiet room noise through the node's VAD for the
+whole run (bench.loadgen.background). --naive runs the baseline after the load phase (with a spawned edge
 node stopped first so the baseline has the machine to itself). The report's fields are described
 in bench.loadgen.report. Exit status: 0, or 1 in --smoke mode when a protocol error occurred, a
 turn did not end with tts/stop or no turn completed; 2 for bad arguments.
@@ -29,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.loadgen.background import Background, close_all, connect_idle, noise_packets, stream_noise
 from bench.loadgen.bank import build_bank
 from bench.loadgen.device import LoadState, run_device
 from bench.loadgen.mix import MixError, load_mix
@@ -66,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", help=f"turns per device, e.g. 4/min, 0.1/s (default {DEFAULTS['rate']})")
     p.add_argument("--mix", help="utterance mix YAML (default: the built-in mix)")
     p.add_argument("--ramp", type=float, help="seconds over which devices connect (default 0: all at once)")
+    p.add_argument("--idle-devices", type=int, default=0, help="extra devices that connect and stay silent")
+    p.add_argument(
+        "--streaming-devices", type=int, default=0, help="extra devices streaming non-speech audio for the whole run"
+    )
     p.add_argument("--report", default="loadgen-report.json", help="where to write report.json")
     p.add_argument("--plot", help="PNG of latency percentiles and connected devices over time")
     p.add_argument("--records", help="also write every turn as JSON lines here")
@@ -157,11 +166,18 @@ async def _run_load(
     args: argparse.Namespace, bank: dict[str, Any], sampler: Any, rate: float, http: str | None, notes: list[str]
 ) -> tuple[LoadState, dict[str, Any]]:
     loop = asyncio.get_running_loop()
+    bg = Background(streaming_target=args.streaming_devices)
+    idle = await _connect_idle(args, bg) if args.idle_devices else None
     before, stats_before = await _fetch_server(http, notes)
     t0 = loop.time()
     state = LoadState(t0=t0, deadline=t0 + args.duration)
     mono0 = time.monotonic()
     progress = asyncio.create_task(_progress(state, args.duration, args.quiet))
+    noise = noise_packets() if args.streaming_devices else []
+    streams = [
+        asyncio.create_task(stream_noise(args.url, i, bg, t0 + args.duration, noise))
+        for i in range(args.streaming_devices)
+    ]
     tasks = [
         asyncio.create_task(
             run_device(i, args.url, bank, sampler, state, rate, args.ramp * i / args.devices, args.turn_timeout)
@@ -169,7 +185,11 @@ async def _run_load(
         for i in range(args.devices)
     ]
     grace = args.turn_timeout + 20
-    _done, pending = await asyncio.wait(tasks, timeout=args.duration + grace)
+    pending: set[asyncio.Task[None]] = set()
+    if tasks:
+        _done, pending = await asyncio.wait(tasks, timeout=args.duration + grace)
+    else:
+        await asyncio.sleep(max(0.0, t0 + args.duration - loop.time()))
     for task in pending:
         task.cancel()
     if pending:
@@ -180,6 +200,10 @@ async def _run_load(
             exc = task.exception()
             notes.append(f"device task failed: {type(exc).__name__}: {exc}")
     elapsed = loop.time() - t0
+    await asyncio.gather(*streams, return_exceptions=True)
+    background = {**bg.to_json(), **(idle or {})}
+    notes.extend(bg.notes)
+    await close_all(bg)
     state.connected_samples.append((state.now(), state.connected))
     progress.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -194,6 +218,38 @@ async def _run_load(
         "stats_after": stats_after,
         "elapsed": elapsed,
         "mono0": mono0,
+        "background": background if args.idle_devices or args.streaming_devices else None,
+    }
+
+
+async def _connect_idle(args: argparse.Namespace, bg: Background) -> dict[str, Any]:
+    """Connect the idle devices; the node's RSS before and after gives memory per connection."""
+    import psutil
+
+    def rss_mb() -> float | None:
+        if not args.server_pid:
+            return None
+        try:
+            return psutil.Process(args.server_pid).memory_info().rss / 2**20
+        except psutil.Error:
+            return None
+
+    before = rss_mb()
+    took = await connect_idle(args.url, args.idle_devices, bg)
+    await asyncio.sleep(2.0)  # let the node finish the handshakes' allocations
+    after = rss_mb()
+    per_kb = None
+    if before is not None and after is not None and bg.idle_connected:
+        per_kb = round((after - before) * 1024 / bg.idle_connected, 1)
+    if not args.quiet:
+        print(f"idle devices: {bg.idle_connected}/{args.idle_devices} connected in {took:.1f} s, "
+              f"node RSS {before and round(before)} -> {after and round(after)} MB ({per_kb} KB each)",
+              file=sys.stderr)  # fmt: skip
+    return {
+        "idle_connect_s": round(took, 2),
+        "idle_rss_before_mb": None if before is None else round(before, 1),
+        "idle_rss_after_mb": None if after is None else round(after, 1),
+        "idle_rss_per_connection_kb": per_kb,
     }
 
 
@@ -205,8 +261,11 @@ def main(argv: list[str] | None = None) -> int:
         rate = parse_rate(args.rate)
     except ValueError as exc:
         parser.error(str(exc))
-    if args.devices < 1 or args.duration <= 0 or args.ramp < 0:
-        parser.error("--devices must be >= 1, --duration > 0 and --ramp >= 0")
+    background = args.idle_devices + args.streaming_devices
+    if args.idle_devices < 0 or args.streaming_devices < 0:
+        parser.error("--idle-devices and --streaming-devices must be >= 0")
+    if args.devices < (0 if background else 1) or args.duration <= 0 or args.ramp < 0:
+        parser.error("--devices must be >= 1 (>= 0 with background devices), --duration > 0 and --ramp >= 0")
     if not args.url and not args.spawn:
         parser.error("give --url (and optionally --http, --server-pid) or --spawn")
     edge_env: dict[str, str] = {}
@@ -264,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         server_pid=args.server_pid,
         notes=notes,
     )
+    report["background"] = extra["background"]
     report["seed"] = seed
     report["host"] = {
         "cpus": os.cpu_count(),
@@ -316,6 +376,13 @@ def _summary(report: dict[str, Any], path: Path) -> None:
         line += f"; {name} cache hit ratio {c['hit_ratio']}"
     if "naive_turns_per_s" in report:
         line += f"; naive {report['naive_turns_per_s']} turns/s, speedup {report['speedup']}x"
+    bg = report.get("background")
+    if bg:
+        line += (
+            f"; background: {bg['idle_connected']}/{bg['idle_devices']} idle"
+            f" ({bg.get('idle_rss_per_connection_kb')} KB each), {bg['streaming_devices']} streaming"
+            f" ({bg['uplink_packets_sent']} packets, {bg['closed_by_server']} closed by the node)"
+        )
     print(line)
     print(f"report: {path}")
 

@@ -94,6 +94,36 @@ categories:
       - How does a refrigerator keep food cold?
       - Why is exercise good for the brain?
       - What would happen if the earth stopped spinning?
+      - How do volcanoes form?
+      - Why do we have seasons?
+      - How does the internet work?
+      - What is the difference between weather and climate?
+      - Why do onions make people cry?
+      - How do fish breathe under water?
+      - What causes thunder and lightning?
+      - How are mountains made?
+      - Why do birds fly south for the winter?
+      - How does a compass work?
+      - What is the biggest animal that ever lived?
+      - How do plants drink water?
+      - Why is the ocean blue?
+      - How do solar panels make electricity?
+      - What is inside a black hole?
+      - How long do elephants live?
+      - Why do stars twinkle at night?
+      - How does a vaccine protect the body?
+      - What did dinosaurs eat?
+      - How do submarines dive and come back up?
+      - Why does bread rise in the oven?
+      - How do bats find their way in the dark?
+      - What is the speed of sound?
+      - How are rainbows different from halos?
+      - Why do zebras have stripes?
+      - How does a microwave oven heat food?
+      - What makes a diamond so hard?
+      - How do ants find their way home?
+      - Why do we need to sleep?
+      - How does the moon change the tides?
 """
 
 

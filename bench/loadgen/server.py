@@ -7,8 +7,10 @@ fixture (tests/conftest.py) and parses its ``READY ws=.. http=..`` line.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ class EdgeProcess:
     ws_port: int
     http_port: int
     log_path: Path
+    temp_cache: Path | None = None  # removed by stop_edge
 
     @property
     def url(self) -> str:
@@ -55,6 +58,12 @@ def spawn_edge(
     env = dict(os.environ)
     env.update({"XIAOZHI__SERVER__HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1"})
     env.update(env_extra or {})
+    # A cold cache per run unless one is named: answers cached by an earlier run would make the
+    # hit ratios (and the throughput) of this one look better than they are.
+    temp_cache = None
+    if "XIAOZHI__CACHE__DIR" not in env:
+        temp_cache = Path(tempfile.mkdtemp(prefix=f"{name}-cache-"))
+        env["XIAOZHI__CACHE__DIR"] = str(temp_cache)
     with log_path.open("w", encoding="utf-8") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "edge_node", "serve", "--port", "0", "--http-port", "0"]
@@ -71,11 +80,13 @@ def spawn_edge(
         line = proc.stdout.readline()
         if line.startswith("READY"):
             parts = dict(p.split("=", 1) for p in line.split()[1:])
-            return EdgeProcess(proc, int(parts["ws"]), int(parts["http"]), log_path)
+            return EdgeProcess(proc, int(parts["ws"]), int(parts["http"]), log_path, temp_cache)
         if not line and proc.poll() is not None:
             break
     proc.kill()
     proc.wait()
+    if temp_cache is not None:
+        shutil.rmtree(temp_cache, ignore_errors=True)
     raise RuntimeError(f"edge node did not start:\n{log_path.read_text(errors='replace')[-4000:]}")
 
 
@@ -88,6 +99,8 @@ def stop_edge(edge: EdgeProcess) -> None:
         edge.proc.wait()
     if edge.proc.stdout is not None:
         edge.proc.stdout.close()
+    if edge.temp_cache is not None:
+        shutil.rmtree(edge.temp_cache, ignore_errors=True)
 
 
 @dataclass

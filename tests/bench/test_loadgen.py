@@ -33,7 +33,7 @@ def test_default_mix_shape() -> None:
     assert weights == {"commands": 0.3, "everyday": 0.5, "open": 0.2}
     everyday = mix.categories[1]
     assert everyday.distribution == "zipf" and everyday.zipf_s == 1.1 and len(everyday.phrases) == 15
-    assert len(mix.categories[2].phrases) == 15
+    assert len(mix.categories[2].phrases) == 45
     assert len(mix.phrases()) == len(set(mix.phrases()))
 
 
