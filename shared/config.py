@@ -177,9 +177,10 @@ class QueueConfig(_Section):
     """Bounds on the engine queues: a turn that cannot be served in time hears "busy" instead."""
 
     max_queue: int = Field(64, ge=1)
-    # A turn's ASR, LLM and first sentence must each start within this many seconds of the end of
-    # speech, or the turn is answered "busy" right then: under overload the device hears that
-    # within a few seconds instead of an answer ten seconds late.
+    # A turn's ASR and LLM must each start within this many seconds of the end of speech, or the
+    # turn is answered "busy" right then: under overload the device hears that within a few
+    # seconds instead of an answer ten seconds late. (Once there are words to say, TTS is only
+    # held to tts_max_wait_s: dropping them would waste the work already done.)
     first_audio_budget_s: float = Field(3.0, gt=0)
     # Per stage, for every job (a reply's later sentences included).
     asr_max_wait_s: float = Field(4.0, gt=0)

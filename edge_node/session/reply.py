@@ -233,9 +233,11 @@ class Reply:
                     spoken = clean_for_speech(sentence)
                     if not spoken:
                         continue
-                    deadline = self.deadline if priority == FIRST else None
+                    # No turn deadline here: the words exist (the LLM's work is done or a rule
+                    # answered), so speaking them is the cheapest way to finish the turn; FIRST
+                    # puts the opening sentence ahead of other replies' tails.
                     audio = await s.ctx.engines.synthesize(
-                        spoken, audio_cfg.downlink_sample_rate, audio_cfg.downlink_frame_ms, priority, deadline
+                        spoken, audio_cfg.downlink_sample_rate, audio_cfg.downlink_frame_ms, priority
                     )
                     priority = NORMAL
                     await speech.put(audio)
