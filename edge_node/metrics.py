@@ -36,6 +36,11 @@ BUSY = Counter("xiaozhi_edge_busy_total", "Jobs refused because a stage was satu
 ADMISSION = Counter("xiaozhi_edge_admission_total", "Connection admission decisions", ["result"])
 CAPACITY = Gauge("xiaozhi_edge_capacity_turns_per_second", "Measured turn capacity of this node")
 DEMAND = Gauge("xiaozhi_edge_demand_turns_per_second", "Recent turn rate (exponentially weighted)")
+REPLIES_CUT_SHORT = Counter(
+    "xiaozhi_edge_replies_cut_short_total",
+    "Replies ended after their first sentences because a stage was saturated",
+    ["stage"],
+)
 INTERRUPTIONS = Counter("xiaozhi_edge_interruptions_total", "Replies cut short by barge-in", ["cause"])
 PROTOCOL_ERRORS = Counter("xiaozhi_edge_protocol_errors_total", "Rejected device input", ["code"])
 AUDIO_PACKETS = Counter("xiaozhi_edge_audio_packets_total", "Opus packets", ["direction"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -26,9 +26,9 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def pool_size(workers: int) -> int:
-    """A stage's ``workers`` setting resolved: 0 means one model instance per usable core."""
-    return workers if workers > 0 else usable_cores()
+def pool_size(workers: int, per_core: float = 1.0, extra: int = 0) -> int:
+    """A stage's ``workers`` setting resolved: 0 means ``per_core`` instances per usable core + ``extra``."""
+    return workers if workers > 0 else max(1, int(usable_cores() * per_core) + extra)
 
 
 class ConfigError(ValueError):
@@ -134,7 +134,9 @@ class LlmConfig(_Section):
     history_turns: int = Field(1, ge=0)
     history_reply_chars: int = Field(160, ge=16)
     history_ttl_s: float = Field(120.0, gt=0)
-    workers: int = Field(0, ge=0)  # 0: one per usable core
+    # 0: two per usable core. More instances than cores: a reply's tail is generated at low CPU
+    # priority (engines/priority.py), so a new turn's first tokens need not wait for a free worker.
+    workers: int = Field(0, ge=0)
 
 
 class TtsConfig(_Section):
@@ -143,7 +145,9 @@ class TtsConfig(_Section):
     threads: int = Field(1, ge=1)
     # The first chunk of a reply is cut at a comma once it has this many characters.
     first_clause_min_chars: int = Field(12, ge=1)
-    workers: int = Field(0, ge=0)  # 0: one per usable core
+    workers: int = Field(0, ge=0)  # 0: one per usable core, plus the reserved ones
+    # Workers that synthesise only the first sentence of a reply, never later ones.
+    reserved_first: int = Field(1, ge=0)
 
 
 class IntentConfig(_Section):
@@ -230,13 +234,13 @@ class EdgeConfig(_Section):
     log: LogConfig = Field(default_factory=LogConfig)
 
 
-def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+def _env_overrides(environ: dict[str, str], prefix: str = ENV_PREFIX) -> dict[str, Any]:
     """Turn ``XIAOZHI__A__B=v`` into ``{"a": {"b": v}}``; values are parsed as YAML scalars/lists."""
     tree: dict[str, Any] = {}
     for key, raw in environ.items():
-        if not key.startswith(ENV_PREFIX):
+        if not key.startswith(prefix):
             continue
-        parts = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
+        parts = [p.lower() for p in key[len(prefix) :].split("__") if p]
         if not parts:
             continue
         node = tree
@@ -261,34 +265,53 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping (empty file: empty mapping); ConfigError otherwise."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config {path} must be a mapping at the top level")
+    return loaded
+
+
+def validation_message(exc: ValidationError) -> str:
+    """One line per problem, each naming the key's path: what an operator needs to fix it."""
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}" for err in exc.errors())
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_settings(
+    model: type[M],
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+    prefix: str = ENV_PREFIX,
+) -> M:
+    """Defaults < YAML file < environment (``prefix`` + ``SECTION__KEY``) < explicit overrides."""
+    data: dict[str, Any] = read_yaml_mapping(path) if path is not None else {}
+    data = _merge(data, _env_overrides(dict(os.environ if environ is None else environ), prefix))
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {validation_message(exc)}") from exc
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
     environ: dict[str, str] | None = None,
 ) -> EdgeConfig:
-    """Defaults < YAML file < environment < explicit overrides (the CLI flags)."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read config {path}: {exc}") from exc
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config {path} must be a mapping at the top level")
-        data = loaded
-    data = _merge(data, _env_overrides(dict(os.environ if environ is None else environ)))
-    if overrides:
-        data = _merge(data, overrides)
-    try:
-        return EdgeConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"invalid configuration: {problems}") from exc
+    """The edge node's configuration: defaults < YAML file < environment < explicit overrides (flags)."""
+    return load_settings(EdgeConfig, path, overrides, environ)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from edge_node import metrics
+from edge_node.engines import priority
 
 M = TypeVar("M")
 T = TypeVar("T")
@@ -52,7 +53,11 @@ class _Job:
 
 
 class StagePool(Generic[M]):
-    def __init__(self, stage: str, models: list[M], max_queue: int = 64, max_wait_s: float = 5.0) -> None:
+    def __init__(
+        self, stage: str, models: list[M], max_queue: int = 64, max_wait_s: float = 5.0, reserved_first: int = 0
+    ) -> None:
+        """``reserved_first`` workers take FIRST jobs only, so a device waiting in silence never waits
+        behind the later sentences of replies that are already playing (capped at ``len(models) - 1``)."""
         if not models:
             raise ValueError(f"{stage}: a pool needs at least one model instance")
         self.stage = stage
@@ -64,8 +69,11 @@ class StagePool(Generic[M]):
         self._cv = threading.Condition()
         self._closed = False
         self.busy_rejections = 0
+        self.reserved_first = max(0, min(reserved_first, len(models) - 1))
         self._threads = [
-            threading.Thread(target=self._work, args=(model,), name=f"{stage}-{i}", daemon=True)
+            threading.Thread(
+                target=self._work, args=(model, i < self.reserved_first), name=f"{stage}-{i}", daemon=True
+            )
             for i, model in enumerate(models)
         ]
         for thread in self._threads:
@@ -100,7 +108,8 @@ class StagePool(Generic[M]):
                 raise BusyError(self.stage, f"{len(self._heap)} jobs queued")
             heapq.heappush(self._heap, job)
             metrics.QUEUE_DEPTH.labels(stage=self.stage).set(len(self._heap))
-            self._cv.notify()
+            # Every waiting worker re-checks: a reserved one may not take this job, another may.
+            self._cv.notify_all()
 
         def expire() -> None:
             with self._cv:
@@ -122,10 +131,14 @@ class StagePool(Generic[M]):
         self.busy_rejections += 1
         metrics.BUSY.labels(stage=self.stage, reason=reason).inc()
 
-    def _work(self, model: M) -> None:
+    def _work(self, model: M, first_only: bool) -> None:
+        def has_work() -> bool:
+            # The heap's top is its most urgent job: FIRST whenever there is one.
+            return bool(self._heap) and (not first_only or self._heap[0].priority == FIRST)
+
         while True:
             with self._cv:
-                while not self._heap and not self._closed:
+                while not has_work() and not self._closed:
                     self._cv.wait()
                 if self._closed:
                     return
@@ -137,6 +150,7 @@ class StagePool(Generic[M]):
                 job.started = True
             metrics.QUEUE_WAIT_SECONDS.labels(stage=self.stage).observe(time.monotonic() - job.enqueued)
             started = time.perf_counter()
+            priority.use_priority(job.priority == FIRST)
             try:
                 result = job.fn(model)
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine

@@ -24,6 +24,7 @@ from edge_node import metrics
 from edge_node.cache.build import build_caches
 from edge_node.cache.keys import tts_key
 from edge_node.cache.packets import pack_packets, unpack_packets
+from edge_node.engines import priority
 from edge_node.engines.asr import AsrEngine, AsrResult, load_asr
 from edge_node.engines.llm import LlamaLlm
 from edge_node.engines.pool import FIRST, NORMAL, StagePool
@@ -33,6 +34,10 @@ from shared.audio.opus import OpusDecoder, OpusEncoder
 from shared.config import EdgeConfig, pool_size
 
 log = logging.getLogger(__name__)
+
+# Characters of LLM output after which the rest of a reply runs at tail priority: about a clause,
+# what the sentence splitter needs before the first TTS job can start.
+FIRST_CLAUSE_CHARS = 48
 
 
 @dataclass(slots=True)
@@ -61,7 +66,7 @@ class Engines:
         q = cfg.queues
         self.asr_pool = StagePool("asr", asr, q.max_queue, q.asr_max_wait_s)
         self.llm_pool = StagePool("llm", llm, q.max_queue, q.llm_max_wait_s)
-        self.tts_pool = StagePool("tts", tts, q.max_queue, q.tts_max_wait_s)
+        self.tts_pool = StagePool("tts", tts, q.max_queue, q.tts_max_wait_s, cfg.tts.reserved_first)
         self._vad_pool = ThreadPoolExecutor(1, thread_name_prefix="vad")
         # Bulk Opus work that is not TTS (decoding a push-to-talk utterance).
         self._audio_pool = ThreadPoolExecutor(1, thread_name_prefix="audio")
@@ -79,8 +84,8 @@ class Engines:
         started = time.perf_counter()
         vad = SileroVad(cfg.vad.model_path or None)
         asr = [load_asr(cfg.asr) for _ in range(pool_size(cfg.asr.workers))]
-        llm = [LlamaLlm(cfg.llm) for _ in range(pool_size(cfg.llm.workers))]
-        tts = [PiperTts(cfg.tts) for _ in range(pool_size(cfg.tts.workers))]
+        llm = [LlamaLlm(cfg.llm) for _ in range(pool_size(cfg.llm.workers, per_core=2))]
+        tts = [PiperTts(cfg.tts) for _ in range(pool_size(cfg.tts.workers, extra=cfg.tts.reserved_first))]
         log.info(
             "engines loaded in %.2f s: vad=silero asr=%s x%d llm=%s x%d tts=piper@%d Hz x%d",
             time.perf_counter() - started,
@@ -169,17 +174,21 @@ class Engines:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
         def work(llm: LlamaLlm) -> None:
+            said = 0
             try:
                 for delta in llm.stream_chat(messages, max_tokens=max_tokens, cancel=cancel):
                     if cancel.is_set():
                         break
                     put(delta)
+                    said += len(delta)
+                    if said >= FIRST_CLAUSE_CHARS and said - len(delta) < FIRST_CLAUSE_CHARS:
+                        priority.demote()  # the device has its first clause: the rest is tail work
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer to raise
                 put(exc)
             finally:
                 put(None)
 
-        job = asyncio.ensure_future(self.llm_pool.run(work, NORMAL, deadline))
+        job = asyncio.ensure_future(self.llm_pool.run(work, FIRST, deadline))
         first = True
         try:
             while True:

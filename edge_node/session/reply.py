@@ -236,9 +236,18 @@ class Reply:
                     # No turn deadline here: the words exist (the LLM's work is done or a rule
                     # answered), so speaking them is the cheapest way to finish the turn; FIRST
                     # puts the opening sentence ahead of other replies' tails.
-                    audio = await s.ctx.engines.synthesize(
-                        spoken, audio_cfg.downlink_sample_rate, audio_cfg.downlink_frame_ms, priority
-                    )
+                    try:
+                        audio = await s.ctx.engines.synthesize(
+                            spoken, audio_cfg.downlink_sample_rate, audio_cfg.downlink_frame_ms, priority
+                        )
+                    except BusyError as exc:
+                        if priority == FIRST:
+                            raise  # nothing said yet: the turn is answered "busy"
+                        # Mid-reply: end with what was said rather than tack "busy" onto an answer.
+                        s.log.warning("reply cut short after %d sentence(s): %s", len(self.reply_text), exc)
+                        metrics.REPLIES_CUT_SHORT.labels(stage=exc.stage).inc()
+                        cut_short.set()
+                        break
                     priority = NORMAL
                     await speech.put(audio)
             except Exception as exc:  # noqa: BLE001 - re-raised in the reply task
@@ -246,6 +255,7 @@ class Reply:
             finally:
                 await speech.put(None)
 
+        cut_short = asyncio.Event()
         pacer = self.pacer = Pacer(audio_cfg.downlink_frame_ms, audio_cfg.prebuffer_packets, self._send_audio)
         tasks = [asyncio.create_task(split()), asyncio.create_task(synthesise())]
         try:
@@ -255,8 +265,11 @@ class Reply:
                 self.reply_text.append(item.text)
                 await self._send(msgs.tts_sentence_start(s.session_id, item.text))
                 await pacer.play(item.packets)
-            # A route that failed mid-answer surfaces here, before the turn is declared over.
-            await tasks[0]
+            if cut_short.is_set():
+                tasks[0].cancel()  # stop the LLM: nothing more of this reply will be spoken
+            else:
+                # A route that failed mid-answer surfaces here, before the turn is declared over.
+                await tasks[0]
             # Let the device play what it holds before telling it the turn is over (§2.8).
             await asyncio.sleep(pacer.remaining_playout() + audio_cfg.downlink_frame_ms / 1000.0)
             await self._send(msgs.tts_stop(s.session_id))

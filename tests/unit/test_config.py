@@ -52,3 +52,13 @@ def test_bad_config_is_refused_with_the_key(tmp_path: Path, yaml_text: str, need
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "nope.yaml", environ={})
+
+
+def test_configuration_doc_lists_every_key_with_its_default() -> None:
+    """docs/configuration.md's defaults block is exactly what `xiaozhi-edge config` prints."""
+    import yaml
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## Every key with its default") :]
+    block = section[section.index("```yaml") + len("```yaml") : section.index("```", section.index("```yaml") + 7)]
+    assert yaml.safe_load(block) == load_config(environ={}).model_dump()

@@ -158,3 +158,46 @@ async def test_a_started_job_is_not_abandoned_at_its_deadline() -> None:
         assert await job == "slow"
     finally:
         pool.close()
+
+
+async def test_reserved_worker_takes_only_first_jobs() -> None:
+    general, reserved = FakeModel(), FakeModel()
+    pool = StagePool("t", [reserved, general], reserved_first=1)  # worker 0 is the reserved one
+    try:
+        tails = [asyncio.create_task(pool.run(lambda m, i=i: m.work(f"tail{i}"), NORMAL)) for i in range(3)]
+        await asyncio.sleep(0.05)
+        assert reserved.ran == [] and pool.depth() == 2  # one tail on the general worker, two queued
+        reserved.gate.set()
+        first = await asyncio.wait_for(pool.run(lambda m: m.work("first"), FIRST), 1.0)
+        assert first == "first" and reserved.ran == ["first"]  # did not wait behind the tails
+        general.gate.set()
+        await asyncio.gather(*tails)
+        assert general.ran == ["tail0", "tail1", "tail2"] and reserved.ran == ["first"]
+    finally:
+        pool.close()
+
+
+def test_thread_priority_follows_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from edge_node.engines import priority
+
+    if not priority.enabled():
+        pytest.skip("no per-thread priorities on this platform")
+    seen: list[int] = []
+
+    def job() -> None:
+        tid = threading.get_native_id()
+        priority.use_priority(first=True)
+        seen.append(os.getpriority(os.PRIO_PROCESS, tid))
+        priority.demote()
+        seen.append(os.getpriority(os.PRIO_PROCESS, tid))
+        priority.use_priority(first=True)  # back up: needs CAP_SYS_NICE; without it priorities turn off
+        seen.append(os.getpriority(os.PRIO_PROCESS, tid))
+
+    thread = threading.Thread(target=job)
+    thread.start()
+    thread.join()
+    assert seen[:2] == [0, priority.TAIL_NICE]
+    assert seen[2] == 0 or not priority.enabled()
+    priority.set_enabled(True)
