@@ -7,9 +7,11 @@ runs share a CPU or a cache):
 
 1. ``asr_window``: Whisper's 30 s window vs the utterance window, time and WER per utterance;
 2. ``eval``: ``xiaozhi-eval`` per engine (2 workers);
-3. ``devices-N``: the default mix at 4 turns/min per device for N in the sweep (first audio against
-   devices, turns/s, CPU, cache hit ratios);
-4. ``saturation``: more devices than the node can serve, then the naive baseline in the same run;
+3. ``devices-N``: the default mix at 4 turns/min per device for N in the sweep, after a warm-up of
+   the same load (steady state: first audio against devices, turns/s, CPU, cache hit ratios), and
+   ``devices-30-cold``: 30 devices on a node that has just started (cold caches);
+4. ``saturation``: more devices than the node can serve (after a warm-up), then the naive baseline
+   in the same run;
 5. ``saturation-nocache``: the same load with the caches off (what the caches are worth);
 6. ``idle``: 1000 idle connections (memory per connection);
 7. ``streams``: 150 devices streaming through the VAD while 10 devices talk (pacing jitter).
@@ -90,19 +92,20 @@ def summary(results: dict[str, Any]) -> str:
         answered = _f((sat["answered_turns_per_s"] or 0) / naive, 2) if naive else "–"
         lines += ["", f"speedup over naive: **{_f(sat.get('speedup'), 2)}x** (answered turns only: {answered}x)", ""]
     sweep = [(k, v) for k, v in results.items() if k.startswith("devices-") and v]
+    label = {k: (f"{v['devices']} (cold)" if k.endswith("-cold") else str(v["devices"])) for k, v in sweep}
     if sweep:
         lines += [
             "| devices | turns/s | first audio p50 / p95 ms | intent p50 / p95 | cache p50 / p95 | local LLM p50 / p95 "
             "| busy | CPU % | tts / answer cache hit ratio |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
-        for _k, r in sorted(sweep, key=lambda kv: kv[1]["devices"]):
+        for k, r in sorted(sweep, key=lambda kv: (kv[1]["devices"], kv[0])):
             fa = r["first_audio_ms"]
             i50, i95 = _route_row(r, "intent")
             c50, c95 = _route_row(r, "cache")
             l50, l95 = _route_row(r, "local_llm")
             lines.append(
-                f"| {r['devices']} | {_f(r['turns_per_s'], 2)} | {_f(fa['p50'])} / {_f(fa['p95'])} | {i50} / {i95} "
+                f"| {label[k]} | {_f(r['turns_per_s'], 2)} | {_f(fa['p50'])} / {_f(fa['p95'])} | {i50} / {i95} "
                 f"| {c50} / {c95} | {l50} / {l95} | {r['busy_turns']} | {_f(r['server_cpu_pct'])} "
                 f"| {_ratio(r, 'tts')} / {_ratio(r, 'answer')} |"
             )
@@ -151,11 +154,15 @@ def main(argv: list[str] | None = None) -> int:
           "--json", str(out / "asr_window.json")], out / "asr_window.log")  # fmt: skip
     _run([PY, "-m", "bench.evaluator", "--components", "vad,asr,llm,tts", "--workers", "2",
           "--requests", "10" if q else "40", "--json", str(out / "eval.json")], out / "eval.log")  # fmt: skip
+    warm = ["--warmup", "20" if q else "60"]
     for n in [int(x) for x in args.sweep.split(",") if x]:
         results[f"devices-{n}"] = _loadgen(
-            out, f"devices-{n}", ["--devices", str(n), "--duration", dur, "--ramp", "15", "--rate", "4/min"]
+            out, f"devices-{n}", ["--devices", str(n), "--duration", dur, "--ramp", "15", "--rate", "4/min", *warm]
         )
-    sat = ["--devices", str(args.saturation_devices), "--duration", sat_dur, "--ramp", "30", "--rate", "4/min"]
+    results["devices-30-cold"] = _loadgen(
+        out, "devices-30-cold", ["--devices", "30", "--duration", dur, "--ramp", "15", "--rate", "4/min"]
+    )
+    sat = ["--devices", str(args.saturation_devices), "--duration", sat_dur, "--ramp", "30", "--rate", "4/min", *warm]
     results["saturation"] = _loadgen(
         out, "saturation", [*sat, "--naive", "--naive-duration", "30" if q else "90"]
     )

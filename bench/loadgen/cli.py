@@ -7,6 +7,9 @@
     xiaozhi-loadgen --spawn --devices 0 --idle-devices 1000 --duration 10 --report idle.json
     xiaozhi-loadgen --spawn --devices 10 --streaming-devices 150 --duration 60 --report streams.json
 
+With --warmup S the same load runs S seconds first, uncounted, so caches and queues are in their
+steady state when the measured window starts (the spawned node always starts with a cold cache).
+
 Every device behaves like firmware in auto mode (bench.loadgen.device); the utterances come from a
 mix (bench.loadgen.mix; --mix FILE) synthesised once with Piper. Devices connect evenly over
 --ramp seconds; no new turn starts after --duration (measured from the start, ramp included);
@@ -71,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", help=f"turns per device, e.g. 4/min, 0.1/s (default {DEFAULTS['rate']})")
     p.add_argument("--mix", help="utterance mix YAML (default: the built-in mix)")
     p.add_argument("--ramp", type=float, help="seconds over which devices connect (default 0: all at once)")
+    p.add_argument(
+        "--warmup", type=float, default=0.0, help="seconds of the same load before the measured window (not counted)"
+    )
     p.add_argument("--idle-devices", type=int, default=0, help="extra devices that connect and stay silent")
     p.add_argument(
         "--streaming-devices", type=int, default=0, help="extra devices streaming non-speech audio for the whole run"
@@ -168,6 +174,7 @@ async def _run_load(
     loop = asyncio.get_running_loop()
     bg = Background(streaming_target=args.streaming_devices)
     idle = await _connect_idle(args, bg) if args.idle_devices else None
+    warmed = await _warm_up(args, bank, sampler, rate, notes) if args.warmup > 0 else False
     before, stats_before = await _fetch_server(http, notes)
     t0 = loop.time()
     state = LoadState(t0=t0, deadline=t0 + args.duration)
@@ -180,7 +187,7 @@ async def _run_load(
     ]
     tasks = [
         asyncio.create_task(
-            run_device(i, args.url, bank, sampler, state, rate, args.ramp * i / args.devices, args.turn_timeout)
+            run_device(i, args.url, bank, sampler, state, rate, _start_delay(args, i, warmed), args.turn_timeout)
         )
         for i in range(args.devices)
     ]
@@ -220,6 +227,36 @@ async def _run_load(
         "mono0": mono0,
         "background": background if args.idle_devices or args.streaming_devices else None,
     }
+
+
+def _start_delay(args: argparse.Namespace, index: int, warmed: bool) -> float:
+    # After a warm-up the node is in its steady state: reconnect at once, spread over a second.
+    return index / max(1, args.devices) if warmed else args.ramp * index / max(1, args.devices)
+
+
+async def _warm_up(
+    args: argparse.Namespace, bank: dict[str, Any], sampler: Any, rate: float, notes: list[str]
+) -> bool:
+    """The same load for ``--warmup`` seconds, not counted: caches and queues reach a steady state."""
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    state = LoadState(t0=t0, deadline=t0 + args.warmup)
+    if not args.quiet:
+        print(f"warm-up: {args.devices} devices for {args.warmup:.0f} s (not counted) ...", file=sys.stderr)
+    tasks = [
+        asyncio.create_task(
+            run_device(i, args.url, bank, sampler, state, rate, _start_delay(args, i, False), args.turn_timeout)
+        )
+        for i in range(args.devices)
+    ]
+    if tasks:
+        _done, pending = await asyncio.wait(tasks, timeout=args.warmup + args.turn_timeout + 20)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    done = [r for r in state.records if not r.error]
+    notes.append(f"warm-up: {len(done)} turns in {args.warmup:.0f} s before the measured window, not counted")
+    return True
 
 
 async def _connect_idle(args: argparse.Namespace, bg: Background) -> dict[str, Any]:
@@ -324,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         notes=notes,
     )
     report["background"] = extra["background"]
+    report["warmup_s"] = args.warmup
     report["seed"] = seed
     report["host"] = {
         "cpus": os.cpu_count(),

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from bench.loadgen.mix import MixSampler
-from shared.config import AsrConfig, EdgeConfig
+from shared.config import AsrConfig, EdgeConfig, usable_cores
 
 __all__ = ["naive_asr_config", "run_naive"]
 
@@ -55,10 +55,13 @@ def run_naive(
     from shared.audio.opus import OpusEncoder
 
     load_started = time.perf_counter()
-    asr_cfg = naive_asr_config(cfg.asr)
+    # One turn at a time, so each model gets every core (the node's pools use one thread per
+    # instance and more instances instead): the strongest sequential baseline on this machine.
+    cores = usable_cores()
+    asr_cfg = naive_asr_config(cfg.asr).model_copy(update={"threads": cores})
     asr = WhisperAsr(asr_cfg)
-    llm = LlamaLlm(cfg.llm)
-    tts = PiperTts(cfg.tts)
+    llm = LlamaLlm(cfg.llm.model_copy(update={"threads": cores}))
+    tts = PiperTts(cfg.tts.model_copy(update={"threads": cores}))
     encoder = OpusEncoder(cfg.audio.downlink_sample_rate, cfg.audio.downlink_frame_ms)
     load_s = time.perf_counter() - load_started
     # Warm-up (not timed), like the edge node's own warm-up.
@@ -113,9 +116,9 @@ def run_naive(
         "elapsed_s": round(elapsed, 2),
         "naive_turns_per_s": round(turns / elapsed, 4) if elapsed > 0 else None,
         "asr_encoder_window": getattr(asr_cfg, "encoder_window", "full"),
-        "asr_threads": cfg.asr.threads,
-        "llm_threads": cfg.llm.threads,
-        "tts_threads": cfg.tts.threads,
+        "asr_threads": cores,
+        "llm_threads": cores,
+        "tts_threads": cores,
         "llm_max_tokens": cfg.llm.max_tokens,
         "model_load_s": round(load_s, 2),
         "downlink_packets": packets_total,
