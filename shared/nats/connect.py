@@ -1,0 +1,82 @@
+"""nats-py connections with timeouts for an edge, and a link state others can read.
+
+nats-py's defaults notice a dead server after about four minutes (ping every 120 s, two missed)
+and give up reconnecting after 60 tries; an edge must notice in seconds and never give up, so
+cloud routes fail over quickly and come back by themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import nats
+from nats.aio.client import Client
+
+log = logging.getLogger("shared.nats")
+
+__all__ = ["LinkState", "connect"]
+
+
+@dataclass
+class LinkState:
+    """Whether this client is connected to its server, with counts for metrics and heartbeats."""
+
+    connected: bool = False
+    disconnects: int = 0
+    reconnects: int = 0
+    listeners: list[Callable[[bool], None]] = field(default_factory=list)
+
+    def _set(self, up: bool) -> None:
+        self.connected = up
+        for listener in list(self.listeners):
+            try:
+                listener(up)
+            except Exception:  # noqa: BLE001 - a listener must not break the NATS client
+                log.exception("link-state listener failed")
+
+
+async def connect(
+    url: str,
+    name: str,
+    state: LinkState | None = None,
+    ping_interval_s: float = 5.0,
+    connect_timeout_s: float = 2.0,
+    allow_reconnect: bool = True,
+    user: str | None = None,
+    password: str | None = None,
+) -> Client:
+    """Connect (raising if the first attempt fails); afterwards reconnect forever every second."""
+    link = state if state is not None else LinkState()
+
+    async def disconnected() -> None:
+        link.disconnects += 1
+        log.warning("nats %s: disconnected from %s", name, url)
+        link._set(False)
+
+    async def reconnected() -> None:
+        link.reconnects += 1
+        log.info("nats %s: reconnected to %s", name, url)
+        link._set(True)
+
+    async def error(exc: Exception) -> None:
+        log.warning("nats %s: %s", name, exc)
+
+    nc = await nats.connect(
+        servers=[url],
+        name=name,
+        connect_timeout=connect_timeout_s,
+        ping_interval=ping_interval_s,
+        max_outstanding_pings=2,
+        allow_reconnect=allow_reconnect,
+        reconnect_time_wait=1.0,
+        max_reconnect_attempts=-1,
+        disconnected_cb=disconnected,
+        reconnected_cb=reconnected,
+        error_cb=error,
+        user=user,
+        password=password,
+    )
+    link._set(True)
+    return nc

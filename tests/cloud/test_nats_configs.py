@@ -1,0 +1,74 @@
+"""Hub and leaf configs: nats-server accepts them, edges authenticate with their own credential."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nats
+import pytest
+
+from shared.nats.configs import cloud_config, edge_config, hash_password, new_credential
+from shared.nats.server import NatsServerError, free_port, start_nats_server
+from tests.cloud.nats_helpers import Hub, Leaf
+
+
+def test_hub_config_hashes_every_password() -> None:
+    edge, cloud = new_credential("edge-1"), new_credential("cloud", "cloud")
+    text = cloud_config(server_name="h", edges=[edge], clients=[cloud], http_port=None)
+    assert edge.password not in text and cloud.password not in text
+    assert text.count('"$2a$11$') == 2 and "leafnodes" in text and "jetstream" in text
+    assert hash_password("x").startswith("$2a$")
+
+
+def test_edge_config_needs_a_leaf_url() -> None:
+    with pytest.raises(ValueError, match="nats-leaf://"):
+        edge_config(server_name="e", cloud_leaf_urls=["http://hub:7422"], credential=None)
+    with pytest.raises(ValueError, match="leaf URL"):
+        edge_config(server_name="e", cloud_leaf_urls=[], credential=None)
+
+
+def test_a_bad_config_is_a_clear_error(tmp_path: Path) -> None:
+    port = free_port()
+    with pytest.raises(NatsServerError, match="refused"):
+        start_nats_server("listen: [unclosed\n", tmp_path, "bad", "127.0.0.1", port)
+
+
+async def test_leaf_links_with_its_credential_and_a_wrong_one_is_refused(tmp_path: Path) -> None:
+    hub = Hub(tmp_path / "hub")
+    hub.credential("edge-a")
+    hub.credential("edge-b")
+    hub.start()
+    good = Leaf(tmp_path / "a", "edge-a", hub).start()
+    bad = Leaf(tmp_path / "b", "edge-b", hub)
+    hub.edges["edge-b"] = type(hub.edges["edge-b"])("edge-b", "wrong-password")  # the hub has the real hash
+    bad.start()
+    try:
+        good.wait_linked()
+        # A message published on the edge's local server reaches a cloud subscriber over the leaf link.
+        cloud_nc = await nats.connect(hub.url, user="cloud", password=hub.cloud.password)
+        edge_nc = await nats.connect(good.url)
+        sub = await cloud_nc.subscribe("xz.test")
+        await cloud_nc.flush()
+        for _ in range(50):  # interest propagates over the link asynchronously
+            await edge_nc.publish("xz.test", b"hello")
+            try:
+                msg = await sub.next_msg(timeout=0.1)
+                break
+            except nats.errors.TimeoutError:
+                continue
+        else:
+            raise AssertionError("nothing crossed the leaf link")
+        assert msg.data == b"hello"
+        await cloud_nc.close()
+        await edge_nc.close()
+        assert bad.server is not None
+        with pytest.raises(AssertionError):
+            bad.wait_linked(timeout_s=1.5)
+        assert "Authorization Violation" in bad.server.log_text() or "authorization" in bad.server.log_text().lower()
+        # Clients of the hub need the cloud credential too.
+        with pytest.raises(Exception):  # noqa: B017 - nats-py raises a few different errors here
+            await nats.connect(hub.url, user="cloud", password="nope", allow_reconnect=False, connect_timeout=1)
+    finally:
+        bad.stop()
+        good.stop()
+        hub.stop()
