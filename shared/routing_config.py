@@ -1,0 +1,265 @@
+"""The fallback routing config (``routing.yaml``): which route answers a turn, and what happens when it fails.
+
+One schema, used by the edge's router, the KV watcher that hot-reloads it, ``xiaozhi-cloud routing``
+and the admin console. A config that does not validate is refused as a whole with every problem
+named by its key path; the edge keeps the config it had. Example (every key optional)::
+
+    version: 1
+    order: [intent, cache, llm]            # steps; "llm" picks local_llm or cloud by the rules below
+    llm:
+      default: local_llm                   # when no rule matches
+      rules:                               # first match wins
+        - name: not-english
+          when: {language: [zh, ja, ko]}
+          route: cloud
+        - name: open-question
+          when: {complexity_at_least: 0.6}
+          route: cloud
+        - name: fresh-facts
+          when: {keywords: [weather, news, stock]}
+          route: cloud
+      overflow:                            # the edge's LLM queue is deep: don't queue, escalate
+        llm_queue_depth_at_least: 2
+        route: cloud
+    complexity:                            # the 0..1 score that complexity_at_least tests
+      long_words: 16
+      question_words: {why: 0.3, how: 0.2, explain: 0.4}
+      keywords: {story: 0.3, compare: 0.3}
+    routes:
+      cloud: {accept_timeout_s: 1.0, first_token_timeout_s: 4.0, chunk_timeout_s: 3.0, retries: 1,
+              max_tokens: 256, breaker: {failures: 3, open_s: 30}}
+      local_llm: {first_token_timeout_s: 20.0}
+    fallback:                              # tried in order when a route fails before its first word
+      cloud: [local_llm, apology]
+      local_llm: [apology]
+    asr:
+      cloud: low_confidence                # never | low_confidence | always
+      min_avg_logprob: -1.0
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "RoutingConfigError",
+    "RoutingPolicy",
+    "complexity_score",
+    "default_policy",
+    "load_routing_file",
+    "parse_routing",
+    "text_language",
+]
+
+Route = Literal["local_llm", "cloud"]
+Step = Literal["intent", "cache", "llm"]
+Fallback = Literal["local_llm", "cloud", "apology"]
+
+
+class RoutingConfigError(ValueError):
+    """The routing config cannot be used; the message lists every problem by key path."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Condition(_Strict):
+    """All given tests must hold (an empty condition always matches)."""
+
+    language: list[str] | None = None  # the turn's language is one of these (ISO 639-1)
+    complexity_at_least: float | None = Field(None, ge=0, le=1)
+    keywords: list[str] | None = None  # any of these words occurs in the utterance
+    words_at_least: int | None = Field(None, ge=1)
+    llm_queue_depth_at_least: int | None = Field(None, ge=0)
+
+
+class Rule(_Strict):
+    name: str = Field(min_length=1, max_length=64)
+    when: Condition = Field(default_factory=Condition)
+    route: Route
+
+
+class Overflow(_Strict):
+    llm_queue_depth_at_least: int = Field(2, ge=1)
+    route: Route = "cloud"
+
+
+def _default_rules() -> list[Rule]:
+    return [
+        Rule(name="not-english", when=Condition(language=["zh", "ja", "ko"]), route="cloud"),
+        Rule(name="open-question", when=Condition(complexity_at_least=0.6), route="cloud"),
+    ]
+
+
+class LlmChoice(_Strict):
+    default: Route = "local_llm"
+    # The built-in rules escalate what the bundled English models do badly; an edge without a
+    # cloud link answers those turns locally.
+    rules: list[Rule] = Field(default_factory=_default_rules)
+    overflow: Overflow | None = Field(default_factory=Overflow)
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, rules: list[Rule]) -> list[Rule]:
+        names = [r.name for r in rules]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"rule names must be unique: {dupes}")
+        return rules
+
+
+class Complexity(_Strict):
+    long_words: int = Field(16, ge=1)  # a question of this many words scores 0.5 on length alone
+    question_words: dict[str, float] = Field(
+        default_factory=lambda: {"why": 0.3, "how": 0.2, "explain": 0.4, "describe": 0.3, "compare": 0.4,
+                                 "difference": 0.3, "what if": 0.3}  # fmt: skip
+    )
+    keywords: dict[str, float] = Field(
+        default_factory=lambda: {"story": 0.3, "essay": 0.5, "plan": 0.3, "recipe": 0.3, "history": 0.2}
+    )
+
+    @field_validator("question_words", "keywords")
+    @classmethod
+    def _weights(cls, value: dict[str, float]) -> dict[str, float]:
+        for word, weight in value.items():
+            if not word.strip():
+                raise ValueError("an empty word cannot have a weight")
+            if not 0 <= weight <= 1:
+                raise ValueError(f"weight of {word!r} must be within 0..1, got {weight}")
+        return value
+
+
+class Breaker(_Strict):
+    failures: int = Field(3, ge=1)  # consecutive failures that open the circuit
+    open_s: float = Field(30.0, gt=0)  # then the route is skipped this long, then one trial turn
+
+
+class RouteLimits(_Strict):
+    accept_timeout_s: float = Field(1.0, gt=0)
+    first_token_timeout_s: float = Field(4.0, gt=0)
+    chunk_timeout_s: float = Field(3.0, gt=0)
+    retries: int = Field(1, ge=0, le=5)  # more tries when a worker refused or did not accept in time
+    max_tokens: int | None = Field(None, ge=1)
+    breaker: Breaker = Field(default_factory=Breaker)
+
+
+def _default_routes() -> dict[str, RouteLimits]:
+    return {"cloud": RouteLimits(max_tokens=160), "local_llm": RouteLimits(first_token_timeout_s=20.0)}
+
+
+class AsrEscalation(_Strict):
+    cloud: Literal["never", "low_confidence", "always"] = "low_confidence"
+    min_avg_logprob: float = Field(-1.0, le=0)
+
+
+class RoutingPolicy(_Strict):
+    version: Literal[1] = 1
+    order: list[Step] = Field(default_factory=lambda: ["intent", "cache", "llm"])
+    llm: LlmChoice = Field(default_factory=LlmChoice)
+    complexity: Complexity = Field(default_factory=Complexity)
+    routes: dict[Route, RouteLimits] = Field(default_factory=_default_routes)
+    fallback: dict[Route, list[Fallback]] = Field(
+        default_factory=lambda: {"cloud": ["local_llm", "apology"], "local_llm": ["apology"]}
+    )
+    asr: AsrEscalation = Field(default_factory=AsrEscalation)
+
+    @field_validator("order")
+    @classmethod
+    def _order(cls, order: list[str]) -> list[str]:
+        if len(set(order)) != len(order):
+            raise ValueError("a step may appear only once")
+        if "llm" not in order:
+            raise ValueError("must include llm (a turn no rule or cache answers needs a model)")
+        return order
+
+    @model_validator(mode="after")
+    def _chains(self) -> RoutingPolicy:
+        for route, chain in self.fallback.items():
+            if route in chain:
+                raise ValueError(f"fallback.{route} must not contain {route} itself")
+            if chain and chain[-1] != "apology" and "apology" in chain:
+                raise ValueError(f"fallback.{route}: apology must be last")
+        return self
+
+    def limits(self, route: str) -> RouteLimits:
+        return self.routes.get(route) or RouteLimits()  # type: ignore[call-overload]
+
+    def chain(self, route: str) -> list[str]:
+        """The route, then what to try when it fails, ending in the spoken apology."""
+        rest = list(self.fallback.get(route, []))  # type: ignore[call-overload]
+        if "apology" not in rest:
+            rest.append("apology")
+        return [route, *rest]
+
+
+def default_policy() -> RoutingPolicy:
+    return RoutingPolicy()
+
+
+def parse_routing(data: Any, source: str = "routing config") -> RoutingPolicy:
+    """Validate YAML text, bytes or an already-loaded mapping."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RoutingConfigError(f"{source}: not UTF-8 text: {exc}") from exc
+    if isinstance(data, str):
+        try:
+            data = yaml.safe_load(data)
+        except yaml.YAMLError as exc:
+            raise RoutingConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RoutingConfigError(f"{source}: the top level must be a mapping")
+    try:
+        return RoutingPolicy.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<top>'}: {e['msg']}" for e in exc.errors())
+        raise RoutingConfigError(f"{source}: {problems}") from exc
+
+
+def load_routing_file(path: str | Path) -> RoutingPolicy:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RoutingConfigError(f"cannot read routing config {path}: {exc}") from exc
+    return parse_routing(text, str(path))
+
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+_HANGUL = re.compile(r"[\uac00-\ud7af]")
+_KANA = re.compile(r"[\u3040-\u30ff]")
+_WORD = re.compile(r"[\w']+", re.UNICODE)
+
+
+def text_language(text: str, asr_language: str = "") -> str:
+    """The turn's language: from the script when it says so (Hangul, kana, Han), else the ASR's."""
+    if _HANGUL.search(text):
+        return "ko"
+    if _KANA.search(text):
+        return "ja"
+    if _CJK.search(text):
+        return "zh"
+    return (asr_language or "en").split("-")[0].lower()
+
+
+def complexity_score(text: str, cfg: Complexity) -> float:
+    """0..1: longer questions, "why/how/explain" questions and heavy topics score higher."""
+    lowered = text.lower()
+    words = _WORD.findall(lowered)
+    if _CJK.search(text):
+        length = len(_CJK.findall(text)) / 2  # about two characters to an English word
+    else:
+        length = len(words)
+    score = min(0.5, 0.5 * length / cfg.long_words)
+    padded = f" {' '.join(words)} "
+    score += max((w for q, w in cfg.question_words.items() if f" {q.lower()} " in padded), default=0.0)
+    score += sum(w for k, w in cfg.keywords.items() if f" {k.lower()} " in padded)
+    return round(min(1.0, score), 3)
