@@ -1,4 +1,10 @@
-"""``xiaozhi-edge``: run an edge node (also ``python -m edge_node``)."""
+"""``xiaozhi-edge``: run an edge node (also ``python -m edge_node``).
+
+    xiaozhi-edge serve [--config edge.yaml] [--host H] [--port P] [--http-port P] [--node-id ID]
+    xiaozhi-edge config [--config edge.yaml]            # the effective configuration
+    xiaozhi-edge nats-config --cloud nats-leaf://hub:7422 --credential edge-1.json --out edge-nats.conf
+    xiaozhi-edge routing-check routing.yaml             # validate a routing config
+"""
 
 from __future__ import annotations
 
@@ -25,7 +31,41 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-port", type=int, help="HTTP port for OTA, /health, /metrics")
     serve.add_argument("--node-id")
     sub.add_parser("config", help="print the effective configuration as YAML").add_argument("--config")
+    nc = sub.add_parser("nats-config", help="write this edge's leaf nats-server config")
+    nc.add_argument("--cloud", required=True, help="the hub's leaf URL(s), comma-separated: nats-leaf://hub:7422")
+    nc.add_argument("--credential", help="this edge's credential file from `xiaozhi-cloud nats-config`")
+    nc.add_argument("--out", required=True, help="where to write the config (e.g. /etc/xiaozhi/nats.conf)")
+    nc.add_argument("--server-name", help="default: the credential's user")
+    nc.add_argument("--port", type=int, default=4222, help="loopback port edge processes connect to")
+    nc.add_argument("--http-port", type=int, help="loopback monitoring port (none by default)")
+    rc = sub.add_parser("routing-check", help="validate a routing config file")
+    rc.add_argument("file")
     return parser
+
+
+def _nats_config(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from shared.nats.configs import edge_config, load_credential
+
+    try:
+        cred = load_credential(Path(args.credential)) if args.credential else None
+        text = edge_config(
+            server_name=args.server_name or (cred.user if cred else "xiaozhi-edge"),
+            cloud_leaf_urls=[u.strip() for u in args.cloud.split(",") if u.strip()],
+            credential=cred,
+            port=args.port,
+            http_port=args.http_port,
+        )
+    except ValueError as exc:
+        print(f"xiaozhi-edge: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    out.chmod(0o600)  # holds this edge's password
+    print(f"wrote {out}; serve with nats.url: nats://127.0.0.1:{args.port} and nats.embedded_config: {out}")
+    return 0
 
 
 async def _serve(cfg: Any) -> None:
@@ -49,6 +89,18 @@ async def _serve(cfg: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "nats-config":
+        return _nats_config(args)
+    if args.command == "routing-check":
+        from shared.routing_config import RoutingConfigError, load_routing_file
+
+        try:
+            load_routing_file(args.file)
+        except RoutingConfigError as exc:
+            print(f"xiaozhi-edge: {exc}", file=sys.stderr)
+            return 2
+        print(f"{args.file}: valid")
+        return 0
     overrides: dict[str, Any] = {}
     if args.command == "serve":
         server = {k: v for k, v in (("host", args.host), ("port", args.port), ("http_port", args.http_port))

@@ -128,7 +128,12 @@ class HttpApi:
         ctx = self.server.ctx
         cpu = await asyncio.to_thread(cpu_seconds_by_role)  # reads /proc: off the loop
         return web.json_response(
-            {"sessions": len(ctx.sessions), "caches": ctx.engines.cache_stats(), "cpu_s_by_role": cpu}
+            {
+                "sessions": len(ctx.sessions),
+                "caches": ctx.engines.cache_stats(),
+                "cpu_s_by_role": cpu,
+                "edge": self.server.snapshot(),
+            }
         )
 
     async def metrics(self, request: web.Request) -> web.Response:

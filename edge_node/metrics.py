@@ -60,7 +60,7 @@ EARLY_COMMITS = Counter(
     "xiaozhi_edge_early_commits_total", "Turns ended at a short pause: the transcript needed no model"
 )
 MCP_CALLS = Counter("xiaozhi_edge_mcp_tool_calls_total", "Device MCP tool calls", ["result"])
-# cache: tts | answer; level: l1 | l3 (an L1 miss is looked up in L3); result: hit | miss.
+# cache: tts | answer; level: l1 | l3 | l2 (looked up in that order); result: hit | miss.
 CACHE_REQUESTS = Counter("xiaozhi_edge_cache_requests_total", "Cache lookups", ["cache", "level", "result"])
 
 
@@ -70,3 +70,25 @@ async def watch_loop_lag(interval: float = 0.5) -> None:
         before = time.perf_counter()
         await asyncio.sleep(interval)
         LOOP_LAG.set(max(0.0, time.perf_counter() - before - interval))
+
+# -- the cloud link (edge_node/cloud_link) ------------------------------------------------------
+CLOUD_LINK_UP = Gauge("xiaozhi_edge_cloud_link_up", "1 while this edge is connected to its NATS server")
+CLOUD_REQUESTS = Counter(
+    "xiaozhi_edge_cloud_requests_total",
+    "Requests to the cloud tier by kind (llm, asr) and result "
+    "(ok, no_responders, timeout, refused, failed, cancelled, circuit_open, not_connected)",
+    ["kind", "result"],
+)
+CLOUD_FIRST_CHUNK = Histogram(
+    "xiaozhi_edge_cloud_first_chunk_seconds",
+    "Escalated LLM request to its first streamed chunk",
+    buckets=LATENCY_BUCKETS,
+)
+ROUTE_DECISIONS = Counter(
+    "xiaozhi_edge_route_decisions_total", "Which LLM route the rules chose, and why", ["route", "reason"]
+)
+FALLBACKS = Counter(
+    "xiaozhi_edge_fallbacks_total", "A route failed and the next in its chain answered", ["from_route", "to_route"]
+)
+ROUTING_RELOADS = Counter("xiaozhi_edge_routing_reloads_total", "Routing configs applied or refused", ["result"])
+ASR_ESCALATIONS = Counter("xiaozhi_edge_asr_escalations_total", "Utterances sent to the cloud's ASR", ["result"])

@@ -15,6 +15,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -23,23 +25,29 @@ from websockets.http11 import Request, Response
 
 from edge_node import __version__, cpu_roles, metrics
 from edge_node.admission import CapacityModel
+from edge_node.cloud_link.heartbeat import Heartbeat
+from edge_node.cloud_link.link import CloudLink
+from edge_node.cloud_link.routing_source import RoutingSource
 from edge_node.engines.runtime import Engines
 from edge_node.http_api import HttpApi
 from edge_node.routing.router import Router
 from edge_node.session.session import DeviceInfo, Session
 from shared.config import EdgeConfig
+from shared.nats.server import NatsServerProcess, run_nats_server
 
 log = logging.getLogger("edge_node.server")
 
 
 @dataclass
 class ServerContext:
-    """What every session shares: configuration, the engines and the router."""
+    """What every session shares: configuration, the engines, the router and the cloud link."""
 
     cfg: EdgeConfig
     engines: Engines
     router: Router
     capacity: CapacityModel
+    cloud: CloudLink
+    routing: RoutingSource
     sessions: set[Session] = field(default_factory=set)
     started_at: float = field(default_factory=time.time)
 
@@ -67,7 +75,14 @@ def _device_info(request: Request, remote: str) -> DeviceInfo:
 class EdgeServer:
     def __init__(self, cfg: EdgeConfig, engines: Engines) -> None:
         self.cfg = cfg
-        self.ctx = ServerContext(cfg, engines, Router(cfg, engines), CapacityModel(cfg.admission))
+        cloud = CloudLink(cfg)
+        routing = RoutingSource(cfg.routing.file, cloud, cfg.routing.watch_kv)
+        router = Router(cfg, engines, routing=routing, cloud=cloud, llm_queue_depth=engines.llm_pool.depth)
+        self.ctx = ServerContext(cfg, engines, router, CapacityModel(cfg.admission), cloud, routing)
+        if cloud.configured and cfg.cache.l2_enabled:
+            engines.share_caches(cloud)
+        self.heartbeat = Heartbeat(cloud, cfg.node_id, self.snapshot, cfg.nats.heartbeat_s)
+        self.nats_server: NatsServerProcess | None = None
         self.http = HttpApi(self)
         self._ws: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -152,7 +167,46 @@ class EdgeServer:
             self._tasks = [t for t in self._tasks if not t.done()]
 
     # -- lifecycle ----------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """This edge as the fleet sees it (heartbeats, /stats): load, capacity, link and routing."""
+        ctx = self.ctx
+        return {
+            "edge": self.cfg.node_id,
+            "version": __version__,
+            "time": time.time(),
+            "uptime_s": round(time.time() - ctx.started_at, 1),
+            "ws_url": self.public_ws_url(None),
+            "sessions": len(ctx.sessions),
+            "max_sessions": self.cfg.server.max_sessions,
+            "capacity_turns_per_s": round(ctx.capacity.capacity(), 3),
+            "demand_turns_per_s": round(ctx.capacity.demand(), 3),
+            "cpu_s_per_turn": round(ctx.capacity.cpu_s_per_turn, 3),
+            "llm_queue": ctx.engines.llm_pool.depth(),
+            "cloud_link": ctx.cloud.up,
+            "routing": {
+                "origin": ctx.routing.origin,
+                "revision": ctx.routing.revision,
+                "error": ctx.routing.last_error,
+            },
+        }
+
+    async def _start_nats(self) -> None:
+        """The edge's own leaf nats-server, when this node runs it (``nats.embedded_config``)."""
+        n = self.cfg.nats
+        if not n.embedded_config:
+            return
+        url = urlsplit(n.url or "nats://127.0.0.1:4222")
+        config = Path(n.embedded_config)
+        self.nats_server = await asyncio.to_thread(
+            run_nats_server, config, config.with_suffix(".log"), url.hostname or "127.0.0.1", url.port or 4222
+        )
+        log.info("embedded nats-server running from %s", config)
+
     async def start(self) -> None:
+        await self._start_nats()
+        await self.ctx.cloud.start()
+        await self.ctx.routing.start()
+        await self.heartbeat.start()
         await self.ctx.engines.start()
         s = self.cfg.server
         self._ws = await serve(
@@ -185,7 +239,12 @@ class EdgeServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._ws.wait_closed(), 5)
         await self.http.stop()
+        await self.heartbeat.stop()
+        await self.ctx.routing.stop()
+        await self.ctx.cloud.stop()
         await self.ctx.engines.stop()
+        if self.nats_server is not None:
+            await asyncio.to_thread(self.nats_server.stop)
 
     def public_ws_url(self, host_header: str | None) -> str:
         """The URL the OTA answer gives devices: configured, else derived from how they reached us."""

@@ -157,16 +157,27 @@ class IntentConfig(_Section):
 
 
 class RoutingConfig(_Section):
-    # The seam where escalation plugs in: routes tried in order for every turn.
-    order: list[Literal["intent", "cache", "local_llm", "remote"]] = Field(
-        default_factory=lambda: ["intent", "cache", "local_llm"]
-    )
-    # The local LLM must produce its first token within this time, or the turn falls back.
-    local_llm_timeout_s: float = Field(20.0, gt=0)
+    """Where the routing policy (intent -> cache -> local LLM or cloud, fallbacks) comes from.
+
+    The policy itself is ``routing.yaml`` (schema: ``shared/routing_config.py``); with NATS the
+    fleet's copy in the hub's KV bucket wins and is followed live, the file is the fallback.
+    """
+
+    file: str = ""  # empty: the built-in defaults
+    watch_kv: bool = True
+
+
+class NatsConfig(_Section):
+    """This edge's own nats-server (a leaf of the cloud hub); empty url: an edge-only node, no cloud routes."""
+
+    url: str = ""
+    # Start nats-server with this config (written by `xiaozhi-edge nats-config`) together with the node.
+    embedded_config: str = ""
+    heartbeat_s: float = Field(5.0, gt=0)
 
 
 class CacheConfig(_Section):
-    """L1 (in-process LRU) and L3 (on disk, survives a restart) caches of TTS audio and reusable answers."""
+    """L1 (in-process LRU), L3 (on disk) and L2 (shared, NATS KV) caches of TTS audio and reusable answers."""
 
     enabled: bool = True
     l1_max_mb: int = Field(64, ge=0)
@@ -175,6 +186,10 @@ class CacheConfig(_Section):
     l3_max_mb: int = Field(512, ge=0)  # 0: no disk level
     # A cached answer older than this is a miss (the fact may have changed).
     answer_ttl_s: float = Field(7 * 24 * 3600, gt=0)
+    # L2: KV buckets in the cloud hub shared by every edge (needs nats.url); looked up after L1 and L3.
+    l2_enabled: bool = True
+    l2_ttl_s: float = Field(7 * 24 * 3600, gt=0)
+    l2_timeout_s: float = Field(0.3, gt=0)
 
 
 class QueueConfig(_Section):
@@ -227,6 +242,7 @@ class EdgeConfig(_Section):
     tts: TtsConfig = Field(default_factory=TtsConfig)
     intent: IntentConfig = Field(default_factory=IntentConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    nats: NatsConfig = Field(default_factory=NatsConfig)
     mcp: McpConfig = Field(default_factory=McpConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     queues: QueueConfig = Field(default_factory=QueueConfig)

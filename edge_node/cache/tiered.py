@@ -1,10 +1,12 @@
-"""L1 (memory) in front of L3 (disk), used from the event loop.
+"""L1 (memory), then L3 (disk), then L2 (the fleet's NATS KV), used from the event loop.
 
 ``get`` looks in L1 on the loop (a dictionary lookup), then in L3 on the cache's own I/O thread
--- file I/O never runs on the event loop -- and promotes an L3 hit into L1. ``put`` stores in L1
-at once and writes L3 on the I/O thread. Every lookup is counted per level in
-``xiaozhi_edge_cache_requests_total`` and in ``stats()`` (what the load generator reads from
-``GET /stats``).
+-- file I/O never runs on the event loop -- then, when the edge has a cloud link, in L2 (a KV
+bucket every edge shares, bounded by a short timeout). A hit is copied into the faster levels.
+``put`` stores in L1 at once, writes L3 on the I/O thread and L2 in the background. L3 before L2:
+the local disk answers in well under a millisecond, the hub over the leaf link does not. Every
+lookup is counted per level in ``xiaozhi_edge_cache_requests_total`` and in ``stats()`` (what the
+load generator reads from ``GET /stats``).
 """
 
 from __future__ import annotations
@@ -13,13 +15,20 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 from edge_node import metrics
 from edge_node.cache.disk import DiskCache
 from edge_node.cache.lru import LruCache
 
 log = logging.getLogger(__name__)
+
+
+class SharedLevel(Protocol):
+    """L2 (``edge_node.cloud_link.kv_cache.KvCacheLevel``): bounded, never raises."""
+
+    async def get(self, key: str) -> bytes | None: ...
+    async def put(self, key: str, value: bytes) -> bool: ...
 
 
 def _ratio(hits: int, misses: int) -> float:
@@ -34,16 +43,19 @@ class TieredCache:
         l3: DiskCache | None,
         name: str,
         validate: Callable[[bytes], bool] | None = None,
+        l2: SharedLevel | None = None,
     ) -> None:
         """``validate`` (optional) rejects a stored value (expired, unreadable): it counts as a miss
         at the level where it was found and is removed from both levels."""
         self.l1 = l1
         self.l3 = l3
+        self.l2 = l2
         self.name = name
+        self._background: set[asyncio.Task[Any]] = set()
         self._validate = validate
         # One thread: the disk cache's index is then only touched by it, and writes stay ordered.
         self._io = ThreadPoolExecutor(1, thread_name_prefix=f"cache-{name}")
-        self._counts = {("l1", "hit"): 0, ("l1", "miss"): 0, ("l3", "hit"): 0, ("l3", "miss"): 0}
+        self._counts = {(lv, r): 0 for lv in ("l1", "l3", "l2") for r in ("hit", "miss")}
 
     def _count(self, level: str, result: str) -> None:
         self._counts[(level, result)] += 1
@@ -67,22 +79,31 @@ class TieredCache:
             self.l1.delete(key)
             await self._delete_l3(key)
         self._count("l1", "miss")
-        if self.l3 is None:
-            return None
-        loop = asyncio.get_running_loop()
-        try:
-            value = await loop.run_in_executor(self._io, self.l3.get, key)
-        except Exception as exc:  # noqa: BLE001 - DiskCache does not raise; a closed executor might
-            log.warning("%s cache: L3 lookup failed: %r", self.name, exc)
-            value = None
-        if value is not None and not self._valid(value):
-            await self._delete_l3(key)
-            value = None
-        if value is None:
+        if self.l3 is not None:
+            loop = asyncio.get_running_loop()
+            try:
+                value = await loop.run_in_executor(self._io, self.l3.get, key)
+            except Exception as exc:  # noqa: BLE001 - DiskCache does not raise; a closed executor might
+                log.warning("%s cache: L3 lookup failed: %r", self.name, exc)
+                value = None
+            if value is not None and not self._valid(value):
+                await self._delete_l3(key)
+                value = None
+            if value is not None:
+                self._count("l3", "hit")
+                self.l1.put(key, value)
+                return value
             self._count("l3", "miss")
+        if self.l2 is None:
             return None
-        self._count("l3", "hit")
+        value = await self.l2.get(key)  # bounded and never raises: a miss when the link is down
+        if value is None or not self._valid(value):
+            self._count("l2", "miss")
+            return None
+        self._count("l2", "hit")
         self.l1.put(key, value)
+        if self.l3 is not None:
+            self._io.submit(self.l3.put, key, value)
         return value
 
     async def _delete_l3(self, key: str) -> None:
@@ -93,9 +114,18 @@ class TieredCache:
         except Exception as exc:  # noqa: BLE001
             log.warning("%s cache: L3 delete failed: %r", self.name, exc)
 
+    def _share(self, key: str, value: bytes) -> None:
+        """Write L2 in the background: another edge's hit is worth a round trip, this turn is not."""
+        if self.l2 is None:
+            return
+        task = asyncio.get_running_loop().create_task(self.l2.put(key, value))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def put(self, key: str, value: bytes) -> None:
-        """Store in L1 now and in L3 on the I/O thread (awaited, so a test can rely on it)."""
+        """Store in L1 now, in L3 on the I/O thread (awaited, so a test can rely on it), L2 behind."""
         self.l1.put(key, value)
+        self._share(key, value)
         if self.l3 is None:
             return
         try:
@@ -104,8 +134,9 @@ class TieredCache:
             log.warning("%s cache: L3 write failed: %r", self.name, exc)
 
     def put_nowait(self, key: str, value: bytes) -> None:
-        """Store in L1 now and queue the L3 write on the I/O thread without waiting for it."""
+        """Store in L1 now and queue the L3 and L2 writes without waiting for them."""
         self.l1.put(key, value)
+        self._share(key, value)
         if self.l3 is None:
             return
         try:
@@ -116,10 +147,11 @@ class TieredCache:
     def stats(self) -> dict[str, Any]:
         """Hits, misses and hit ratio per level, plus overall (a hit at either level)."""
         c = self._counts
-        hits = c[("l1", "hit")] + c[("l3", "hit")]
+        hits = c[("l1", "hit")] + c[("l3", "hit")] + c[("l2", "hit")]
+        last = "l2" if self.l2 is not None else "l3" if self.l3 is not None else "l1"
         out: dict[str, Any] = {
             "hits": hits,
-            "misses": c[("l3", "miss")] if self.l3 is not None else c[("l1", "miss")],
+            "misses": c[(last, "miss")],
             "l1": {
                 "hits": c[("l1", "hit")],
                 "misses": c[("l1", "miss")],
@@ -137,6 +169,12 @@ class TieredCache:
                 "entries": len(self.l3),
                 "bytes": self.l3.size_bytes,
                 "corrupt": self.l3.corrupt,
+            }
+        if self.l2 is not None:
+            out["l2"] = {
+                "hits": c[("l2", "hit")],
+                "misses": c[("l2", "miss")],
+                "ratio": _ratio(c[("l2", "hit")], c[("l2", "miss")]),
             }
         return out
 

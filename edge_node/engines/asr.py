@@ -72,6 +72,9 @@ class AsrResult:
     language: str
     audio_ms: float
     compute_ms: float
+    # Mean log-probability of the decoded tokens (Whisper): how sure the model was. Low on speech
+    # in a language the model does not know, which is when the router escalates ASR to the cloud.
+    avg_logprob: float | None = None
 
 
 class AsrEngine(Protocol):
@@ -209,6 +212,7 @@ class WhisperAsr:
             raise ModelError(f"cannot load Whisper model {path}: {exc}") from exc
         self.name = f"whisper:{path.name if path.name != 'model' else path.parent.name}"
         self.window_fallbacks = 0
+        self._last_logprob: float | None = None  # of the latest decode (one instance, one thread)
         self._multilingual = bool(self._model.model.is_multilingual)
         self._tokenizers: dict[str, Any] = {}
         self._suppress: dict[str, list[int]] = {}
@@ -221,9 +225,12 @@ class WhisperAsr:
             return AsrResult("", self.language or "", audio_ms, (time.perf_counter() - started) * 1000)
         audio = pcm_to_float(pcm)
         if self.cfg.encoder_window == "utterance" and audio.size <= FULL_WINDOW_S * SAMPLE_RATE:
+            self._last_logprob = None
             text, language, cut = self._transcribe_window(audio)
             if not window_needs_fallback(text, cut):
-                return AsrResult(text.strip(), language, audio_ms, (time.perf_counter() - started) * 1000)
+                return AsrResult(
+                    text.strip(), language, audio_ms, (time.perf_counter() - started) * 1000, self._last_logprob
+                )
             self.window_fallbacks += 1
             log.info(
                 "asr: %.1f s utterance %s in the short window (%r): redoing it with the 30 s window",
@@ -232,7 +239,7 @@ class WhisperAsr:
                 text[:80],
             )
         text, language = self._transcribe_full(audio)
-        return AsrResult(text, language, audio_ms, (time.perf_counter() - started) * 1000)
+        return AsrResult(text, language, audio_ms, (time.perf_counter() - started) * 1000, self._last_logprob)
 
     def _tokenizer(self, language: str) -> tuple[Any, list[int]]:
         """faster-whisper's Tokenizer for ``language`` and its suppress list, built once each."""
@@ -298,6 +305,7 @@ class WhisperAsr:
         cut = len(tokens) >= max_length // 2
         # faster-whisper's silence rule: likely no speech and a low-confidence decode -> nothing.
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1) if result.scores else 0.0
+        self._last_logprob = float(avg_logprob)
         if result.no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOG_PROB_THRESHOLD:
             return "", language, False
         return tokenizer.decode(tokens).strip(), language, cut
@@ -314,7 +322,10 @@ class WhisperAsr:
             condition_on_previous_text=False,
             max_new_tokens=self.cfg.max_new_tokens,
         )
+        segments = list(segments)
         text = " ".join(seg.text.strip() for seg in segments).strip()
+        if segments:
+            self._last_logprob = float(sum(seg.avg_logprob for seg in segments) / len(segments))
         return collapse_repeats(text), info.language or self.language or ""
 
 

@@ -16,9 +16,12 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from edge_node.cloud_link.link import CloudLink
 
 from edge_node import metrics
 from edge_node.cache.build import build_caches
@@ -32,6 +35,7 @@ from edge_node.engines.tts import PiperTts, encode_for_device
 from edge_node.engines.vad import SileroVad, VadBatcher
 from shared.audio.opus import OpusDecoder, OpusEncoder
 from shared.config import EdgeConfig, pool_size
+from shared.nats.subjects import CACHE_BUCKETS
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +131,16 @@ class Engines:
         for cache in (self.tts_cache, self.answer_cache):
             if cache is not None:
                 cache.close()
+
+    def share_caches(self, link: CloudLink) -> None:
+        """Add the fleet-wide L2 level (KV buckets in the hub) behind the local L1 and L3."""
+        from edge_node.cloud_link.kv_cache import KvCacheLevel
+
+        c = self.cfg.cache
+        if self.tts_cache is not None:
+            self.tts_cache.l2 = KvCacheLevel(link, CACHE_BUCKETS["tts"], c.l2_ttl_s, c.l2_timeout_s)
+        if self.answer_cache is not None:
+            self.answer_cache.tiered.l2 = KvCacheLevel(link, CACHE_BUCKETS["answer"], c.l2_ttl_s, c.l2_timeout_s)
 
     def cache_stats(self) -> dict[str, Any]:
         """Hits, misses and ratios per cache and level (``GET /stats``, the load generator)."""

@@ -1,10 +1,13 @@
-"""One decision per turn: which route answers it.
+"""One decision per turn: which route answers it, and what answers when that route fails.
 
-Routes are tried in the configured order (intent fast path, answer cache, local LLM, remote);
-a route that cannot answer passes to the next, a route that fails falls back to a spoken
-apology so the device always gets a complete turn. The decision and its reason are logged by
-the caller and counted per route. The answer cache (``edge_node.cache``) answers a reusable
-question that an earlier turn answered; the remote route (the cloud issue) declines until configured.
+The routing policy (``routing.yaml``, hot-reloaded from the hub's KV: ``shared/routing_config.py``)
+orders the steps: the intent fast path (device commands, time, date), the answer cache, then an
+LLM. Which LLM is decided by the policy's rules, first match wins: the turn's language, its
+complexity score, keywords, or the edge's own load (overflow to the cloud when the local LLM queue
+is deep). The chosen route runs inside its fallback chain (cloud -> local LLM -> spoken apology by
+default): a route that fails before its first word hands the turn to the next, one that fails
+mid-answer ends with a short apology, so the device always gets a complete turn ending in
+``tts/stop``. Decisions and fallbacks are logged by the reply and counted in Prometheus.
 """
 
 from __future__ import annotations
@@ -13,13 +16,21 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from edge_node import metrics
 from edge_node.cache.policy import is_reusable_question
+from edge_node.engines.pool import BusyError
 from edge_node.routing.intent import DeviceAction, DeviceCapabilities, IntentMatcher
 from shared.config import EdgeConfig
+from shared.routing_config import Condition, RoutingPolicy, complexity_score, default_policy, text_language
+
+if TYPE_CHECKING:
+    from edge_node.cloud_link.link import CloudLink
+    from edge_node.cloud_link.routing_source import RoutingSource
 
 APOLOGY = "Sorry, I can't answer that right now."
+CUT_OFF = "Sorry, I lost the rest of that answer."
 
 
 class ChatBackend(Protocol):
@@ -46,49 +57,70 @@ class TurnContext:
     # time.monotonic() by which an engine must have started this turn's first work (the node's
     # first-audio budget); None: only the stages' own limits.
     deadline: float | None = None
+    language: str = ""  # what the ASR heard ("" for text turns)
+    turn_id: str = ""  # unique per turn: names the turn in the cloud (cancel subject)
+    gen: int = 0
 
 
 @dataclass(slots=True)
 class RouteResult:
+    """``route`` is the route that is answering: it changes when the chain falls back."""
+
     route: str
     reason: str
     emotion: str
     text: AsyncIterator[str]
     cacheable: bool = False
+    chosen: str = ""  # the LLM route the rules picked (before any fallback)
+    fell_back: list[str] = field(default_factory=list)
 
 
 async def _once(text: str) -> AsyncIterator[str]:
     yield text
 
 
-async def _first_within(stream: AsyncIterator[str], timeout_s: float) -> AsyncIterator[str]:
-    """A route that has said nothing after ``timeout_s`` has failed: the reply falls back."""
-    iterator = aiter(stream)
-    try:
-        try:
-            first = await asyncio.wait_for(anext(iterator), timeout_s)
-        except StopAsyncIteration:
-            return
-        yield first
-        async for delta in iterator:
-            yield delta
-    finally:
-        aclose = getattr(iterator, "aclose", None)
-        if aclose is not None:
-            await aclose()
+def _matches(when: Condition, language: str, score: float, words: list[str], depth: int) -> bool:
+    if when.language is not None and language not in when.language:
+        return False
+    if when.complexity_at_least is not None and score < when.complexity_at_least:
+        return False
+    if when.words_at_least is not None and len(words) < when.words_at_least:
+        return False
+    if when.llm_queue_depth_at_least is not None and depth < when.llm_queue_depth_at_least:
+        return False
+    if when.keywords is not None:
+        padded = f" {' '.join(words)} "
+        if not any(f" {k.lower()} " in padded for k in when.keywords):
+            return False
+    return True
 
 
 class Router:
-    def __init__(self, cfg: EdgeConfig, chat: ChatBackend, answer_cache: AnswerStore | None = None) -> None:
+    def __init__(
+        self,
+        cfg: EdgeConfig,
+        chat: ChatBackend,
+        answer_cache: AnswerStore | None = None,
+        routing: RoutingSource | None = None,
+        cloud: CloudLink | None = None,
+        llm_queue_depth: Callable[[], int] | None = None,
+    ) -> None:
         self._cfg = cfg
         self._chat = chat
         # The answer cache lives with the engines (``Engines.answer_cache``) unless one is given.
         self.answer_cache = answer_cache if answer_cache is not None else getattr(chat, "answer_cache", None)
+        self.routing = routing
+        self.cloud = cloud
+        self._depth = llm_queue_depth or (lambda: 0)
         self._intents = IntentMatcher(cfg.intent.wake_words, cfg.intent.timezone_offset_min)
 
     @property
     def intents(self) -> IntentMatcher:
         return self._intents
+
+    @property
+    def policy(self) -> RoutingPolicy:
+        return self.routing.policy if self.routing is not None else _DEFAULT
 
     def answers_at_once(self, text: str, caps: DeviceCapabilities, history_len: int) -> bool:
         """Whether ``text`` would be answered by a rule or from the in-memory answer cache.
@@ -97,7 +129,7 @@ class Router:
         silence: only when the answer is certain and costs no model. A peek: no device state
         changes (the matcher works on a copy) and no cache statistics are counted.
         """
-        order = self._cfg.routing.order
+        order = self.policy.order
         if "intent" in order and self._cfg.intent.enabled:
             peek = DeviceCapabilities(caps.tools, caps.iot_methods, dict(caps.state))
             if self._intents.match(text, peek) is not None:
@@ -109,15 +141,16 @@ class Router:
         return False
 
     async def route(self, ctx: TurnContext) -> RouteResult:
-        for name in self._cfg.routing.order:
-            if name == "intent" and self._cfg.intent.enabled:
+        policy = self.policy
+        for step in policy.order:
+            if step == "intent" and self._cfg.intent.enabled:
                 result = await self._intent(ctx)
-            elif name == "cache":
+            elif step == "cache":
                 result = await self._cache(ctx)
-            elif name == "local_llm":
-                result = self._local_llm(ctx)
+            elif step == "llm":
+                return self._llm(ctx, policy)
             else:
-                result = None  # remote: not configured on this node yet
+                result = None
             if result is not None:
                 return result
         return RouteResult("fallback", "no route accepted the turn", "sad", _once(APOLOGY))
@@ -148,23 +181,126 @@ class Router:
             return None
         return RouteResult("cache", "answer cache hit", "neutral", _once(text))
 
-    def _local_llm(self, ctx: TurnContext) -> RouteResult:
+    # -- the LLM step ---------------------------------------------------------------------------
+    def choose(self, ctx: TurnContext, policy: RoutingPolicy) -> tuple[str, str]:
+        """(route, reason) for a turn that needs an LLM, by the policy's rules."""
+        language = text_language(ctx.text, ctx.language)
+        score = complexity_score(ctx.text, policy.complexity)
+        words = [w for w in "".join(c.lower() if c.isalnum() or c in " '" else " " for c in ctx.text).split() if w]
+        depth = self._depth()
+        for rule in policy.llm.rules:
+            if _matches(rule.when, language, score, words, depth):
+                return rule.route, f"rule {rule.name} (language {language}, complexity {score:.2f})"
+        overflow = policy.llm.overflow
+        if overflow is not None and depth >= overflow.llm_queue_depth_at_least:
+            return overflow.route, f"overflow: {depth} LLM jobs queued"
+        return policy.llm.default, f"default (language {language}, complexity {score:.2f})"
+
+    def _messages(self, ctx: TurnContext) -> list[dict[str, str]]:
         messages = [{"role": "system", "content": self._cfg.llm.system_prompt}]
         messages += ctx.history[-2 * self._cfg.llm.history_turns :] if self._cfg.llm.history_turns else []
         messages.append({"role": "user", "content": ctx.text})
-        stream = self._chat.chat_stream(messages, self._cfg.llm.max_tokens, deadline=ctx.deadline)
+        return messages
+
+    def _llm(self, ctx: TurnContext, policy: RoutingPolicy) -> RouteResult:
+        route, reason = self.choose(ctx, policy)
+        if route == "cloud" and (self.cloud is None or not self.cloud.configured):
+            route, reason = "local_llm", f"{reason}; no cloud link on this node"
+        metrics.ROUTE_DECISIONS.labels(route=route, reason=reason.split(" ", 1)[0]).inc()
+        messages = self._messages(ctx)
         # Stored for other devices only when the answer cannot depend on this conversation: a
         # reusable question that the LLM answered without any history in its prompt.
         cacheable = (
             self.answer_cache is not None
-            and "cache" in self._cfg.routing.order
+            and "cache" in policy.order
             and len(messages) == 2
             and is_reusable_question(ctx.text, len(ctx.history))
         )
-        return RouteResult(
-            "local_llm",
-            "no rule matched",
-            "neutral",
-            _first_within(stream, self._cfg.routing.local_llm_timeout_s),
-            cacheable=cacheable,
-        )
+        result = RouteResult(route, reason, "neutral", _once(""), cacheable=cacheable, chosen=route)
+        result.text = self._chain(ctx, policy, policy.chain(route), messages, result)
+        return result
+
+    def _open(self, step: str, ctx: TurnContext, policy: RoutingPolicy, messages: list[dict[str, str]]
+              ) -> AsyncIterator[str]:  # fmt: skip
+        limits = policy.limits(step)
+        if step == "cloud":
+            if self.cloud is None or not self.cloud.configured:
+                raise _Skip("no cloud link configured")
+            max_tokens = limits.max_tokens or self._cfg.llm.max_tokens
+            return self.cloud.chat_stream(messages, max_tokens, ctx.turn_id or "turn", ctx.gen, limits,
+                                          self._cfg.llm.temperature)  # fmt: skip
+        max_tokens = limits.max_tokens or self._cfg.llm.max_tokens
+        return self._chat.chat_stream(messages, max_tokens, deadline=ctx.deadline)
+
+    async def _chain(
+        self,
+        ctx: TurnContext,
+        policy: RoutingPolicy,
+        chain: list[str],
+        messages: list[dict[str, str]],
+        result: RouteResult,
+    ) -> AsyncIterator[str]:
+        """Try each route of the chain until one produces words; see the module doc."""
+        for i, step in enumerate(chain):
+            nxt = chain[i + 1] if i + 1 < len(chain) else None
+            if step == "apology":
+                result.route, result.emotion = "apology", "sad"
+                yield APOLOGY
+                return
+            try:
+                stream = self._open(step, ctx, policy, messages)
+            except _Skip as skip:
+                ctx.log.info("route %s skipped (%s): trying %s", step, skip, nxt)
+                self._fell_back(result, step, nxt)
+                continue
+            produced = False
+            timeout = policy.limits(step).first_token_timeout_s
+            iterator = aiter(stream)
+            try:
+                try:
+                    first = await asyncio.wait_for(anext(iterator), timeout)
+                except StopAsyncIteration:
+                    raise _Skip("ended without a word") from None
+                except TimeoutError:
+                    raise _Skip(f"no first word within {timeout:.1f} s") from None
+                produced = True
+                result.route = step
+                yield first
+                async for delta in iterator:
+                    yield delta
+                return
+            except BusyError:
+                if produced or nxt != "cloud" or self.cloud is None or not self.cloud.ready():
+                    raise  # the reply says "busy" (nothing said yet) or ends (mid-answer)
+                ctx.log.info("route %s saturated: trying the cloud", step)
+                self._fell_back(result, step, nxt)
+            except (asyncio.CancelledError, GeneratorExit):
+                raise
+            except Exception as exc:  # noqa: BLE001 - any route failure goes down the chain
+                if produced:
+                    ctx.log.warning("route %s failed mid-answer: %s; ending the turn", step, exc)
+                    metrics.FALLBACKS.labels(from_route=step, to_route="cut_off").inc()
+                    result.fell_back.append("cut_off")
+                    yield " " + CUT_OFF
+                    return
+                ctx.log.warning("route %s failed before its first word (%s): trying %s", step, exc, nxt)
+                self._fell_back(result, step, nxt)
+            finally:
+                aclose = getattr(iterator, "aclose", None)
+                if aclose is not None:
+                    try:
+                        await aclose()
+                    except Exception:  # noqa: BLE001 - closing a broken stream must not mask the turn
+                        pass
+
+    @staticmethod
+    def _fell_back(result: RouteResult, step: str, nxt: str | None) -> None:
+        metrics.FALLBACKS.labels(from_route=step, to_route=nxt or "none").inc()
+        result.fell_back.append(f"{step}->{nxt}")
+
+
+class _Skip(Exception):
+    """A route that cannot be used for this turn (not configured, silent): go down the chain."""
+
+
+_DEFAULT = default_policy()

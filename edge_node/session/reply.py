@@ -25,8 +25,9 @@ from edge_node.engines.asr import AsrResult
 from edge_node.engines.pool import FIRST, NORMAL, BusyError
 from edge_node.engines.runtime import SpeechAudio
 from edge_node.engines.sentences import SentenceSplitter, clean_for_speech
-from edge_node.routing.router import APOLOGY, TurnContext
+from edge_node.routing.router import APOLOGY, RouteResult, TurnContext
 from edge_node.session.pacer import Pacer
+from shared.nats.subjects import safe_token
 from shared.protocol import messages as msgs
 
 if TYPE_CHECKING:
@@ -59,7 +60,9 @@ class Reply:
         self.gen = gen
         self.turn = turn
         self.state = ReplyState.PENDING
-        self.route = "none"
+        self._route = "none"
+        self.result: RouteResult | None = None
+        self.language = ""  # what the ASR heard
         self.user_text = ""
         self.reply_text: list[str] = []
         self.first_audio_at: float | None = None
@@ -70,6 +73,17 @@ class Reply:
         self.done = asyncio.Event()
         # The first audio must be on its way by then, or the turn is answered "busy" (queues.first_audio_budget_s).
         self.deadline = turn.ended_at + session.ctx.cfg.queues.first_audio_budget_s
+
+    @property
+    def route(self) -> str:
+        """The route answering this turn: the chosen one, or the fallback that took over."""
+        return self.result.route if self.result is not None else self._route
+
+    @property
+    def turn_id(self) -> str:
+        """Unique per turn across the fleet: names it in the cloud (``xz.cancel.<turn id>``)."""
+        s = self.session
+        return safe_token(f"{s.ctx.cfg.node_id}-{s.session_id[:8]}-{self.gen}")
 
     @property
     def active(self) -> bool:
@@ -104,18 +118,20 @@ class Reply:
             self.user_text = text
             await self._send(msgs.stt(s.session_id, text))
             await s.tools_ready()
-            ctx = TurnContext(text, s.conversation(), s.caps, s.run_action, s.log, deadline=self.deadline)
-            result = await s.ctx.router.route(ctx)
-            self.route = result.route
+            ctx = TurnContext(text, s.conversation(), s.caps, s.run_action, s.log, deadline=self.deadline,
+                              language=self.language, turn_id=self.turn_id, gen=self.gen)  # fmt: skip
+            result = self.result = await s.ctx.router.route(ctx)
             s.log.info("turn: %r -> route=%s (%s)", text, result.route, result.reason)
             self.state = ReplyState.SPEAKING
             self.tts_started = True
             await self._send(msgs.tts_start(s.session_id))
             await self._send(msgs.llm_emotion(s.session_id, result.emotion))
             await self._speak(result.text)
-            if self.route in ("local_llm", "cache") and self.reply_text:
+            if result.fell_back:
+                s.log.info("turn answered by %s after fallback %s", result.route, ", ".join(result.fell_back))
+            if self.route in ("local_llm", "cloud", "cache") and self.reply_text:
                 s.remember(text, " ".join(self.reply_text))
-            if result.cacheable and self.reply_text:
+            if result.cacheable and self.reply_text and not result.fell_back and self.route in ("local_llm", "cloud"):
                 await self._store_answer(text, " ".join(self.reply_text))
             self.state = ReplyState.DONE
             metrics.TURNS.labels(route=self.route, outcome="ok").inc()
@@ -166,7 +182,42 @@ class Reply:
         self.session.log.info(
             "asr: %r (%.0f ms audio, %.0f ms compute)", result.text, result.audio_ms, result.compute_ms
         )
-        return result.text.strip()
+        self.language = result.language
+        text = result.text.strip()
+        if self._escalate_asr(result):
+            text = await self._cloud_asr(text)
+        return text
+
+    def _escalate_asr(self, result: AsrResult) -> bool:
+        """Send the utterance to the cloud's multilingual ASR? (routing policy ``asr.cloud``)."""
+        cloud = self.session.ctx.router.cloud
+        if cloud is None or not cloud.ready("asr"):
+            return False
+        rule = self.session.ctx.router.policy.asr
+        if rule.cloud == "always":
+            return True
+        if rule.cloud == "never":
+            return False
+        # low_confidence: the edge's model was unsure, or heard nothing in audible speech.
+        unsure = result.avg_logprob is not None and result.avg_logprob < rule.min_avg_logprob
+        return unsure or (not result.text.strip() and result.audio_ms > 800)
+
+    async def _cloud_asr(self, local_text: str) -> str:
+        s = self.session
+        assert self.turn.pcm is not None
+        limits = s.ctx.router.policy.limits("cloud")
+        try:
+            remote = await s.ctx.router.cloud.transcribe(  # type: ignore[union-attr]
+                self.turn.pcm, limits.accept_timeout_s + limits.first_token_timeout_s
+            )
+        except Exception as exc:  # noqa: BLE001 - keep what the edge heard
+            metrics.ASR_ESCALATIONS.labels(result="failed").inc()
+            s.log.warning("cloud ASR unavailable (%s): keeping the edge's %r", exc, local_text)
+            return local_text
+        metrics.ASR_ESCALATIONS.labels(result="ok").inc()
+        self.language = str(remote.get("language") or self.language)
+        s.log.info("cloud asr (%s): %r replaces %r", remote.get("worker", "?"), remote["text"], local_text)
+        return str(remote["text"]).strip()
 
     async def _say_busy(self) -> None:
         """Saturated: play the pre-encoded busy answer (no engine needed) and end the turn."""

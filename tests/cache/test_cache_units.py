@@ -235,7 +235,9 @@ def test_cache_config_defaults_and_dir(tmp_path: Path, monkeypatch: pytest.Monke
     from shared.config import load_config
 
     cfg = load_config(environ={})
-    assert cfg.routing.order == ["intent", "cache", "local_llm"]
+    from shared.routing_config import default_policy
+
+    assert default_policy().order == ["intent", "cache", "llm"]
     assert cfg.cache.enabled and cfg.cache.l1_max_mb == 64 and cfg.cache.l3_max_mb == 512
     assert cfg.cache.answer_ttl_s == 7 * 24 * 3600
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))

@@ -23,12 +23,12 @@ def test_precedence(tmp_path: Path) -> None:
     cfg = load_config(
         path,
         overrides={"server": {"port": 9100}},
-        environ={"XIAOZHI__SERVER__IDLE_TIMEOUT_S": "45", "XIAOZHI__ROUTING__ORDER": "[local_llm]"},
+        environ={"XIAOZHI__SERVER__IDLE_TIMEOUT_S": "45", "XIAOZHI__ROUTING__FILE": "routing.yaml"},
     )
     assert cfg.server.port == 9100  # flag beats file
     assert cfg.server.idle_timeout_s == 45  # env beats file
     assert cfg.node_id == "site-a"  # file beats default
-    assert cfg.routing.order == ["local_llm"]
+    assert cfg.routing.file == "routing.yaml"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,94 @@
+"""L2: a cache level in a JetStream KV bucket of the hub, shared by every edge of the fleet.
+
+A TTS sentence or a reusable answer that one edge computed is a hit for all the others. Keys are
+the local cache keys' SHA-256 (KV keys allow only ``[-/_=.a-zA-Z0-9]``); the bucket's TTL expires
+entries, so nothing here deletes. Every call is bounded by ``timeout_s`` and never raises: with the
+link down, L2 is simply a miss and a skipped write, and L1/L3 keep serving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.js.api import KeyValueConfig, StorageType
+
+from edge_node.cloud_link.link import CloudLink
+
+log = logging.getLogger("edge_node.kv_cache")
+
+__all__ = ["KvCacheLevel"]
+
+MAX_VALUE_BYTES = 512 * 1024  # under NATS's 1 MB payload with room for headers
+
+
+class KvCacheLevel:
+    def __init__(self, link: CloudLink, bucket: str, ttl_s: float, timeout_s: float = 0.5) -> None:
+        self.link = link
+        self.bucket = bucket
+        self.ttl_s = ttl_s
+        self.timeout_s = timeout_s
+        self._kv: Any = None
+        self._kv_nc: Any = None
+        self.hits = 0
+        self.misses = 0
+        self.errors = 0
+
+    @staticmethod
+    def kv_key(key: str) -> str:
+        return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+    async def _bucket(self) -> Any:
+        nc = self.link.nc
+        if nc is None or not nc.is_connected:
+            return None
+        if self._kv is not None and self._kv_nc is nc:
+            return self._kv
+        js = nc.jetstream(timeout=self.timeout_s * 4)
+        try:
+            self._kv = await js.key_value(self.bucket)
+        except nats.js.errors.BucketNotFoundError:
+            # The first edge to need it creates it; create is idempotent for the same config.
+            self._kv = await js.create_key_value(
+                KeyValueConfig(bucket=self.bucket, ttl=self.ttl_s, history=1, max_value_size=MAX_VALUE_BYTES,
+                               storage=StorageType.FILE)  # fmt: skip
+            )
+        self._kv_nc = nc
+        return self._kv
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            kv = await self._bucket()
+            if kv is None:
+                self.misses += 1
+                return None
+            entry = await kv.get(self.kv_key(key))
+        except nats.js.errors.KeyNotFoundError:
+            self.misses += 1
+            return None
+        except (nats.errors.Error, TimeoutError, OSError) as exc:
+            self.errors += 1
+            self.misses += 1
+            self._kv = None
+            log.debug("L2 %s get failed: %r", self.bucket, exc)
+            return None
+        self.hits += 1
+        return entry.value
+
+    async def put(self, key: str, value: bytes) -> bool:
+        if len(value) > MAX_VALUE_BYTES:
+            return False
+        try:
+            kv = await self._bucket()
+            if kv is None:
+                return False
+            await kv.put(self.kv_key(key), value)
+            return True
+        except (nats.errors.Error, TimeoutError, OSError) as exc:
+            self.errors += 1
+            self._kv = None
+            log.debug("L2 %s put failed: %r", self.bucket, exc)
+            return False
