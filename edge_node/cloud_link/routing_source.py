@@ -108,7 +108,7 @@ class RoutingSource:
         nc = self.link.nc if self.link is not None else None
         if nc is None:
             return
-        js = nc.jetstream(timeout=2.0)
+        js = nc.jetstream(timeout=2.0, domain=s.JS_DOMAIN)
         try:
             kv = await js.key_value(s.ROUTING_BUCKET)
         except nats.js.errors.BucketNotFoundError:

@@ -15,6 +15,8 @@ import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from shared.nats.subjects import JS_DOMAIN
+
 __all__ = [
     "Credential",
     "cloud_config",
@@ -110,6 +112,9 @@ def cloud_config(
     lines += [
         "max_payload: 1MB",
         "jetstream {",
+        # A named domain: edges (leaves without JetStream of their own) reach the hub's KV through
+        # $JS.<domain>.API over the leaf link; plain $JS.API is not forwarded across it.
+        f"  domain: {_q(JS_DOMAIN)}",
         f"  store_dir: {_q(store_dir)}",
         "  max_memory_store: 256MB",
         "  max_file_store: 8GB",

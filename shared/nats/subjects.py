@@ -23,6 +23,10 @@ def heartbeat_subject(edge_id: str) -> str:
     return f"{HEARTBEAT_PREFIX}.{edge_id}"
 
 
+# The hub's JetStream domain: every client uses nc.jetstream(domain=JS_DOMAIN), so the same calls
+# work on the hub and from an edge's leaf server.
+JS_DOMAIN = "xiaozhi"
+
 # JetStream key-value buckets (in the hub).
 ROUTING_BUCKET = "xz_routing"  # key ROUTING_KEY: the fallback routing config every edge watches
 ROUTING_KEY = "routing"

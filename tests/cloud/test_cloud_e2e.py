@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import nats
+import nats.js.errors
 import pytest
 
 from shared import models
@@ -118,15 +119,17 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     hub = Hub(work / "hub")
     for edge in ("edge-a", "edge-b"):
         hub.credential(edge)
-    hub.start()
-    leaves = {e: Leaf(work / e, e, hub).start() for e in ("edge-a", "edge-b")}
-    for leaf in leaves.values():
-        leaf.wait_linked()
+    leaves = {e: Leaf(work / e, e, hub) for e in ("edge-a", "edge-b")}
     cred_path = work / "cloud.json"
     save_credential(hub.cloud, cred_path)
     c = Cloud(hub, leaves, openai, cred_path, openai_url=f"http://127.0.0.1:{port}/v1")
-    c.start_llm_worker()
     try:
+        hub.start()
+        for leaf in leaves.values():
+            leaf.start()
+        for leaf in leaves.values():
+            leaf.wait_linked()
+        c.start_llm_worker()
         yield c
     finally:
         for proc in (c.llm_worker, c.asr_worker, openai):
@@ -286,13 +289,13 @@ async def test_routing_change_in_kv_takes_effect_without_restart(
     edge = edges["edge-b"]
     assert await _wait_link(edge)
     offset = edge.log_offset()
-    await _text_turn(edge, "aa:cc:00:00:00:05", "What is two plus two?")
+    await _text_turn(edge, "aa:cc:00:00:00:05", "What should I name my new puppy?")  # personal: never cached
     assert "route=local_llm" in _turn_lines(edge, offset)[-1]
     await _push_routing(cloud, "llm: {default: cloud, rules: []}\nroutes: {cloud: {breaker: {open_s: 2}}}\n", tmp_path)
     edge.wait_for_log("routing config applied from kv", timeout=15, after=offset)
     assert (await _stats(edge))["edge"]["routing"]["origin"].startswith("kv")
     offset = edge.log_offset()
-    await _text_turn(edge, "aa:cc:00:00:00:06", "What is two plus two?")
+    await _text_turn(edge, "aa:cc:00:00:00:06", "What should I name my new kitten?")
     assert "route=cloud" in _turn_lines(edge, offset)[-1]
 
 
@@ -301,7 +304,7 @@ async def test_bad_routing_config_is_refused_and_the_old_one_stays(cloud: Cloud,
     offset = edge.log_offset()
     nc = await nats.connect(cloud.hub.url, user="cloud", password=cloud.hub.cloud.password)
     try:
-        kv = await nc.jetstream().key_value(s.ROUTING_BUCKET)
+        kv = await nc.jetstream(domain=s.JS_DOMAIN).key_value(s.ROUTING_BUCKET)
         await kv.put(s.ROUTING_KEY, b"llm: {default: moon}\n")  # what the CLI would refuse to publish
     finally:
         await nc.close()
@@ -309,25 +312,37 @@ async def test_bad_routing_config_is_refused_and_the_old_one_stays(cloud: Cloud,
     stats = (await _stats(edge))["edge"]["routing"]
     assert "llm.default" in stats["error"] and stats["origin"].startswith("kv")
     offset = edge.log_offset()
-    await _text_turn(edge, "aa:cc:00:00:00:07", "What is two plus two?")
+    await _text_turn(edge, "aa:cc:00:00:00:07", "What should I name my new goldfish?")
     assert "route=cloud" in _turn_lines(edge, offset)[-1], "the last good config (default: cloud) must stay"
 
 
 async def test_two_edges_share_the_l2_cache(cloud: Cloud, edges: dict[str, EdgeProcess]) -> None:
+    from edge_node.cache.keys import answer_key
+    from edge_node.cloud_link.kv_cache import KvCacheLevel
+
     a, b = edges["edge-a"], edges["edge-b"]
     question = "How many legs does a spider have?"
     first = await _text_turn(a, "aa:cc:00:00:00:08", question)
     assert first.sentences
+    # A writes L2 in the background after the turn: wait until the hub holds the answer.
+    nc = await nats.connect(cloud.hub.url, user="cloud", password=cloud.hub.cloud.password)
+    try:
+        kv = await nc.jetstream(domain=s.JS_DOMAIN).key_value(s.CACHE_BUCKETS["answer"])
+        key = KvCacheLevel.kv_key(answer_key(question))
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                await kv.get(key)
+                break
+            except nats.js.errors.KeyNotFoundError:
+                assert time.monotonic() < deadline, "edge A's answer never reached the L2 bucket"
+                await asyncio.sleep(0.1)
+    finally:
+        await nc.close()
     before = (await _stats(b))["caches"]["answer"]["l2"]["hits"]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:  # A writes L2 in the background
-        offset = b.log_offset()
-        second = await _text_turn(b, "aa:cc:00:00:00:09", question)
-        if "route=cache" in _turn_lines(b, offset)[-1]:
-            break
-        await asyncio.sleep(0.5)
-    else:
-        raise AssertionError("edge B never found edge A's answer in L2")
+    offset = b.log_offset()
+    second = await _text_turn(b, "aa:cc:00:00:00:09", question)
+    assert "route=cache" in _turn_lines(b, offset)[-1]
     assert second.sentences == first.sentences
     assert (await _stats(b))["caches"]["answer"]["l2"]["hits"] == before + 1
 

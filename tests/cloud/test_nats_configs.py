@@ -38,11 +38,12 @@ async def test_leaf_links_with_its_credential_and_a_wrong_one_is_refused(tmp_pat
     hub.credential("edge-a")
     hub.credential("edge-b")
     hub.start()
-    good = Leaf(tmp_path / "a", "edge-a", hub).start()
+    good = Leaf(tmp_path / "a", "edge-a", hub)
     bad = Leaf(tmp_path / "b", "edge-b", hub)
-    hub.edges["edge-b"] = type(hub.edges["edge-b"])("edge-b", "wrong-password")  # the hub has the real hash
-    bad.start()
     try:
+        good.start()
+        hub.edges["edge-b"] = type(hub.edges["edge-b"])("edge-b", "wrong-password")  # the hub has the real hash
+        bad.start()
         good.wait_linked()
         # A message published on the edge's local server reaches a cloud subscriber over the leaf link.
         cloud_nc = await nats.connect(hub.url, user="cloud", password=hub.cloud.password)
