@@ -77,7 +77,7 @@ class EdgeServer:
         self.cfg = cfg
         cloud = CloudLink(cfg)
         routing = RoutingSource(cfg.routing.file, cloud, cfg.routing.watch_kv)
-        router = Router(cfg, engines, routing=routing, cloud=cloud, llm_queue_depth=engines.llm_pool.depth)
+        router = Router(cfg, engines, routing=routing, cloud=cloud, llm_queue_depth=lambda: engines.llm_pool.depth())
         self.ctx = ServerContext(cfg, engines, router, CapacityModel(cfg.admission), cloud, routing)
         if cloud.configured and cfg.cache.l2_enabled:
             engines.share_caches(cloud)

@@ -9,6 +9,7 @@ from edge_node.cache.lru import LruCache
 from edge_node.routing.intent import DeviceCapabilities
 from edge_node.routing.router import Router
 from shared.config import EdgeConfig
+from shared.routing_config import parse_routing
 
 
 class FakeChat:
@@ -20,12 +21,17 @@ class FakeChat:
         raise AssertionError("answers_at_once must not call the LLM")
 
 
+class _Routing:
+    """The routing policy from a literal order (no file, no KV)."""
+
+    def __init__(self, order: list[str]) -> None:
+        self.policy = parse_routing({"order": order})
+
+
 def _router(order: list[str] | None = None) -> tuple[Router, AnswerCache]:
-    cfg = EdgeConfig()
-    if order is not None:
-        cfg.routing.order = order  # type: ignore[assignment]
     cache = AnswerCache(LruCache(1 << 20), None, ttl_s=3600)
-    return Router(cfg, FakeChat(), cache), cache
+    routing = _Routing(order) if order is not None else None
+    return Router(EdgeConfig(), FakeChat(), cache, routing=routing), cache  # type: ignore[arg-type]
 
 
 async def test_rules_and_cached_questions_answer_at_once() -> None:
@@ -45,7 +51,7 @@ async def test_rules_and_cached_questions_answer_at_once() -> None:
 
 
 async def test_routes_left_out_of_the_order_do_not_count() -> None:
-    router, cache = _router(["local_llm"])
+    router, cache = _router(["llm"])
     await cache.put("What is the capital of France?", "Paris.")
     caps = DeviceCapabilities()
     assert not router.answers_at_once("What time is it?", caps, 0)
