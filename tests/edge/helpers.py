@@ -25,6 +25,16 @@ def rms(pcm: np.ndarray) -> float:
     return float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2)))
 
 
+def metric_value(metrics_text: str, name: str, **labels: str) -> float:
+    """A sample's value from Prometheus text (0 when the series does not exist yet)."""
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    prefix = f"{name}{{{want}}} " if want else f"{name} "
+    for line in metrics_text.splitlines():
+        if line.startswith(prefix):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def words(text: str) -> list[str]:
     return "".join(c.lower() if c.isalnum() or c.isspace() else " " for c in text).split()
 

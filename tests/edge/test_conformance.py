@@ -17,7 +17,7 @@ from opuslib_next import APPLICATION_VOIP, Encoder
 
 from shared.client.device import DeviceClient
 from tests.conftest import EdgeProcess
-from tests.edge.helpers import HELLO, RawPeer, rms, speech, words
+from tests.edge.helpers import HELLO, RawPeer, metric_value, rms, speech, words
 
 pytestmark = pytest.mark.slow
 
@@ -175,14 +175,6 @@ async def test_dtx_packets_and_wake_word_burst(edge: EdgeProcess) -> None:
 
 
 # §5.6 -- listening modes ------------------------------------------------------------------------
-def _counter(metrics_text: str, name: str, **labels: str) -> float:
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    for line in metrics_text.splitlines():
-        if line.startswith(f"{name}{{{want}}}"):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 async def test_auto_mode_server_vad_ends_the_turn(edge: EdgeProcess) -> None:
     async with httpx.AsyncClient() as http:
         before = (await http.get(f"{edge.http}/metrics")).text
@@ -201,7 +193,7 @@ async def test_auto_mode_server_vad_ends_the_turn(edge: EdgeProcess) -> None:
         after = (await http.get(f"{edge.http}/metrics")).text
     # The transcript came from the ASR started during the end-of-speech wait.
     name = "xiaozhi_edge_speculative_asr_total"
-    assert _counter(after, name, result="used") == _counter(before, name, result="used") + 1
+    assert metric_value(after, name, result="used") == metric_value(before, name, result="used") + 1
 
 
 async def test_manual_mode_listen_stop_ends_the_turn(edge: EdgeProcess) -> None:

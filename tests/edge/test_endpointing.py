@@ -8,16 +8,9 @@ import pytest
 
 from shared.client.device import DeviceClient, Turn
 from tests.conftest import EdgeProcess
-from tests.edge.helpers import speech, words
+from tests.edge.helpers import metric_value, speech, words
 
 pytestmark = pytest.mark.slow
-
-
-def _counter(text: str, name: str, labels: str = "") -> float:
-    for line in text.splitlines():
-        if line.startswith(f"{name}{labels} ") or line.startswith(f"{name}{{{labels}}} "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 async def _metrics(edge: EdgeProcess) -> str:
@@ -39,21 +32,21 @@ async def _spoken_turn(edge: EdgeProcess, device_id: str, text: str) -> Turn:
 
 async def test_command_ends_at_the_pause_open_question_waits(edge: EdgeProcess) -> None:
     early = "xiaozhi_edge_early_commits_total"
-    used = ("xiaozhi_edge_speculative_asr_total", 'result="used"')
+    used = "xiaozhi_edge_speculative_asr_total"
     before = await _metrics(edge)
     offset = edge.log_offset()
     command = await _spoken_turn(edge, "aa:bb:cc:00:0e:01", "What time is it?")
     middle = await _metrics(edge)
     assert "time" in words(command.stt_text)
-    assert _counter(middle, early) == _counter(before, early) + 1
+    assert metric_value(middle, early) == metric_value(before, early) + 1
     assert "turn ended at a 200 ms pause" in edge.log_text()[offset:]
 
     question = await _spoken_turn(edge, "aa:bb:cc:00:0e:02", "How do airplanes stay in the air?")
     after = await _metrics(edge)
     assert "airplanes" in words(question.stt_text)
-    assert _counter(after, early) == _counter(middle, early), "an LLM question must wait out the silence"
+    assert metric_value(after, early) == metric_value(middle, early), "an LLM question must wait out the silence"
     # Both transcripts came from the speculative ASR.
-    assert _counter(after, *used) == _counter(before, *used) + 2
+    assert metric_value(after, used, result="used") == metric_value(before, used, result="used") + 2
     # The command's turn ended ~350 ms (min_silence_ms - speculative_asr_ms) sooner.
     assert command.stt_ms is not None and question.stt_ms is not None
     assert command.stt_ms < question.stt_ms - 150, (command.stt_ms, question.stt_ms)
