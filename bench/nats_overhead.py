@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "cloud.cli", "worker", "--role", "llm", "--nats", f"nats://127.0.0.1:{hub_port}",
              "--credential", str(cred), "--openai-url", f"http://127.0.0.1:{oport}/v1", "--model", "smollm2",
-             "--log-level", "WARNING"], cwd=ROOT, stdout=wlog.open("wb"), stderr=subprocess.STDOUT,
+             "--http-port", "0", "--log-level", "WARNING"], cwd=ROOT, stdout=wlog.open("wb"), stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"}))  # fmt: skip
         _wait_for(wlog, "READY worker=", procs[1])
         time.sleep(1.0)  # the leaf learns the worker's interest

@@ -64,7 +64,7 @@ def _ratio(r: dict[str, Any], cache: str) -> str:
 
 
 def _route_row(r: dict[str, Any], route: str) -> tuple[str, str]:
-    h = r["stage_histograms"].get("xiaozhi_edge_first_audio_seconds", {}).get(f"route={route}")
+    h = r["stage_histograms"].get("xiaozhi_turn_latency_seconds", {}).get(f"route={route}")
     return (_f(h["p50_ms"]), _f(h["p95_ms"])) if h else ("–", "–")
 
 
@@ -121,7 +121,7 @@ def summary(results: dict[str, Any]) -> str:
     streams = results.get("streams")
     if streams and streams.get("background"):
         b = streams["background"]
-        vad = streams["stage_histograms"].get("xiaozhi_edge_stage_seconds", {}).get("stage=vad_tick", {})
+        vad = streams["stage_histograms"].get("xiaozhi_stage_duration_seconds", {}).get("stage=vad_tick", {})
         cpu = streams.get("server_cpu_by_role") or {}
         lines.append(
             f"streams: {b['streaming_devices']} streaming + {streams['devices']} talking, "

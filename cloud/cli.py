@@ -54,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     wk.add_argument("--openai-url", help="OpenAI-compatible base URL (vLLM), e.g. http://127.0.0.1:8000/v1")
     wk.add_argument("--model", help="model name served there")
     wk.add_argument("--id", help="worker id (default: role-host-pid)")
-    wk.add_argument("--log-level", default="INFO")
+    wk.add_argument("--http-port", type=int, help="port of /metrics, /health, /ready (default 9400; 0: any)")
+    wk.add_argument("--log-level", help="log level (default INFO, or log.level from the config)")
 
     rt = sub.add_parser("routing", help="the fleet's routing config in the hub's KV bucket")
     rt.add_argument("action", choices=["push", "show", "check"])
@@ -197,13 +198,19 @@ def main(argv: list[str] | None = None) -> int:
         overrides.setdefault("llm", {})["model"] = args.model
     if args.id:
         overrides["worker"]["id"] = args.id
+    if args.http_port is not None:
+        overrides["worker"]["http_port"] = str(args.http_port)
+    if args.log_level:
+        overrides["log"] = {"level": args.log_level}
     try:
         cfg = load_settings(CloudConfig, args.config, overrides, prefix=ENV_PREFIX)
     except ConfigError as exc:
         print(f"xiaozhi-cloud: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     from cloud.workers.runner import run_worker
+    from shared.logs import setup_logging
+
+    setup_logging(cfg.log)
 
     try:
         asyncio.run(run_worker(cfg))

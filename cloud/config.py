@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from shared.config import AsrConfig, _Section
+from shared.config import AsrConfig, LogConfig, _Section
 
 ENV_PREFIX = "XIAOZHI_CLOUD__"
 
@@ -46,9 +46,13 @@ class AsrWorkerConfig(AsrConfig):
 class WorkerConfig(_Section):
     id: str = ""  # empty: <role>-<hostname>-<pid>
     role: Literal["llm", "asr"] = "llm"
+    # /metrics, /health and /ready for Prometheus and Kubernetes probes; 0: any free port (tests).
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(9400, ge=0, le=65535)
 
 
 class CloudConfig(_Section):
+    log: LogConfig = Field(default_factory=LogConfig)
     nats: NatsClientConfig = Field(default_factory=NatsClientConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     llm: LlmWorkerConfig = Field(default_factory=LlmWorkerConfig)

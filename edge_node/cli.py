@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(yaml.safe_dump(cfg.model_dump(), sort_keys=False, allow_unicode=True), end="")
         return 0
-    from edge_node.logs import setup_logging
+    from shared.logs import setup_logging
 
     setup_logging(cfg.log)
     asyncio.run(_serve(cfg))

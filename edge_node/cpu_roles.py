@@ -57,11 +57,11 @@ def cpu_seconds_by_role() -> dict[str, float]:
 
 
 class RoleCpuCollector(Collector):
-    """``xiaozhi_edge_thread_cpu_seconds_total{role}`` for Prometheus, read at scrape time."""
+    """``xiaozhi_thread_cpu_seconds_total{role}`` for Prometheus, read at scrape time."""
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(
-            "xiaozhi_edge_thread_cpu_seconds", "CPU seconds of this process's live threads by role", labels=["role"]
+            "xiaozhi_thread_cpu_seconds", "CPU seconds of this process's live threads by role", labels=["role"]
         )
         for role, seconds in cpu_seconds_by_role().items():
             family.add_metric([role], seconds)

@@ -16,9 +16,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edge_node.cpu_roles import cpu_seconds_by_role
+from shared.metrics import metrics_handler
 
 if TYPE_CHECKING:
     from edge_node.server import EdgeServer
@@ -43,7 +43,7 @@ class HttpApi:
                 web.post("/xiaozhi/ota/activate", self.activate),
                 web.get("/health", self.health),
                 web.get("/ready", self.ready),
-                web.get("/metrics", self.metrics),
+                web.get("/metrics", metrics_handler),
                 web.get("/stats", self.stats),
             ]
         )
@@ -135,8 +135,3 @@ class HttpApi:
                 "edge": self.server.snapshot(),
             }
         )
-
-    async def metrics(self, request: web.Request) -> web.Response:
-        # Rendering reads /proc for the thread CPU collector and grows with the series: off the loop.
-        body = await asyncio.to_thread(generate_latest)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

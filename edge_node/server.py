@@ -88,7 +88,8 @@ class EdgeServer:
         self._tasks: list[asyncio.Task[None]] = []
         self.ws_port = cfg.server.port
         self.http_port = cfg.server.http_port
-        metrics.BUILD.info({"version": __version__, "node_id": cfg.node_id})
+        metrics.set_build_info("edge")
+        metrics.SESSIONS_CAPACITY.set(cfg.server.max_sessions)
         cpu_roles.register()
 
     # -- handshake ----------------------------------------------------------------------------
@@ -123,7 +124,7 @@ class EdgeServer:
         assert ws.request is not None
         session = Session(ws, self.ctx, _device_info(ws.request, remote))
         self.ctx.sessions.add(session)
-        metrics.SESSIONS.set(len(self.ctx.sessions))
+        metrics.SESSIONS.labels(transport="websocket").set(len(self.ctx.sessions))
         session.log.info("connected from %s (client %s)", remote, session.device.client_id or "-")
         result = "closed"
         try:
@@ -141,7 +142,7 @@ class EdgeServer:
             session.log.exception("session crashed")
         finally:
             self.ctx.sessions.discard(session)
-            metrics.SESSIONS.set(len(self.ctx.sessions))
+            metrics.SESSIONS.labels(transport="websocket").set(len(self.ctx.sessions))
             metrics.CONNECTIONS.labels(result=result).inc()
             session.log.info("disconnected (%s, code %s)", result, ws.close_code)
 

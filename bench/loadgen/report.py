@@ -20,8 +20,8 @@ Top-level fields (times in ms unless the name says otherwise):
 * ``server_cpu_pct`` (mean over the run; 100 = one core, process and children), ``server_rss_mb``
   (max), ``server_resources`` (details), null when no server process was known;
 * ``categories``: per mix category the turn count and first_audio/stt/turn_total percentiles;
-* ``stage_histograms``: the server's ``xiaozhi_edge_stage_seconds``, ``xiaozhi_edge_queue_wait_seconds``
-  and ``xiaozhi_edge_first_audio_seconds`` histograms, run delta (after - before) per label:
+* ``stage_histograms``: the server's ``xiaozhi_stage_duration_seconds``, ``xiaozhi_queue_wait_seconds``
+  and ``xiaozhi_turn_latency_seconds`` histograms, run delta (after - before) per label:
   ``{count, sum_s, mean_ms, p50_ms, p95_ms, buckets: {le: cumulative count}}`` (quantiles
   interpolated within buckets, as Prometheus' histogram_quantile does);
 * ``timeline``: per ``bucket_s`` bucket, ``{t, connected, turns, first_audio_p50, first_audio_p95}``;
@@ -57,9 +57,9 @@ __all__ = [
 ]
 
 HISTOGRAMS = (
-    "xiaozhi_edge_stage_seconds",
-    "xiaozhi_edge_queue_wait_seconds",
-    "xiaozhi_edge_first_audio_seconds",
+    "xiaozhi_stage_duration_seconds",
+    "xiaozhi_queue_wait_seconds",
+    "xiaozhi_turn_latency_seconds",
 )
 REQUIRED_FIELDS = (
     "devices",
@@ -217,7 +217,7 @@ def stats_delta(before: dict[str, Any] | None, after: dict[str, Any] | None) -> 
 
 def routes_from_histograms(hists: dict[str, dict[str, dict[str, Any]]]) -> dict[str, int]:
     """Turns per route that reached first audio during the run (the first-audio histogram's counts)."""
-    series = hists.get("xiaozhi_edge_first_audio_seconds", {})
+    series = hists.get("xiaozhi_turn_latency_seconds", {})
     return {key.split("=", 1)[-1]: int(v["count"]) for key, v in sorted(series.items())}
 
 

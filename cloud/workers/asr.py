@@ -22,8 +22,9 @@ import numpy as np
 
 from cloud.config import AsrWorkerConfig
 from edge_node.engines.asr import AsrEngine, load_asr
-from shared import models
+from shared import metrics, models
 from shared.nats import subjects as s
+from shared.nats.streaming import log_ids
 
 log = logging.getLogger("cloud.asr")
 
@@ -63,6 +64,8 @@ class AsrWorker:
         self.inflight = 0
         self.served = 0
         self.tasks: set[asyncio.Task[None]] = set()
+        metrics.WORKER_CAPACITY.labels(role="asr").set(cfg.max_inflight)
+        metrics.WORKER_INFLIGHT.labels(role="asr").set(0)
         log.info("asr worker %s: %s x%d", worker_id, self.engines[0].name, n)
 
     async def close(self) -> None:
@@ -87,29 +90,38 @@ class AsrWorker:
     async def handle(self, request: Any) -> None:
         """A ``nats.micro`` endpoint handler: answer from a task of its own (503 when full)."""
         if self.inflight >= self.cfg.max_inflight:
+            metrics.WORKER_REQUESTS.labels(role="asr", result="refused_busy").inc()
             await request.respond_error("503", f"asr worker {self.worker_id} busy: {self.inflight} in flight")
             return
         try:
             pcm = decode_pcm_request(request.data, self.cfg.max_audio_s)
         except AsrRequestError as exc:
+            metrics.WORKER_REQUESTS.labels(role="asr", result="bad_request").inc()
             await request.respond_error("400", str(exc))
             return
         self.inflight += 1
+        metrics.WORKER_INFLIGHT.labels(role="asr").set(self.inflight)
         task = asyncio.create_task(self._serve(request, pcm))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
     async def _serve(self, request: Any, pcm: np.ndarray) -> None:
         started = time.perf_counter()
+        ids = log_ids(dict(request.headers or {}))
         try:
             reply = await self.transcribe(pcm)
         except Exception as exc:  # noqa: BLE001 - reported to the edge as a service error
-            log.warning("asr worker %s: %r", self.worker_id, exc)
+            metrics.WORKER_REQUESTS.labels(role="asr", result="error").inc()
+            log.warning("asr worker %s: %r", self.worker_id, exc, extra=ids)
             await request.respond_error("500", f"{type(exc).__name__}: {exc}"[:300])
             return
         finally:
             self.inflight -= 1
+            metrics.WORKER_INFLIGHT.labels(role="asr").set(self.inflight)
         self.served += 1
+        elapsed = time.perf_counter() - started
+        metrics.WORKER_REQUESTS.labels(role="asr", result="ok").inc()
+        metrics.STAGE_SECONDS.labels(stage="cloud_asr").observe(elapsed)
         log.info("asr %s: %r (%s, %.0f ms audio, %.0f ms)", self.worker_id, reply["text"][:60], reply["language"],
-                 reply["audio_ms"], (time.perf_counter() - started) * 1000)  # fmt: skip
+                 reply["audio_ms"], elapsed * 1000, extra=ids)  # fmt: skip
         await request.respond(json.dumps(reply).encode("utf-8"), headers={s.H_WORKER: self.worker_id})

@@ -16,6 +16,7 @@ import httpx
 
 from cloud.config import LlmWorkerConfig
 from cloud.openai_stream import stream_chat
+from shared import metrics
 
 log = logging.getLogger("cloud.llm")
 
@@ -77,4 +78,8 @@ class LlmWorker:
                 yield delta.encode("utf-8")
         finally:
             await stream.aclose()  # closes the HTTP response: vLLM stops generating
-            self.tokens_out += int(usage.get("completion_tokens") or 0)
+            completion = int(usage.get("completion_tokens") or 0)
+            self.tokens_out += completion
+            prompt = int(usage.get("prompt_tokens") or 0)
+            metrics.LLM_TOKENS.labels(direction="prompt", model=self.cfg.model).inc(prompt)
+            metrics.LLM_TOKENS.labels(direction="completion", model=self.cfg.model).inc(completion)

@@ -5,7 +5,7 @@
 bucket every edge shares, bounded by a short timeout). A hit is copied into the faster levels.
 ``put`` stores in L1 at once, writes L3 on the I/O thread and L2 in the background. L3 before L2:
 the local disk answers in well under a millisecond, the hub over the leaf link does not. Every
-lookup is counted per level in ``xiaozhi_edge_cache_requests_total`` and in ``stats()`` (what the
+lookup is counted per level in ``xiaozhi_cache_requests_total`` and in ``stats()`` (what the
 load generator reads from ``GET /stats``).
 """
 

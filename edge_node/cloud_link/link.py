@@ -122,16 +122,18 @@ class CloudLink:
         gen: int,
         limits: RouteLimits,
         temperature: float = 0.3,
+        device_id: str = "",
+        session_id: str = "",
     ) -> AsyncIterator[str]:
         """Stream a reply from a cloud LLM worker. Raises a RemoteError before the first delta when
         the cloud cannot answer (the router falls back), or after it when the stream breaks."""
         nc = self.nc
         breaker = self.breakers["llm"]
         if nc is None or not nc.is_connected:
-            metrics.CLOUD_REQUESTS.labels(kind="llm", result="not_connected").inc()
+            metrics.NATS_REQUESTS.labels(subject_class="llm", result="not_connected").inc()
             raise RemoteUnavailable("cloud link down", "accept")
         if not breaker.allow():
-            metrics.CLOUD_REQUESTS.labels(kind="llm", result="circuit_open").inc()
+            metrics.NATS_REQUESTS.labels(subject_class="llm", result="circuit_open").inc()
             raise RemoteUnavailable("cloud circuit open after repeated failures", "accept")
         body = json.dumps({"messages": messages, "max_tokens": max_tokens, "temperature": temperature}).encode()
         attempt = 0
@@ -146,6 +148,8 @@ class CloudLink:
                 turn_id=turn_id if attempt == 0 else f"{turn_id}-r{attempt}",
                 gen=gen,
                 edge_id=self.cfg.node_id,
+                device_id=device_id,
+                session_id=session_id,
                 accept_timeout_s=limits.accept_timeout_s,
                 first_chunk_timeout_s=limits.first_token_timeout_s,
                 chunk_timeout_s=limits.chunk_timeout_s,
@@ -155,14 +159,14 @@ class CloudLink:
                 async for chunk in stream:
                     if not produced:
                         produced = True
-                        metrics.CLOUD_FIRST_CHUNK.observe(time.perf_counter() - started)
+                        metrics.STAGE_SECONDS.labels(stage="cloud_first_chunk").observe(time.perf_counter() - started)
                     yield chunk.decode("utf-8", errors="replace")
             except RemoteError as exc:
                 # Only a refusal (a full worker) is worth another try: another member of the queue
                 # group may take it. No responders or a silent link would just fail again, slower.
                 refused = isinstance(exc, RemoteFailed) and exc.stage == "accept"
                 retry = not produced and attempt < limits.retries and refused
-                metrics.CLOUD_REQUESTS.labels(kind="llm", result=_result_of(exc)).inc()
+                metrics.NATS_REQUESTS.labels(subject_class="llm", result=_result_of(exc)).inc()
                 if retry:
                     attempt += 1
                     log.info("cloud llm: %s; retry %d of %d", exc, attempt, limits.retries)
@@ -170,12 +174,12 @@ class CloudLink:
                 breaker.failure()
                 raise
             except (GeneratorExit, asyncio.CancelledError):
-                metrics.CLOUD_REQUESTS.labels(kind="llm", result="cancelled").inc()
+                metrics.NATS_REQUESTS.labels(subject_class="llm", result="cancelled").inc()
                 raise
             finally:
                 await stream.aclose()
             breaker.success()
-            metrics.CLOUD_REQUESTS.labels(kind="llm", result="ok").inc()
+            metrics.NATS_REQUESTS.labels(subject_class="llm", result="ok").inc()
             log.info("cloud llm: turn %s answered by %s in %.0f ms (%d chunks)", turn_id, reply.worker or "?",
                      (time.perf_counter() - started) * 1000, reply.chunks)  # fmt: skip
             return
@@ -194,16 +198,16 @@ class CloudLink:
             msg = await nc.request(s.CLOUD_ASR, body, timeout=timeout_s, headers={s.H_EDGE: self.cfg.node_id})
         except nats.errors.NoRespondersError as exc:
             breaker.failure()
-            metrics.CLOUD_REQUESTS.labels(kind="asr", result="no_responders").inc()
+            metrics.NATS_REQUESTS.labels(subject_class="asr", result="no_responders").inc()
             raise RemoteUnavailable("no cloud ASR worker", "accept") from exc
         except nats.errors.TimeoutError as exc:
             breaker.failure()
-            metrics.CLOUD_REQUESTS.labels(kind="asr", result="timeout").inc()
+            metrics.NATS_REQUESTS.labels(subject_class="asr", result="timeout").inc()
             raise RemoteTimeout(f"cloud ASR: no answer in {timeout_s:.1f} s", "accept") from exc
         headers = msg.headers or {}
         if "Nats-Service-Error-Code" in headers:
             breaker.failure()
-            metrics.CLOUD_REQUESTS.labels(kind="asr", result="refused").inc()
+            metrics.NATS_REQUESTS.labels(subject_class="asr", result="refused").inc()
             raise RemoteFailed(f"cloud ASR refused: {headers.get('Nats-Service-Error', '')}", "accept")
         try:
             result = json.loads(msg.data)
@@ -211,8 +215,8 @@ class CloudLink:
                 raise ValueError("no text")
         except ValueError as exc:
             breaker.failure()
-            metrics.CLOUD_REQUESTS.labels(kind="asr", result="failed").inc()
+            metrics.NATS_REQUESTS.labels(subject_class="asr", result="failed").inc()
             raise RemoteFailed(f"cloud ASR sent a malformed answer: {exc}", "stream") from exc
         breaker.success()
-        metrics.CLOUD_REQUESTS.labels(kind="asr", result="ok").inc()
+        metrics.NATS_REQUESTS.labels(subject_class="asr", result="ok").inc()
         return result

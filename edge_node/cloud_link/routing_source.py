@@ -4,7 +4,7 @@ Every edge watches ``xz_routing/routing`` in the hub's JetStream KV, so an admin
 for the whole fleet in one place and it takes effect within a second, without a restart. The
 local ``routing.yaml`` is the fallback: it is what the node uses before it has reached the hub
 and if the bucket holds nothing. A config that does not validate is refused (logged with every
-problem, counted in ``xiaozhi_edge_routing_reloads_total{result="refused"}``) and the policy in
+problem, counted in ``xiaozhi_routing_reloads_total{result="refused"}``) and the policy in
 force stays; so does the last good one when the link goes down.
 """
 

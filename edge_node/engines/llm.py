@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from edge_node import metrics
 from edge_node.engines.errors import ModelError
 from shared import models
 from shared.config import LlmConfig
@@ -66,6 +67,7 @@ class LlamaLlm:
         if tools:
             kwargs["tools"] = tools
         stream = self._llm.create_chat_completion(**kwargs)
+        produced = 0
         try:
             for chunk in stream:
                 if cancel is not None and cancel.is_set():
@@ -76,6 +78,7 @@ class LlamaLlm:
                 delta = choices[0].get("delta") or {}
                 text = delta.get("content")
                 if text:
+                    produced += 1  # llama.cpp streams one token per chunk
                     yield text
                 if cancel is not None and cancel.is_set():
                     break
@@ -83,3 +86,7 @@ class LlamaLlm:
             close = getattr(stream, "close", None)
             if close is not None:
                 close()
+            # After the call the context holds the prompt and the reply: the difference is the prompt.
+            prompt = max(0, int(getattr(self._llm, "n_tokens", 0)) - produced)
+            metrics.LLM_TOKENS.labels(direction="prompt", model=self.name).inc(prompt)
+            metrics.LLM_TOKENS.labels(direction="completion", model=self.name).inc(produced)

@@ -100,6 +100,8 @@ class Engines:
             tts[0].sample_rate,
             len(tts),
         )
+        for stage, name in (("vad", "silero"), ("asr", asr[0].name), ("llm", llm[0].name), ("tts", tts[0].name)):
+            metrics.MODEL_INFO.labels(stage=stage, model=name).set(1)
         engines = cls(cfg, vad, asr, llm, tts)
         engines.warm_up()
         return engines

@@ -60,6 +60,8 @@ class TurnContext:
     language: str = ""  # what the ASR heard ("" for text turns)
     turn_id: str = ""  # unique per turn: names the turn in the cloud (cancel subject)
     gen: int = 0
+    device_id: str = ""  # for the cloud worker's log lines only
+    session_id: str = ""
 
 
 @dataclass(slots=True)
@@ -93,6 +95,18 @@ def _matches(when: Condition, language: str, score: float, words: list[str], dep
         if not any(f" {k.lower()} " in padded for k in when.keywords):
             return False
     return True
+
+
+def _reason_label(reason: str) -> str:
+    """A bounded label for a route decision: ``rule:<name>`` (names come from the operator's
+    config, so they are few), ``overflow``, ``default``, or ``no_cloud`` when a cloud choice fell
+    to the local LLM because this node has no cloud link."""
+    if reason.endswith("no cloud link on this node"):
+        return "no_cloud"
+    head, _, rest = reason.partition(" ")
+    if head == "rule":
+        return f"rule:{rest.split(' ', 1)[0]}"
+    return head.rstrip(":")
 
 
 class Router:
@@ -206,7 +220,9 @@ class Router:
         route, reason = self.choose(ctx, policy)
         if route == "cloud" and (self.cloud is None or not self.cloud.configured):
             route, reason = "local_llm", f"{reason}; no cloud link on this node"
-        metrics.ROUTE_DECISIONS.labels(route=route, reason=reason.split(" ", 1)[0]).inc()
+        metrics.ROUTE_DECISIONS.labels(route=route, reason=_reason_label(reason)).inc()
+        if route == "cloud":
+            metrics.ESCALATIONS.labels(kind="llm", reason=_reason_label(reason)).inc()
         messages = self._messages(ctx)
         # Stored for other devices only when the answer cannot depend on this conversation: a
         # reusable question that the LLM answered without any history in its prompt.
@@ -228,7 +244,7 @@ class Router:
                 raise _Skip("no cloud link configured")
             max_tokens = limits.max_tokens or self._cfg.llm.max_tokens
             return self.cloud.chat_stream(messages, max_tokens, ctx.turn_id or "turn", ctx.gen, limits,
-                                          self._cfg.llm.temperature)  # fmt: skip
+                                          self._cfg.llm.temperature, ctx.device_id, ctx.session_id)  # fmt: skip
         max_tokens = limits.max_tokens or self._cfg.llm.max_tokens
         return self._chat.chat_stream(messages, max_tokens, deadline=ctx.deadline)
 

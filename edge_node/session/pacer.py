@@ -61,7 +61,7 @@ class Pacer:
             if due > now:
                 await asyncio.sleep(due - now)
             else:
-                metrics.PACING_LAG.observe(now - due if self._since_anchor >= self.prebuffer else 0.0)
+                metrics.AUDIO_SEND_LAG.observe(now - due if self._since_anchor >= self.prebuffer else 0.0)
             await self._send(packet)
             if self.first_sent_at is None:
                 self.first_sent_at = self._clock()

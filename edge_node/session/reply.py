@@ -98,7 +98,7 @@ class Reply:
         if not self.active:
             return False
         self.state = ReplyState.INTERRUPTED
-        metrics.INTERRUPTIONS.labels(cause=cause).inc()
+        metrics.INTERRUPTIONS.labels(reason=cause).inc()
         if self.task is not None:
             self.task.cancel()
         return True
@@ -119,7 +119,8 @@ class Reply:
             await self._send(msgs.stt(s.session_id, text))
             await s.tools_ready()
             ctx = TurnContext(text, s.conversation(), s.caps, s.run_action, s.log, deadline=self.deadline,
-                              language=self.language, turn_id=self.turn_id, gen=self.gen)  # fmt: skip
+                              language=self.language, turn_id=self.turn_id, gen=self.gen,
+                              device_id=s.device.device_id, session_id=s.session_id)  # fmt: skip
             result = self.result = await s.ctx.router.route(ctx)
             s.log.info("turn: %r -> route=%s (%s)", text, result.route, result.reason)
             self.state = ReplyState.SPEAKING
@@ -206,15 +207,15 @@ class Reply:
         s = self.session
         assert self.turn.pcm is not None
         limits = s.ctx.router.policy.limits("cloud")
+        reason = "always" if s.ctx.router.policy.asr.cloud == "always" else "low_confidence"
+        metrics.ESCALATIONS.labels(kind="asr", reason=reason).inc()
         try:
             remote = await s.ctx.router.cloud.transcribe(  # type: ignore[union-attr]
                 self.turn.pcm, limits.accept_timeout_s + limits.first_token_timeout_s
             )
         except Exception as exc:  # noqa: BLE001 - keep what the edge heard
-            metrics.ASR_ESCALATIONS.labels(result="failed").inc()
             s.log.warning("cloud ASR unavailable (%s): keeping the edge's %r", exc, local_text)
             return local_text
-        metrics.ASR_ESCALATIONS.labels(result="ok").inc()
         self.language = str(remote.get("language") or self.language)
         s.log.info("cloud asr (%s): %r replaces %r", remote.get("worker", "?"), remote["text"], local_text)
         return str(remote["text"]).strip()
@@ -334,7 +335,7 @@ class Reply:
         sent = await self.session.send_audio(packet, gen=self.gen)
         if sent and self.first_audio_at is None:
             self.first_audio_at = time.monotonic()
-            metrics.FIRST_AUDIO.labels(route=self.route).observe(self.first_audio_at - self.turn.ended_at)
+            metrics.TURN_LATENCY.labels(route=self.route).observe(self.first_audio_at - self.turn.ended_at)
             self.session.log.info(
                 "first audio %.0f ms after end of speech (route %s)",
                 (self.first_audio_at - self.turn.ended_at) * 1000,

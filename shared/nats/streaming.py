@@ -31,6 +31,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from shared import metrics
 from shared.nats import subjects as s
 
 log = logging.getLogger("shared.nats.streaming")
@@ -85,6 +86,8 @@ async def request_stream(
     turn_id: str,
     gen: int,
     edge_id: str = "",
+    device_id: str = "",
+    session_id: str = "",
     accept_timeout_s: float = 1.0,
     first_chunk_timeout_s: float = 5.0,
     chunk_timeout_s: float = 3.0,
@@ -100,7 +103,8 @@ async def request_stream(
     sub = await nc.subscribe(inbox, pending_msgs_limit=4096)
     finished = False
     try:
-        headers = {s.H_TURN: turn_id, s.H_GEN: str(gen), s.H_STREAM: inbox, s.H_EDGE: edge_id}
+        headers = {s.H_TURN: turn_id, s.H_GEN: str(gen), s.H_STREAM: inbox, s.H_EDGE: edge_id,
+                   s.H_DEVICE: device_id or "-", s.H_SESSION: session_id or "-"}  # fmt: skip
         try:
             ack = await nc.request(subject, body, timeout=accept_timeout_s, headers=headers)
         except nats.errors.NoRespondersError as exc:
@@ -167,6 +171,11 @@ def _json_or_none(data: bytes) -> dict[str, Any] | None:
 Generate = Callable[[bytes, dict[str, str], asyncio.Event], AsyncIterator[bytes]]
 
 
+def log_ids(headers: dict[str, str]) -> dict[str, str]:
+    """The device and session a request serves, as log record fields (``shared.logs``)."""
+    return {"device_id": headers.get(s.H_DEVICE) or "-", "session_id": headers.get(s.H_SESSION) or "-"}
+
+
 class StreamingWorker:
     """The worker side: accept or refuse at once, stream chunks, stop on cancel.
 
@@ -176,8 +185,13 @@ class StreamingWorker:
     Registered as an endpoint of a ``nats.micro`` service, so PING/INFO/STATS discovery works.
     """
 
-    def __init__(self, nc: Client, worker_id: str, generate: Generate, max_inflight: int = 8) -> None:
+    def __init__(
+        self, nc: Client, worker_id: str, generate: Generate, max_inflight: int = 8, role: str = "llm"
+    ) -> None:
         self.nc = nc
+        self.role = role
+        metrics.WORKER_CAPACITY.labels(role=role).set(max_inflight)
+        metrics.WORKER_INFLIGHT.labels(role=role).set(0)
         self.worker_id = worker_id
         self.generate = generate
         self.max_inflight = max_inflight
@@ -219,15 +233,19 @@ class StreamingWorker:
         turn = headers.get(s.H_TURN, "")
         gen = headers.get(s.H_GEN, "0")
         if not inbox or not turn or s.safe_token(turn) != turn:
+            metrics.WORKER_REQUESTS.labels(role=self.role, result="bad_request").inc()
             await request.respond_error("400", f"need {s.H_STREAM} and a {s.H_TURN} of [A-Za-z0-9_-] characters")
             return
         if len(self.inflight) >= self.max_inflight:
+            metrics.WORKER_REQUESTS.labels(role=self.role, result="refused_busy").inc()
             await request.respond_error("503", f"worker {self.worker_id} busy: {len(self.inflight)} in flight")
             return
         cancelled = asyncio.Event()
         self.inflight[turn] = cancelled
+        metrics.WORKER_INFLIGHT.labels(role=self.role).set(len(self.inflight))
         await request.respond(b"", headers={s.H_WORKER: self.worker_id})
-        log.info("worker %s: turn %s (gen %s) from %s accepted", self.worker_id, turn, gen, headers.get(s.H_EDGE, "?"))
+        log.info("worker %s: turn %s (gen %s) from %s accepted", self.worker_id, turn, gen, headers.get(s.H_EDGE, "?"),
+                 extra=log_ids(headers))  # fmt: skip
         task = asyncio.create_task(self._stream(request.data, headers, inbox, turn, gen, cancelled))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -250,13 +268,21 @@ class StreamingWorker:
             async for chunk in self.generate(body, headers, cancelled):
                 if cancelled.is_set():
                     break
+                if seq == 0:
+                    metrics.STAGE_SECONDS.labels(stage=f"cloud_{self.role}_first_token").observe(
+                        time.perf_counter() - started
+                    )
                 await send(chunk)
         except Exception as exc:  # noqa: BLE001 - reported to the edge in the end marker
             error = f"{type(exc).__name__}: {exc}"[:300]
             self.failed += 1
-            log.warning("worker %s: turn %s failed: %s", self.worker_id, turn, error)
+            log.warning("worker %s: turn %s failed: %s", self.worker_id, turn, error, extra=log_ids(headers))
         finally:
             self.inflight.pop(turn, None)
+            metrics.WORKER_INFLIGHT.labels(role=self.role).set(len(self.inflight))
+        result = "cancelled" if cancelled.is_set() else "error" if error else "ok"
+        metrics.WORKER_REQUESTS.labels(role=self.role, result=result).inc()
+        metrics.STAGE_SECONDS.labels(stage=f"cloud_{self.role}_total").observe(time.perf_counter() - started)
         summary.update({"chunks": seq, "ms": round((time.perf_counter() - started) * 1000, 1)})
         if cancelled.is_set():
             return  # the edge has gone: nobody reads the end marker

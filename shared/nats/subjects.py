@@ -41,6 +41,9 @@ H_END = "Xz-End"
 H_ERROR = "Xz-Error"
 H_EDGE = "Xz-Edge"
 H_WORKER = "Xz-Worker"
+# Which device and session a request serves: only for the worker's log lines, never for routing.
+H_DEVICE = "Xz-Device"
+H_SESSION = "Xz-Session"
 
 _TOKEN_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 

@@ -139,56 +139,56 @@ def test_stall_starts_a_new_segment() -> None:
 
 
 METRICS_BEFORE = """\
-# HELP xiaozhi_edge_stage_seconds Compute time per pipeline stage
-# TYPE xiaozhi_edge_stage_seconds histogram
-xiaozhi_edge_stage_seconds_bucket{le="0.1",stage="asr"} 1.0
-xiaozhi_edge_stage_seconds_bucket{le="0.5",stage="asr"} 2.0
-xiaozhi_edge_stage_seconds_bucket{le="+Inf",stage="asr"} 2.0
-xiaozhi_edge_stage_seconds_count{stage="asr"} 2.0
-xiaozhi_edge_stage_seconds_sum{stage="asr"} 0.35
-# HELP xiaozhi_edge_sessions Open device sessions
-# TYPE xiaozhi_edge_sessions gauge
-xiaozhi_edge_sessions 3.0
+# HELP xiaozhi_stage_duration_seconds Compute time per pipeline stage
+# TYPE xiaozhi_stage_duration_seconds histogram
+xiaozhi_stage_duration_seconds_bucket{le="0.1",stage="asr"} 1.0
+xiaozhi_stage_duration_seconds_bucket{le="0.5",stage="asr"} 2.0
+xiaozhi_stage_duration_seconds_bucket{le="+Inf",stage="asr"} 2.0
+xiaozhi_stage_duration_seconds_count{stage="asr"} 2.0
+xiaozhi_stage_duration_seconds_sum{stage="asr"} 0.35
+# HELP xiaozhi_sessions_active Open device sessions
+# TYPE xiaozhi_sessions_active gauge
+xiaozhi_sessions_active 3.0
 """
 METRICS_AFTER = """\
-# HELP xiaozhi_edge_stage_seconds Compute time per pipeline stage
-# TYPE xiaozhi_edge_stage_seconds histogram
-xiaozhi_edge_stage_seconds_bucket{le="0.1",stage="asr"} 1.0
-xiaozhi_edge_stage_seconds_bucket{le="0.5",stage="asr"} 6.0
-xiaozhi_edge_stage_seconds_bucket{le="+Inf",stage="asr"} 6.0
-xiaozhi_edge_stage_seconds_count{stage="asr"} 6.0
-xiaozhi_edge_stage_seconds_sum{stage="asr"} 1.55
-xiaozhi_edge_stage_seconds_bucket{le="0.1",stage="tts"} 0.0
-xiaozhi_edge_stage_seconds_bucket{le="0.5",stage="tts"} 0.0
-xiaozhi_edge_stage_seconds_bucket{le="+Inf",stage="tts"} 0.0
-xiaozhi_edge_stage_seconds_count{stage="tts"} 0.0
-xiaozhi_edge_stage_seconds_sum{stage="tts"} 0.0
-# HELP xiaozhi_edge_first_audio_seconds End of speech to first downlink audio packet
-# TYPE xiaozhi_edge_first_audio_seconds histogram
-xiaozhi_edge_first_audio_seconds_bucket{le="1.0",route="intent"} 3.0
-xiaozhi_edge_first_audio_seconds_bucket{le="2.0",route="intent"} 4.0
-xiaozhi_edge_first_audio_seconds_bucket{le="+Inf",route="intent"} 5.0
-xiaozhi_edge_first_audio_seconds_count{route="intent"} 5.0
-xiaozhi_edge_first_audio_seconds_sum{route="intent"} 7.0
-xiaozhi_edge_first_audio_seconds_created{route="intent"} 1.7e9
+# HELP xiaozhi_stage_duration_seconds Compute time per pipeline stage
+# TYPE xiaozhi_stage_duration_seconds histogram
+xiaozhi_stage_duration_seconds_bucket{le="0.1",stage="asr"} 1.0
+xiaozhi_stage_duration_seconds_bucket{le="0.5",stage="asr"} 6.0
+xiaozhi_stage_duration_seconds_bucket{le="+Inf",stage="asr"} 6.0
+xiaozhi_stage_duration_seconds_count{stage="asr"} 6.0
+xiaozhi_stage_duration_seconds_sum{stage="asr"} 1.55
+xiaozhi_stage_duration_seconds_bucket{le="0.1",stage="tts"} 0.0
+xiaozhi_stage_duration_seconds_bucket{le="0.5",stage="tts"} 0.0
+xiaozhi_stage_duration_seconds_bucket{le="+Inf",stage="tts"} 0.0
+xiaozhi_stage_duration_seconds_count{stage="tts"} 0.0
+xiaozhi_stage_duration_seconds_sum{stage="tts"} 0.0
+# HELP xiaozhi_turn_latency_seconds End of speech to first downlink audio packet
+# TYPE xiaozhi_turn_latency_seconds histogram
+xiaozhi_turn_latency_seconds_bucket{le="1.0",route="intent"} 3.0
+xiaozhi_turn_latency_seconds_bucket{le="2.0",route="intent"} 4.0
+xiaozhi_turn_latency_seconds_bucket{le="+Inf",route="intent"} 5.0
+xiaozhi_turn_latency_seconds_count{route="intent"} 5.0
+xiaozhi_turn_latency_seconds_sum{route="intent"} 7.0
+xiaozhi_turn_latency_seconds_created{route="intent"} 1.7e9
 """
 
 
 def test_parse_histograms_and_delta() -> None:
     before = parse_histograms(METRICS_BEFORE)
     after = parse_histograms(METRICS_AFTER)
-    assert set(before) == {"xiaozhi_edge_stage_seconds"}  # the gauge is ignored
-    asr = after["xiaozhi_edge_stage_seconds"]["stage=asr"]
+    assert set(before) == {"xiaozhi_stage_duration_seconds"}  # the gauge is ignored
+    asr = after["xiaozhi_stage_duration_seconds"]["stage=asr"]
     assert asr["count"] == 6 and math.isclose(asr["sum"], 1.55)
     assert asr["buckets"] == {0.1: 1.0, 0.5: 6.0, math.inf: 6.0}
     delta = histogram_delta(before, after)
-    d = delta["xiaozhi_edge_stage_seconds"]["stage=asr"]
+    d = delta["xiaozhi_stage_duration_seconds"]["stage=asr"]
     assert d["count"] == 4 and math.isclose(d["sum_s"], 1.2)
     assert d["mean_ms"] == 300.0
     assert d["buckets"] == {"0.1": 0, "0.5": 4, "+Inf": 4}
     assert d["p50_ms"] == 300.0  # rank 2 of 4 in (0.1, 0.5]: linear
-    assert "stage=tts" not in delta["xiaozhi_edge_stage_seconds"]  # no new observations
-    fa = delta["xiaozhi_edge_first_audio_seconds"]["route=intent"]
+    assert "stage=tts" not in delta["xiaozhi_stage_duration_seconds"]  # no new observations
+    fa = delta["xiaozhi_turn_latency_seconds"]["route=intent"]
     assert fa["count"] == 5 and fa["p95_ms"] == 2000.0  # beyond the last finite bucket: its bound
 
 
@@ -238,7 +238,7 @@ def test_build_report_fields() -> None:
     assert report["categories"]["open"] == {**report["categories"]["open"], "turns": 1, "incomplete": 1}
     assert [row["connected"] for row in report["timeline"]] == [2, 2, 0]
     assert report["timeline"][0]["first_audio_p50"] == 400.0
-    assert "xiaozhi_edge_stage_seconds" in report["stage_histograms"]
+    assert "xiaozhi_stage_duration_seconds" in report["stage_histograms"]
 
 
 def test_stats_delta_gives_hit_ratios_and_overhead() -> None:

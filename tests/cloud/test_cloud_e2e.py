@@ -104,7 +104,7 @@ class Cloud:
         self.llm_worker = _spawn("cloud-llm-worker", [
             sys.executable, "-m", "cloud.cli", "worker", "--role", "llm", "--nats", self.hub.url,
             "--credential", str(self.cred_path), "--openai-url", self.openai_url, "--model", "smollm2",
-            "--id", "llm-test-1"], "READY worker=")  # fmt: skip
+            "--id", "llm-test-1", "--http-port", "0"], "READY worker=")  # fmt: skip
         return self.llm_worker
 
 
@@ -350,7 +350,8 @@ async def test_two_edges_share_the_l2_cache(cloud: Cloud, edges: dict[str, EdgeP
 async def test_cloud_asr_transcribes_for_the_edge(cloud: Cloud, edges: dict[str, EdgeProcess], tmp_path: Path) -> None:
     cloud.asr_worker = _spawn("cloud-asr-worker", [
         sys.executable, "-m", "cloud.cli", "worker", "--role", "asr", "--nats", cloud.hub.url,
-        "--credential", str(cloud.cred_path), "--id", "asr-test-1"], "READY worker=", timeout_s=120)  # fmt: skip
+        "--credential", str(cloud.cred_path), "--id", "asr-test-1", "--http-port", "0"],
+        "READY worker=", timeout_s=120)  # fmt: skip
     edge = edges["edge-b"]
     offset = edge.log_offset()
     await _push_routing(cloud, "asr: {cloud: always}\n", tmp_path)

@@ -192,7 +192,7 @@ async def test_auto_mode_server_vad_ends_the_turn(edge: EdgeProcess) -> None:
     async with httpx.AsyncClient() as http:
         after = (await http.get(f"{edge.http}/metrics")).text
     # The transcript came from the ASR started during the end-of-speech wait.
-    name = "xiaozhi_edge_speculative_asr_total"
+    name = "xiaozhi_speculative_asr_total"
     assert metric_value(after, name, result="used") == metric_value(before, name, result="used") + 1
 
 

@@ -31,8 +31,8 @@ async def _spoken_turn(edge: EdgeProcess, device_id: str, text: str) -> Turn:
 
 
 async def test_command_ends_at_the_pause_open_question_waits(edge: EdgeProcess) -> None:
-    early = "xiaozhi_edge_early_commits_total"
-    used = "xiaozhi_edge_speculative_asr_total"
+    early = "xiaozhi_early_commits_total"
+    used = "xiaozhi_speculative_asr_total"
     before = await _metrics(edge)
     offset = edge.log_offset()
     command = await _spoken_turn(edge, "aa:bb:cc:00:0e:01", "What time is it?")
