@@ -119,9 +119,20 @@ class HttpApi:
         )
 
     async def ready(self, request: web.Request) -> web.Response:
+        """Ready once the models are loaded and the WebSocket port listens (the engines load
+        before it opens). The cloud link is reported, not required: a node without it still
+        answers from its local models."""
         if self.server._ws is None:
             return _error(503, "WebSocket server not listening yet")
-        return web.json_response({"ready": True})
+        link = self.server.ctx.cloud
+        return web.json_response(
+            {
+                "ready": True,
+                "node_id": self.server.cfg.node_id,
+                "models": self.server.ctx.engines.model_names(),
+                "cloud_link": link.up if link.configured else None,
+            }
+        )
 
     async def stats(self, request: web.Request) -> web.Response:
         """JSON for the load generator: sessions, cache hits per cache and level, CPU by thread role."""

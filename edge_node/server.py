@@ -90,6 +90,7 @@ class EdgeServer:
         self.http_port = cfg.server.http_port
         metrics.set_build_info("edge")
         metrics.SESSIONS_CAPACITY.set(cfg.server.max_sessions)
+        metrics.SESSIONS.labels(transport="websocket").set(0)
         cpu_roles.register()
 
     # -- handshake ----------------------------------------------------------------------------

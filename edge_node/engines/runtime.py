@@ -100,11 +100,15 @@ class Engines:
             tts[0].sample_rate,
             len(tts),
         )
-        for stage, name in (("vad", "silero"), ("asr", asr[0].name), ("llm", llm[0].name), ("tts", tts[0].name)):
-            metrics.MODEL_INFO.labels(stage=stage, model=name).set(1)
         engines = cls(cfg, vad, asr, llm, tts)
+        for stage, name in engines.model_names().items():
+            metrics.MODEL_INFO.labels(stage=stage, model=name).set(1)
         engines.warm_up()
         return engines
+
+    def model_names(self) -> dict[str, str]:
+        """What each stage runs, for /ready and the validator."""
+        return {"vad": "silero", "asr": self.asr.name, "llm": self.llm.name, "tts": self.tts.name}
 
     def warm_up(self) -> None:
         """Run each model once so the first device does not pay for lazy initialisation."""

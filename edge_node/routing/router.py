@@ -244,7 +244,8 @@ class Router:
                 raise _Skip("no cloud link configured")
             max_tokens = limits.max_tokens or self._cfg.llm.max_tokens
             return self.cloud.chat_stream(messages, max_tokens, ctx.turn_id or "turn", ctx.gen, limits,
-                                          self._cfg.llm.temperature, ctx.device_id, ctx.session_id)  # fmt: skip
+                                          self._cfg.llm.temperature, device_id=ctx.device_id,
+                                          session_id=ctx.session_id)  # fmt: skip
         max_tokens = limits.max_tokens or self._cfg.llm.max_tokens
         return self._chat.chat_stream(messages, max_tokens, deadline=ctx.deadline)
 

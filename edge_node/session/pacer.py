@@ -60,8 +60,10 @@ class Pacer:
             due = self._anchor + (self._since_anchor - self.prebuffer) * self.frame_s
             if due > now:
                 await asyncio.sleep(due - now)
-            else:
-                metrics.AUDIO_SEND_LAG.observe(now - due if self._since_anchor >= self.prebuffer else 0.0)
+                lag = max(0.0, self._clock() - due)  # how late the loop woke us
+            else:  # behind schedule already (the pre-buffer's packets are due at once by design)
+                lag = now - due if self._since_anchor >= self.prebuffer else 0.0
+            metrics.AUDIO_SEND_LAG.observe(lag)
             await self._send(packet)
             if self.first_sent_at is None:
                 self.first_sent_at = self._clock()

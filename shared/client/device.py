@@ -768,8 +768,9 @@ class DeviceClient:
 
     async def listen_detect(self, text: str) -> None:
         """``listen/detect`` with a wake word or a text query; counts as the end of speech for latencies."""
-        await self._send_json_msg({"session_id": self.session_id, "type": "listen", "state": "detect", "text": text})
+        # Stamped before the send: a cached reply can arrive while the send is still being awaited.
         self.speech_end_at = time.monotonic()
+        await self._send_json_msg({"session_id": self.session_id, "type": "listen", "state": "detect", "text": text})
 
     async def abort(self, reason: str | None = None) -> None:
         """``abort`` (optionally with a reason such as ``wake_word_detected``).

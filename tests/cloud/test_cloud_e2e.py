@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +23,12 @@ import nats
 import nats.js.errors
 import pytest
 
-from shared import models
 from shared.client.device import DeviceClient, Turn
 from shared.nats import subjects as s
-from shared.nats.configs import save_credential
-from shared.nats.server import free_port
-from tests.cloud.nats_helpers import Hub, Leaf
-from tests.conftest import ARTIFACTS, ROOT, EdgeProcess, start_edge, stop_edge
-from tests.edge.helpers import speech, words
+from tests.cloud.deployment import Cloud, start_cloud
+from tests.conftest import ROOT, EdgeProcess, start_edge, stop_edge
+from tests.edge.helpers import metric_value, speech, words
+from tests.processes import spawn
 
 pytestmark = pytest.mark.slow
 
@@ -54,90 +49,13 @@ asr: {cloud: never}
 ESCALATED = "Explain why the sky is blue and how sunsets get their colours"
 
 
-@dataclass
-class Proc:
-    proc: subprocess.Popen[str]
-    log_path: Path
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def _spawn(name: str, args: list[str], ready: str, timeout_s: float = 90, env: dict[str, str] | None = None) -> Proc:
-    ARTIFACTS.mkdir(exist_ok=True)
-    log_path = ARTIFACTS / f"{name}-{os.getpid()}.log"
-    log = log_path.open("w", encoding="utf-8")
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})  # fmt: skip
-    p = Proc(proc, log_path)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if ready in p.log_text():
-            return p
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    p.stop()
-    raise RuntimeError(f"{name} did not start:\n{p.log_text()[-3000:]}")
-
-
-@dataclass
-class Cloud:
-    hub: Hub
-    leaves: dict[str, Leaf]
-    openai: Proc
-    cred_path: Path
-    llm_worker: Proc | None = None
-    asr_worker: Proc | None = None
-    openai_url: str = ""
-
-    def start_llm_worker(self) -> Proc:
-        self.llm_worker = _spawn("cloud-llm-worker", [
-            sys.executable, "-m", "cloud.cli", "worker", "--role", "llm", "--nats", self.hub.url,
-            "--credential", str(self.cred_path), "--openai-url", self.openai_url, "--model", "smollm2",
-            "--id", "llm-test-1", "--http-port", "0"], "READY worker=")  # fmt: skip
-        return self.llm_worker
-
-
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    work = tmp_path_factory.mktemp("cloud")
-    port = free_port()
-    openai = _spawn("openai-smollm2", [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(models.smollm2_gguf()), "--host", "127.0.0.1",
-        "--port", str(port), "--n_threads", "1", "--n_ctx", "2048", "--model_alias", "smollm2",
-        "--interrupt_requests", "False"], "Uvicorn running")  # fmt: skip
-    hub = Hub(work / "hub")
-    for edge in ("edge-a", "edge-b"):
-        hub.credential(edge)
-    leaves = {e: Leaf(work / e, e, hub) for e in ("edge-a", "edge-b")}
-    cred_path = work / "cloud.json"
-    save_credential(hub.cloud, cred_path)
-    c = Cloud(hub, leaves, openai, cred_path, openai_url=f"http://127.0.0.1:{port}/v1")
+    c = start_cloud(tmp_path_factory.mktemp("cloud"), ["edge-a", "edge-b"])
     try:
-        hub.start()
-        for leaf in leaves.values():
-            leaf.start()
-        for leaf in leaves.values():
-            leaf.wait_linked()
-        c.start_llm_worker()
         yield c
     finally:
-        for proc in (c.llm_worker, c.asr_worker, openai):
-            if proc is not None:
-                proc.stop()
-        for leaf in leaves.values():
-            leaf.stop()
-        hub.stop()
+        c.stop()
 
 
 def _edge_env(cloud: Cloud, edge: str, routing_file: Path) -> dict[str, str]:
@@ -203,6 +121,9 @@ async def test_escalated_turn_is_answered_by_the_cloud_worker(cloud: Cloud, edge
     edge = edges["edge-a"]
     assert await _wait_link(edge)
     offset = edge.log_offset()
+    async with httpx.AsyncClient() as http:
+        edge_before = (await http.get(f"{edge.http}/metrics")).text
+        worker_before = (await http.get(f"{cloud.llm_worker_http}/metrics")).text
     turn = await _text_turn(edge, "aa:cc:00:00:00:01", ESCALATED)
     assert "tts:start" in turn.order and turn.order[-1] == "tts:stop"
     assert turn.audio_packets > 0 and turn.sentences
@@ -210,6 +131,28 @@ async def test_escalated_turn_is_answered_by_the_cloud_worker(cloud: Cloud, edge
     assert lines and "route=cloud" in lines[-1] and "open-question" in lines[-1]
     assert "answered by llm-test-1" in edge.log_text()[offset:]
     assert cloud.llm_worker is not None and "accepted" in cloud.llm_worker.log_text()
+    # The worker's log line names the device; both sides' metrics counted the escalation.
+    assert "device=aa:cc:00:00:00:01" in cloud.llm_worker.log_text()
+    async with httpx.AsyncClient() as http:
+        edge_after = (await http.get(f"{edge.http}/metrics")).text
+        worker_after = (await http.get(f"{cloud.llm_worker_http}/metrics")).text
+        worker_ready = await http.get(f"{cloud.llm_worker_http}/ready")
+    assert worker_ready.status_code == 200 and worker_ready.json()["ready"] is True
+
+    def moved(before: str, after: str, name: str, **labels: str) -> float:
+        return metric_value(after, name, **labels) - metric_value(before, name, **labels)
+
+    assert moved(edge_before, edge_after, "xiaozhi_escalations_total", kind="llm", reason="rule:open-question") == 1
+    assert moved(edge_before, edge_after, "xiaozhi_nats_requests_total", subject_class="llm", result="ok") == 1
+    assert moved(edge_before, edge_after, "xiaozhi_turns_total", route="cloud", outcome="ok") == 1
+    assert moved(edge_before, edge_after, "xiaozhi_stage_duration_seconds_count", stage="cloud_first_chunk") == 1
+    assert metric_value(edge_after, "xiaozhi_cloud_link_up") == 1
+    assert moved(worker_before, worker_after, "xiaozhi_worker_requests_total", role="llm", result="ok") == 1
+    first_token = "cloud_llm_first_token"
+    assert moved(worker_before, worker_after, "xiaozhi_stage_duration_seconds_count", stage=first_token) == 1
+    assert moved(worker_before, worker_after, "xiaozhi_llm_tokens_total", direction="completion", model="smollm2") > 0
+    assert metric_value(worker_after, "xiaozhi_worker_capacity", role="llm") >= 1
+    assert metric_value(worker_after, "xiaozhi_cloud_link_up") == 1
     # The edge's heartbeat reaches the cloud: sessions, capacity, link state.
     nc = await nats.connect(cloud.hub.url, user="cloud", password=cloud.hub.cloud.password)
     try:
@@ -348,7 +291,7 @@ async def test_two_edges_share_the_l2_cache(cloud: Cloud, edges: dict[str, EdgeP
 
 
 async def test_cloud_asr_transcribes_for_the_edge(cloud: Cloud, edges: dict[str, EdgeProcess], tmp_path: Path) -> None:
-    cloud.asr_worker = _spawn("cloud-asr-worker", [
+    cloud.asr_worker = spawn("cloud-asr-worker", [
         sys.executable, "-m", "cloud.cli", "worker", "--role", "asr", "--nats", cloud.hub.url,
         "--credential", str(cloud.cred_path), "--id", "asr-test-1", "--http-port", "0"],
         "READY worker=", timeout_s=120)  # fmt: skip

@@ -9,6 +9,7 @@ import struct
 from functools import lru_cache
 
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 from shared.client.speech import synthesize_16k
 
@@ -26,13 +27,20 @@ def rms(pcm: np.ndarray) -> float:
 
 
 def metric_value(metrics_text: str, name: str, **labels: str) -> float:
-    """A sample's value from Prometheus text (0 when the series does not exist yet)."""
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    prefix = f"{name}{{{want}}} " if want else f"{name} "
-    for line in metrics_text.splitlines():
-        if line.startswith(prefix):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    """The sum of the samples called ``name`` whose labels include ``labels`` (0 when none exists
+    yet), from Prometheus text parsed by prometheus_client's own parser."""
+    total = 0.0
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def metric_labels(metrics_text: str, name: str) -> list[dict[str, str]]:
+    """The label sets of every sample called ``name``."""
+    return [dict(sample.labels) for family in text_string_to_metric_families(metrics_text)
+            for sample in family.samples if sample.name == name]  # fmt: skip
 
 
 def words(text: str) -> list[str]:

@@ -134,7 +134,8 @@ class FakeCloud:
         return self.up
 
     async def chat_stream(self, messages: Any, max_tokens: int, turn_id: str, gen: int, limits: Any,
-                          temperature: float = 0.3) -> AsyncIterator[str]:  # fmt: skip
+                          temperature: float = 0.3, device_id: str = "", session_id: str = ""
+                          ) -> AsyncIterator[str]:  # fmt: skip
         self.calls += 1
         if self.fail_before is not None:
             raise self.fail_before

@@ -1,0 +1,1 @@
+"""Operating a deployment: checking that it really works (``xiaozhi-validate``)."""
