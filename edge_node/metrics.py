@@ -12,6 +12,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from shared.metrics import (
     BUILD,
+    CLOUD_LINK_CONFIGURED,
     CLOUD_LINK_UP,
     LATENCY_BUCKETS,
     LLM_TOKENS,
@@ -22,7 +23,7 @@ from shared.metrics import (
 )
 
 __all__ = [
-    "BUILD", "CLOUD_LINK_UP", "LATENCY_BUCKETS", "LLM_TOKENS", "LOOP_LAG", "STAGE_SECONDS",
+    "BUILD", "CLOUD_LINK_CONFIGURED", "CLOUD_LINK_UP", "LATENCY_BUCKETS", "LLM_TOKENS", "LOOP_LAG", "STAGE_SECONDS",
     "set_build_info", "watch_loop_lag",
 ]  # fmt: skip
 
@@ -31,8 +32,8 @@ SESSIONS = Gauge("xiaozhi_sessions_active", "Open device sessions", ["transport"
 SESSIONS_CAPACITY = Gauge("xiaozhi_sessions_capacity", "Most sessions this node accepts (server.max_sessions)")
 CONNECTIONS = Counter(
     "xiaozhi_ws_connections_total",
-    "WebSocket connections by how they ended (ok, closed_by_device, idle_closed, error, bad_path, "
-    "unauthorised, refused_busy)",
+    "WebSocket connections by how they ended (closed, idle_closed, oversize, error) or were turned away "
+    "(bad_path, unauthorised, refused_busy)",
     ["result"],
 )
 ADMISSION = Counter("xiaozhi_admission_total", "Connection admission decisions (admitted, refused)", ["result"])
@@ -103,3 +104,16 @@ NATS_REQUESTS = Counter(
     "(ok, no_responders, timeout, refused, failed, cancelled, circuit_open, not_connected)",
     ["subject_class", "result"],
 )
+
+
+def init_series() -> None:
+    """Create at 0 the labelled series that alerts take ``increase()`` of: a series that first
+    appears at 1 hides its first event from ``increase()``."""
+    for route in ("intent", "cache", "local_llm", "cloud"):
+        for outcome in ("ok", "error", "busy", "interrupted"):
+            TURNS.labels(route=route, outcome=outcome)
+    for kind in ("llm", "asr"):
+        for result in ("ok", "no_responders", "timeout", "refused", "failed"):
+            NATS_REQUESTS.labels(subject_class=kind, result=result)
+    for result in ("applied", "refused"):
+        ROUTING_RELOADS.labels(result=result)

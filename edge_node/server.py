@@ -91,6 +91,8 @@ class EdgeServer:
         metrics.set_build_info("edge")
         metrics.SESSIONS_CAPACITY.set(cfg.server.max_sessions)
         metrics.SESSIONS.labels(transport="websocket").set(0)
+        metrics.CLOUD_LINK_CONFIGURED.set(1 if cfg.nats.url else 0)
+        metrics.init_series()
         cpu_roles.register()
 
     # -- handshake ----------------------------------------------------------------------------

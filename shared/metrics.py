@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 
 __all__ = [
     "BUILD",
+    "CLOUD_LINK_CONFIGURED",
     "CLOUD_LINK_UP",
     "LATENCY_BUCKETS",
     "LLM_TOKENS",
@@ -52,6 +53,9 @@ STAGE_SECONDS = Histogram(
 LLM_TOKENS = Counter("xiaozhi_llm_tokens_total", "LLM tokens by direction (prompt, completion) and model",
                      ["direction", "model"])  # fmt: skip
 CLOUD_LINK_UP = Gauge("xiaozhi_cloud_link_up", "1 while this process is connected to its NATS server")
+CLOUD_LINK_CONFIGURED = Gauge(
+    "xiaozhi_cloud_link_configured", "1 when this process should have a NATS link (an edge with nats.url, a worker)"
+)
 LOOP_LAG = Histogram(
     "xiaozhi_event_loop_lag_seconds",
     "How late the event loop woke a 0.5 s timer: anything above a few ms means something blocks it",

@@ -71,14 +71,18 @@ class LlmWorker:
         stream = stream_chat(
             self.http, self.cfg.base_url, self.cfg.model, messages, max_tokens, temperature, self.cfg.api_key, usage
         )
+        deltas = 0
         try:
             async for delta in stream:
                 if cancelled.is_set():
                     break
+                deltas += 1
                 yield delta.encode("utf-8")
         finally:
             await stream.aclose()  # closes the HTTP response: vLLM stops generating
-            completion = int(usage.get("completion_tokens") or 0)
+            # vLLM reports usage at the end of the stream; a server that does not (llama.cpp's), or
+            # a stream cut short, is counted by its deltas: both stream one token per delta.
+            completion = int(usage.get("completion_tokens") or deltas)
             self.tokens_out += completion
             prompt = int(usage.get("prompt_tokens") or 0)
             metrics.LLM_TOKENS.labels(direction="prompt", model=self.cfg.model).inc(prompt)

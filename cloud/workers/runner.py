@@ -82,6 +82,9 @@ async def run_worker(cfg: CloudConfig, ready: asyncio.Event | None = None) -> No
         user, password = cred.user, cred.password
     link = LinkState()
     link.listeners.append(lambda up: metrics.CLOUD_LINK_UP.set(1 if up else 0))
+    metrics.CLOUD_LINK_CONFIGURED.set(1)
+    for result in ("ok", "error", "cancelled", "refused_busy", "bad_request"):
+        metrics.WORKER_REQUESTS.labels(role=role, result=result)  # at 0: alerts take increase()
     http = WorkerHttp(wid, role, link)
     await http.start(cfg.worker.http_host, cfg.worker.http_port)  # up first: liveness while models load
     lag = asyncio.create_task(metrics.watch_loop_lag(), name="loop-lag")

@@ -126,6 +126,8 @@ def cloud_config(
         "}",
         "leafnodes {",
         f"  listen: {_q(f'{host}:{leaf_port}')}",
+        # Behind a load balancer the hubs' own addresses are unreachable for edges: do not gossip them.
+        "  no_advertise: true",
         "  authorization {",
         "    timeout: 2",
         "    users: [",
