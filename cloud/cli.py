@@ -63,6 +63,22 @@ def _parser() -> argparse.ArgumentParser:
     rt.add_argument("--nats", default="nats://127.0.0.1:4222")
     rt.add_argument("--credential")
 
+    co = sub.add_parser("console", help="serve the admin console (fleet, devices, routing, live view, audit)")
+    co.add_argument("--config", help="YAML file (defaults < file < XIAOZHI_CLOUD__* env < flags)")
+    co.add_argument("--db", help="SQLAlchemy URL (default sqlite:///xiaozhi-console.db)")
+    co.add_argument("--host", help="listen address (default 127.0.0.1)")
+    co.add_argument("--port", type=int, help="listen port (default 8090; 0: any)")
+    co.add_argument("--nats", help="hub URL: heartbeats in, routing configs out")
+    co.add_argument("--credential", help="credential file from nats-config (credentials/cloud.json)")
+    co.add_argument("--insecure-cookies", action="store_true",
+                    help="session cookies without the Secure flag: plain-HTTP try-outs on loopback only")
+    co.add_argument("--log-level", help="log level (default INFO)")
+
+    ad = sub.add_parser("console-admin",
+                        help="create a console admin (password from XIAOZHI_CONSOLE_PASSWORD or a prompt)")
+    ad.add_argument("--username", required=True)
+    ad.add_argument("--db", default="sqlite:///xiaozhi-console.db", help="the console's SQLAlchemy URL")
+
     bk = sub.add_parser("buckets", help="create the routing and L2 cache KV buckets (idempotent)")
     bk.add_argument("--nats", default="nats://127.0.0.1:4222")
     bk.add_argument("--credential")
@@ -163,6 +179,32 @@ async def _routing(args: argparse.Namespace) -> int:
         await nc.close()
 
 
+def _console(args: argparse.Namespace) -> int:
+    console: dict[str, str] = {}
+    for key in ("db", "host", "port"):
+        if getattr(args, key) is not None:
+            console[key] = str(getattr(args, key))
+    if args.insecure_cookies:
+        console["cookie_secure"] = "false"
+    overrides: dict[str, dict[str, str]] = {"console": console}
+    if args.nats:
+        overrides["nats"] = {"url": args.nats}
+    if args.credential:
+        overrides.setdefault("nats", {})["credential"] = args.credential
+    if args.log_level:
+        overrides["log"] = {"level": args.log_level}
+    try:
+        cfg = load_settings(CloudConfig, args.config, overrides, prefix=ENV_PREFIX)
+    except ConfigError as exc:
+        print(f"xiaozhi-cloud: {exc}", file=sys.stderr)
+        return 2
+    from cloud.console.serve import serve
+    from shared.logs import setup_logging
+
+    setup_logging(cfg.log)
+    return serve(cfg)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "nats-config":
@@ -186,6 +228,12 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             print(f"xiaozhi-cloud: {exc}", file=sys.stderr)
             return 1
+    if args.command == "console-admin":
+        from cloud.console.serve import create_admin
+
+        return create_admin(args.db, args.username, None)
+    if args.command == "console":
+        return _console(args)
     # worker
     overrides: dict[str, dict[str, str]] = {"worker": {"role": args.role}}
     if args.nats:

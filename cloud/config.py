@@ -51,9 +51,26 @@ class WorkerConfig(_Section):
     http_port: int = Field(9400, ge=0, le=65535)
 
 
+class ConsoleConfig(_Section):
+    """The admin console (``xiaozhi-cloud console``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8090, ge=0, le=65535)
+    # Any SQLAlchemy URL: sqlite:///path (default, next to the working directory), postgresql+psycopg://...
+    db: str = "sqlite:///xiaozhi-console.db"
+    # Secure cookies need HTTPS (a TLS-terminating proxy in production); off only for loopback try-outs.
+    cookie_secure: bool = True
+    session_ttl_h: float = Field(12.0, gt=0)
+    login_attempts: int = Field(5, ge=1)  # failed logins per address and per user name ...
+    login_window_s: float = Field(300.0, gt=0)  # ... in this window, then 429
+    stale_after_s: float = Field(20.0, gt=0)  # an edge without a heartbeat for this long is flagged stale
+    live_interval_s: float = Field(2.0, gt=0)
+
+
 class CloudConfig(_Section):
     log: LogConfig = Field(default_factory=LogConfig)
     nats: NatsClientConfig = Field(default_factory=NatsClientConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     llm: LlmWorkerConfig = Field(default_factory=LlmWorkerConfig)
     asr: AsrWorkerConfig = Field(default_factory=AsrWorkerConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)

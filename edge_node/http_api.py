@@ -95,6 +95,11 @@ class HttpApi:
             log.warning("OTA from %s without Device-Id", request.remote)
             return _error(400, "missing Device-Id header")
         answer = self._ota_body(request, body)
+        firmware = self.server.ctx.firmware
+        firmware[device_id] = answer["firmware"]["version"]
+        firmware.move_to_end(device_id)
+        while len(firmware) > 10_000:
+            firmware.popitem(last=False)
         log.info("OTA: device %s (%s) -> %s", device_id, request.headers.get("User-Agent", "?"),
                  answer["websocket"]["url"], extra={"device_id": device_id})  # fmt: skip
         return web.json_response(answer)

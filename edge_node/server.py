@@ -13,6 +13,7 @@ import contextlib
 import hmac
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -32,6 +33,7 @@ from edge_node.engines.runtime import Engines
 from edge_node.http_api import HttpApi
 from edge_node.routing.router import Router
 from edge_node.session.session import DeviceInfo, Session
+from edge_node.turn_stats import TurnStats
 from shared.config import EdgeConfig
 from shared.nats.server import NatsServerProcess, run_nats_server
 
@@ -50,6 +52,9 @@ class ServerContext:
     routing: RoutingSource
     sessions: set[Session] = field(default_factory=set)
     started_at: float = field(default_factory=time.time)
+    turn_stats: TurnStats = field(default_factory=TurnStats)
+    # Firmware versions devices reported to this node's OTA endpoint (newest 10 000), for the heartbeat.
+    firmware: OrderedDict[str, str] = field(default_factory=OrderedDict)
 
 
 def _device_info(request: Request, remote: str) -> DeviceInfo:
@@ -187,6 +192,12 @@ class EdgeServer:
             "cpu_s_per_turn": round(ctx.capacity.cpu_s_per_turn, 3),
             "llm_queue": ctx.engines.llm_pool.depth(),
             "cloud_link": ctx.cloud.up,
+            **ctx.turn_stats.summary(),
+            "devices": [
+                {"id": s.device.device_id, "session": s.session_id, "since": round(s.connected_at, 1),
+                 "firmware": ctx.firmware.get(s.device.device_id, "")}
+                for s in list(ctx.sessions)
+            ],  # fmt: skip
             "routing": {
                 "origin": ctx.routing.origin,
                 "revision": ctx.routing.revision,

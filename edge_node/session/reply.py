@@ -153,6 +153,9 @@ class Reply:
         finally:
             self.done.set()
             s.ctx.capacity.turn_finished()
+            if self.state in (ReplyState.DONE, ReplyState.FAILED):
+                latency = self.first_audio_at - self.turn.ended_at if self.first_audio_at is not None else None
+                s.ctx.turn_stats.record(self.route, latency)
             s.reply_finished(self)
 
     async def _store_answer(self, question: str, answer: str) -> None:

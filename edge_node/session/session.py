@@ -76,6 +76,7 @@ class Session:
         self.ctx = ctx
         self.device = device
         self.session_id = str(uuid.uuid4())
+        self.connected_at = time.time()
         self.log = SessionLog(log, {"device_id": device.device_id, "session_id": self.session_id})
         self.protocol_version = device.protocol_version
         self.gen = 0

@@ -1,0 +1,318 @@
+"""The console's database: admins and their sessions, edges, devices, routing versions, the audit log.
+
+SQLAlchemy 2 on any URL (SQLite by default, PostgreSQL in production). Calls are synchronous
+and short; the web layer runs them in a thread (``asyncio.to_thread``) so the event loop never
+waits on the database. The provisioning service (its own issue) shares the ``devices`` table:
+it creates pending devices with their activation code, the console binds and moves them.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+__all__ = ["Store", "StoreError"]
+
+
+class StoreError(ValueError):
+    """A request the data does not allow (unknown id, duplicate name, wrong state)."""
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class LoginSession(Base):
+    __tablename__ = "login_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
+class Edge(Base):
+    __tablename__ = "edges"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    first_seen: Mapped[float] = mapped_column(Float)
+    last_seen: Mapped[float] = mapped_column(Float)
+    version: Mapped[str] = mapped_column(String(64), default="")
+    snapshot: Mapped[str] = mapped_column(Text, default="{}")  # the last heartbeat, as sent
+
+
+class Device(Base):
+    __tablename__ = "devices"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the MAC, lower case
+    edge_id: Mapped[str] = mapped_column(String(128), default="")  # assigned (provisioning honours it)
+    connected_edge: Mapped[str] = mapped_column(String(128), default="")  # where it was last seen
+    last_seen: Mapped[float | None] = mapped_column(Float, nullable=True)
+    firmware: Mapped[str] = mapped_column(String(64), default="")
+    # pending: has an activation code, waits for an admin; active: bound; seen: connected to an edge
+    # without going through provisioning (an edge's own OTA).
+    state: Mapped[str] = mapped_column(String(16), default="seen")
+    activation_code: Mapped[str | None] = mapped_column(String(6), nullable=True, unique=True)
+    bound_by: Mapped[str] = mapped_column(String(64), default="")
+    bound_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class RoutingVersion(Base):
+    __tablename__ = "routing_versions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    comment: Mapped[str] = mapped_column(String(500), default="")
+    kv_revision: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rollback_of: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class Audit(Base):
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    user: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200), default="")
+    detail: Mapped[str] = mapped_column(Text, default="{}")
+    ok: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int
+    username: str
+    csrf: str
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(conn: Any, _record: Any) -> None:
+        cur = conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")  # readers do not wait for the heartbeat writer
+        cur.close()
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_engine(url, future=True, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            _sqlite_pragmas(self.engine)
+        Base.metadata.create_all(self.engine)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def tx(self) -> Iterator[Session]:
+        with self._session.begin() as session:
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- users and login sessions ---------------------------------------------------------------
+    def add_user(self, username: str, password_hash: str) -> int:
+        with self.tx() as s:
+            if s.scalar(select(User).where(User.username == username)) is not None:
+                raise StoreError(f"user {username!r} already exists")
+            user = User(username=username, password_hash=password_hash, created_at=time.time())
+            s.add(user)
+            s.flush()
+            return user.id
+
+    def set_password(self, username: str, password_hash: str) -> None:
+        with self.tx() as s:
+            user = s.scalar(select(User).where(User.username == username))
+            if user is None:
+                raise StoreError(f"no user {username!r}")
+            user.password_hash = password_hash
+            s.execute(delete(LoginSession).where(LoginSession.user_id == user.id))  # sign out everywhere
+
+    def user_hash(self, username: str) -> tuple[int, str] | None:
+        with self.tx() as s:
+            user = s.scalar(select(User).where(User.username == username))
+            return (user.id, user.password_hash) if user else None
+
+    def user_count(self) -> int:
+        with self.tx() as s:
+            return int(s.scalar(select(func.count()).select_from(User)) or 0)
+
+    def open_session(self, user_id: int, token_hash: str, ttl_s: float) -> str:
+        """Store a login session (by the hash of its cookie token); returns its CSRF token."""
+        csrf = secrets.token_urlsafe(32)
+        now = time.time()
+        with self.tx() as s:
+            s.execute(delete(LoginSession).where(LoginSession.expires_at < now))
+            s.add(LoginSession(token_hash=token_hash, user_id=user_id, csrf=csrf, created_at=now,
+                               expires_at=now + ttl_s))  # fmt: skip
+        return csrf
+
+    def session_principal(self, token_hash: str) -> Principal | None:
+        with self.tx() as s:
+            row = s.execute(
+                select(LoginSession, User).join(User, User.id == LoginSession.user_id)
+                .where(LoginSession.token_hash == token_hash)
+            ).first()  # fmt: skip
+            if row is None:
+                return None
+            login, user = row
+            if login.expires_at < time.time():
+                s.delete(login)
+                return None
+            return Principal(user.id, user.username, login.csrf)
+
+    def close_session(self, token_hash: str) -> None:
+        with self.tx() as s:
+            s.execute(delete(LoginSession).where(LoginSession.token_hash == token_hash))
+
+    # -- edges (from heartbeats) ----------------------------------------------------------------
+    def record_heartbeat(self, edge_id: str, beat: dict[str, Any], now: float | None = None) -> None:
+        """Upsert the edge and the devices it says are connected (last seen, firmware, where)."""
+        now = time.time() if now is None else now
+        with self.tx() as s:
+            edge = s.get(Edge, edge_id)
+            if edge is None:
+                edge = Edge(id=edge_id, first_seen=now, last_seen=now)
+                s.add(edge)
+            edge.last_seen = now
+            edge.version = str(beat.get("version") or "")[:64]
+            edge.snapshot = json.dumps(beat)
+            for dev in beat.get("devices") or []:
+                if not isinstance(dev, dict) or not isinstance(dev.get("id"), str) or not dev["id"]:
+                    continue
+                device = s.get(Device, dev["id"][:64])
+                if device is None:
+                    device = Device(id=dev["id"][:64], state="seen", edge_id=edge_id)
+                    s.add(device)
+                device.connected_edge = edge_id
+                device.last_seen = now
+                if isinstance(dev.get("firmware"), str) and dev["firmware"]:
+                    device.firmware = dev["firmware"][:64]
+
+    def edges(self) -> list[dict[str, Any]]:
+        with self.tx() as s:
+            rows = s.scalars(select(Edge).order_by(Edge.id)).all()
+            return [{"id": e.id, "first_seen": e.first_seen, "last_seen": e.last_seen, "version": e.version,
+                     "snapshot": json.loads(e.snapshot or "{}")} for e in rows]  # fmt: skip
+
+    def edge_ids(self) -> set[str]:
+        with self.tx() as s:
+            return set(s.scalars(select(Edge.id)).all())
+
+    # -- devices --------------------------------------------------------------------------------
+    @staticmethod
+    def _device(d: Device) -> dict[str, Any]:
+        return {"id": d.id, "edge_id": d.edge_id, "connected_edge": d.connected_edge, "last_seen": d.last_seen,
+                "firmware": d.firmware, "state": d.state, "bound_by": d.bound_by, "bound_at": d.bound_at,
+                "activation_pending": d.activation_code is not None}  # fmt: skip
+
+    def devices(self, state: str | None = None, edge: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        with self.tx() as s:
+            q = select(Device).order_by(Device.id).limit(limit)
+            if state:
+                q = q.where(Device.state == state)
+            if edge:
+                q = q.where((Device.edge_id == edge) | (Device.connected_edge == edge))
+            return [self._device(d) for d in s.scalars(q).all()]
+
+    def device(self, device_id: str) -> dict[str, Any] | None:
+        with self.tx() as s:
+            d = s.get(Device, device_id)
+            return self._device(d) if d else None
+
+    def add_pending_device(self, device_id: str, code: str, firmware: str = "") -> None:
+        """What provisioning does for an unknown device: it waits with a 6-digit code."""
+        with self.tx() as s:
+            d = s.get(Device, device_id)
+            if d is None:
+                d = Device(id=device_id)
+                s.add(d)
+            d.state, d.activation_code, d.firmware = "pending", code, firmware or d.firmware
+
+    def bind(self, code: str, edge_id: str, user: str) -> dict[str, Any]:
+        with self.tx() as s:
+            d = s.scalar(select(Device).where(Device.activation_code == code))
+            if d is None:
+                raise StoreError(f"no device is waiting with activation code {code}")
+            d.state, d.activation_code, d.bound_by, d.bound_at = "active", None, user, time.time()
+            if edge_id:
+                d.edge_id = edge_id
+            return self._device(d)
+
+    def move(self, device_id: str, edge_id: str) -> tuple[str, dict[str, Any]]:
+        """Assign a device to an edge; returns (the previous edge, the device)."""
+        with self.tx() as s:
+            d = s.get(Device, device_id)
+            if d is None:
+                raise StoreError(f"no device {device_id!r}")
+            before, d.edge_id = d.edge_id, edge_id
+            return before, self._device(d)
+
+    # -- routing versions -----------------------------------------------------------------------
+    @staticmethod
+    def _version(v: RoutingVersion) -> dict[str, Any]:
+        return {"id": v.id, "author": v.author, "created_at": v.created_at, "comment": v.comment,
+                "kv_revision": v.kv_revision, "rollback_of": v.rollback_of, "text": v.text}  # fmt: skip
+
+    def add_routing_version(self, text: str, author: str, comment: str, kv_revision: int | None,
+                            rollback_of: int | None = None) -> dict[str, Any]:  # fmt: skip
+        with self.tx() as s:
+            v = RoutingVersion(text=text, author=author, created_at=time.time(), comment=comment[:500],
+                               kv_revision=kv_revision, rollback_of=rollback_of)  # fmt: skip
+            s.add(v)
+            s.flush()
+            return self._version(v)
+
+    def routing_versions(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self.tx() as s:
+            rows = s.scalars(select(RoutingVersion).order_by(RoutingVersion.id.desc()).limit(limit)).all()
+            return [self._version(v) for v in rows]
+
+    def routing_version(self, version_id: int) -> dict[str, Any] | None:
+        with self.tx() as s:
+            v = s.get(RoutingVersion, version_id)
+            return self._version(v) if v else None
+
+    # -- audit ----------------------------------------------------------------------------------
+    def audit(self, user: str, action: str, target: str = "", detail: dict[str, Any] | None = None,
+              ok: bool = True) -> None:  # fmt: skip
+        with self.tx() as s:
+            s.add(Audit(at=time.time(), user=user, action=action, target=target[:200],
+                        detail=json.dumps(detail or {}), ok=ok))  # fmt: skip
+
+    def audit_log(self, limit: int = 200, before_id: int | None = None) -> list[dict[str, Any]]:
+        with self.tx() as s:
+            q = select(Audit).order_by(Audit.id.desc()).limit(limit)
+            if before_id is not None:
+                q = q.where(Audit.id < before_id)
+            return [{"id": a.id, "at": a.at, "user": a.user, "action": a.action, "target": a.target,
+                     "detail": json.loads(a.detail or "{}"), "ok": a.ok} for a in s.scalars(q).all()]  # fmt: skip

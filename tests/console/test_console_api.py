@@ -1,0 +1,325 @@
+"""The console's JSON API, every endpoint: unauthorised, CSRF, invalid input and the real thing.
+
+The app runs in process (FastAPI's TestClient) on a real SQLite file, connected to a real
+nats-server hub: heartbeats are published on NATS, routing configs land in the real KV bucket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from fastapi.testclient import TestClient
+
+from cloud.config import ConsoleConfig
+from cloud.console.app import create_app
+from cloud.console.auth import hash_password
+from cloud.console.fleet import Fleet
+from cloud.console.store import Store
+from shared.nats import subjects as s
+from shared.nats.configs import save_credential
+from shared.nats.server import free_port
+from tests.cloud.nats_helpers import Hub
+
+PASSWORD = "correct horse battery"
+ROUTING_A = """llm:
+  default: local_llm
+  rules:
+    - {name: open-question, when: {complexity_at_least: 0.6}, route: cloud}
+"""
+ROUTING_B = ROUTING_A.replace("0.6", "0.7")
+
+
+def _app(db: Path, hub_url: str, cred: Path | str, **console: Any) -> tuple[TestClient, Store, Fleet]:
+    cfg = ConsoleConfig(**{"cookie_secure": False, "stale_after_s": 2.0, "live_interval_s": 0.3, **console})
+    store = Store(f"sqlite:///{db}")
+    if store.user_hash("admin") is None:
+        store.add_user("admin", hash_password(PASSWORD))
+    fleet = Fleet(store, hub_url, str(cred), cfg.stale_after_s, cfg.live_interval_s)
+    return TestClient(create_app(cfg, store, fleet)), store, fleet
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hub, Path]]:
+    work = tmp_path_factory.mktemp("console-hub")
+    hub = Hub(work / "hub")
+    hub.credential("edge-t")
+    cred = work / "cloud.json"
+    save_credential(hub.cloud, cred)
+    hub.start()
+    yield hub, cred
+    hub.stop()
+
+
+@pytest.fixture(scope="module")
+def api(hub: tuple[Hub, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Store, Fleet]]:
+    client, store, fleet = _app(tmp_path_factory.mktemp("console") / "console.db", hub[0].url, hub[1])
+    with client:
+        deadline = time.monotonic() + 10
+        while not fleet.connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fleet.connected
+        yield client, store, fleet
+    store.close()
+
+
+def _login(client: TestClient, password: str = PASSWORD) -> dict[str, str]:
+    r = client.post("/api/login", json={"username": "admin", "password": password})
+    assert r.status_code == 200, r.text
+    return {"X-CSRF-Token": r.json()["csrf"]}
+
+
+async def _nats(hub: Hub, action: Any) -> Any:
+    nc = await nats.connect(hub.url, user="cloud", password=hub.cloud.password)
+    try:
+        return await action(nc)
+    finally:
+        await nc.close()
+
+
+def _heartbeat(hub: Hub, edge: str, beat: dict[str, Any] | bytes) -> None:
+    data = beat if isinstance(beat, bytes) else __import__("json").dumps(beat).encode()
+
+    async def send(nc: Any) -> None:
+        await nc.publish(s.heartbeat_subject(edge), data)
+        await nc.flush()
+
+    asyncio.run(_nats(hub, send))
+
+
+def _kv_text(hub: Hub) -> str | None:
+    async def read(nc: Any) -> str | None:
+        js = nc.jetstream(domain=s.JS_DOMAIN)
+        try:
+            kv = await js.key_value(s.ROUTING_BUCKET)
+            return (await kv.get(s.ROUTING_KEY)).value.decode()
+        except Exception:  # noqa: BLE001 - no bucket or key yet
+            return None
+
+    return asyncio.run(_nats(hub, read))
+
+
+def _wait(predicate: Any, timeout_s: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+# -- authentication -----------------------------------------------------------------------------
+def test_every_api_endpoint_but_login_and_health_refuses_an_anonymous_caller(api: Any) -> None:
+    client = TestClient(api[0].app)  # a fresh client: no cookie
+    public = {"/api/login", "/api/health", "/api/openapi.json"}
+    checked = 0
+    for route in client.app.routes:
+        path = getattr(route, "path", "")
+        if not path.startswith("/api/") or path in public:
+            continue
+        for method in getattr(route, "methods", set()) - {"HEAD"}:
+            url = path.replace("{edge_id}", "edge-t").replace("{device_id}", "x").replace("{version_id}", "1")
+            r = client.request(method, url, json={})
+            assert r.status_code == 401, (method, path, r.status_code, r.text)
+            assert "log in" in r.json()["detail"]
+            checked += 1
+    assert checked >= 14
+
+
+def test_login_refuses_a_wrong_password_and_sets_a_hardened_cookie(hub: Any, tmp_path: Path) -> None:
+    client, store, _fleet = _app(tmp_path / "c.db", "", "", cookie_secure=True)
+    with client:
+        r = client.post("/api/login", json={"username": "admin", "password": "wrong password!"})
+        assert r.status_code == 401 and r.json()["detail"] == "wrong user name or password"
+        r = client.post("/api/login", json={"username": "nobody", "password": PASSWORD})
+        assert r.status_code == 401 and r.json()["detail"] == "wrong user name or password"
+        r = client.post("/api/login", json={"username": "admin", "password": PASSWORD})
+        assert r.status_code == 200 and len(r.json()["csrf"]) >= 32
+        cookie = r.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie and "secure" in cookie
+        token = r.cookies.get("xz_console")
+    with store.tx() as tx:  # only the token's hash is stored
+        from cloud.console.store import LoginSession
+
+        hashes = [row.token_hash for row in tx.query(LoginSession).all()]
+    assert token is None or token not in hashes  # (httpx drops a Secure cookie over http)
+    assert all(len(h) == 64 for h in hashes)
+    store.close()
+
+
+def test_failed_logins_are_rate_limited_even_for_the_right_password(tmp_path: Path) -> None:
+    client, store, _fleet = _app(tmp_path / "c.db", "", "", login_attempts=3, login_window_s=60)
+    with client:
+        for _ in range(3):
+            wrong = {"username": "admin", "password": "guess guess guess"}
+            assert client.post("/api/login", json=wrong).status_code == 401
+        r = client.post("/api/login", json={"username": "admin", "password": PASSWORD})
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+        assert "too many failed logins" in r.json()["detail"]
+        audit = [e for e in store.audit_log() if e["action"] == "login"]
+        assert [e["detail"]["result"] for e in audit[:2]] == ["rate_limited", "failed"]
+    store.close()
+
+
+def test_session_csrf_and_logout(api: Any) -> None:
+    client = TestClient(api[0].app)
+    headers = _login(client)
+    assert client.get("/api/session").json() == {"user": "admin", "csrf": headers["X-CSRF-Token"]}
+    # A state-changing request without (or with a wrong) CSRF token is refused before doing anything.
+    r = client.post("/api/devices/bind", json={"code": "000000"})
+    assert r.status_code == 403 and "X-CSRF-Token" in r.json()["detail"]
+    r = client.post("/api/devices/bind", json={"code": "000000"}, headers={"X-CSRF-Token": "forged"})
+    assert r.status_code == 403
+    assert client.post("/api/logout").status_code == 403
+    assert client.post("/api/logout", headers=headers).status_code == 204
+    assert client.get("/api/session").status_code == 401
+
+
+def test_pages_need_a_login_and_every_response_carries_security_headers(api: Any) -> None:
+    client = TestClient(api[0].app)
+    r = client.get("/fleet", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=/fleet"
+    assert client.get("/login").status_code == 200
+    _login(client)
+    for page in ("fleet", "devices", "routing", "live", "audit"):
+        r = client.get(f"/{page}")
+        assert r.status_code == 200 and "text/html" in r.headers["content-type"], page
+        csp = r.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_openapi_documents_every_endpoint(api: Any) -> None:
+    spec = api[0].get("/api/openapi.json").json()
+    for path in ("/api/login", "/api/session", "/api/logout", "/api/edges", "/api/edges/{edge_id}", "/api/devices",
+                 "/api/devices/{device_id}", "/api/devices/bind", "/api/devices/{device_id}/move", "/api/routing",
+                 "/api/routing/check", "/api/routing/publish", "/api/routing/rollback",
+                 "/api/routing/versions/{version_id}", "/api/live", "/api/audit", "/api/health"):  # fmt: skip
+        assert path in spec["paths"], path
+    assert "422" in spec["paths"]["/api/routing/publish"]["post"]["responses"]
+
+
+# -- fleet and devices --------------------------------------------------------------------------
+def test_an_edge_appears_from_its_heartbeat_and_goes_stale(api: Any, hub: Any) -> None:
+    client, _store, fleet = api
+    _login(client)
+    beat = {"edge": "edge-t", "version": "0.1.0", "sessions": 3, "max_sessions": 150, "capacity_turns_per_s": 1.5,
+            "demand_turns_per_s": 0.2, "cloud_link": True, "first_audio_p95_s": 0.9, "escalation_ratio": 0.25,
+            "ws_url": "ws://10.0.0.5:8000/xiaozhi/v1/", "turns_total": 10,
+            "devices": [{"id": "aa:bb:cc:00:00:01", "session": "s1", "since": 1.0, "firmware": "1.6.0"}]}  # fmt: skip
+    _heartbeat(hub[0], "edge-t", b"{not json")  # ignored, counted, nothing breaks
+    _heartbeat(hub[0], "edge-t", beat)
+    edge = _wait(lambda: next((e for e in client.get("/api/edges").json() if e["id"] == "edge-t"), None))
+    assert edge["status"] == "up" and edge["sessions"] == 3 and edge["max_sessions"] == 150
+    assert edge["cloud_link"] is True and edge["first_audio_p95_s"] == 0.9 and edge["escalation_ratio"] == 0.25
+    assert fleet.bad_heartbeats >= 1
+    assert client.get("/api/edges/edge-t").json()["version"] == "0.1.0"
+    assert client.get("/api/edges/nope").status_code == 404
+    device = client.get("/api/devices/AA:BB:CC:00:00:01").json()
+    assert device["connected_edge"] == "edge-t" and device["firmware"] == "1.6.0" and device["state"] == "seen"
+    # No heartbeat for stale_after_s: flagged stale, still listed.
+    _wait(lambda: client.get("/api/edges/edge-t").json()["status"] == "stale", timeout_s=6)
+
+
+def test_live_series_turns_heartbeat_counters_into_rates(api: Any, hub: Any) -> None:
+    client, _store, _fleet = api
+    _login(client)
+    since = time.time()
+    for total in (100, 130, 160):
+        _heartbeat(hub[0], "edge-live", {"turns_total": total, "escalations_total": total // 10, "sessions": 2,
+                                         "first_audio_p95_s": 1.1})  # fmt: skip
+        time.sleep(0.4)
+    points = _wait(lambda: [p for p in client.get(f"/api/live?since={since}").json() if p["turns_per_s"] > 0])
+    assert points[-1]["first_audio_p95_s"] >= 1.1 and points[-1]["edges_up"] >= 1
+
+
+def test_bind_and_move_devices(api: Any, hub: Any) -> None:
+    client, store, _fleet = api
+    headers = _login(client)
+    store.add_pending_device("aa:bb:cc:00:00:02", "424242", "1.5.9")  # stand-in for provisioning (issue 7)
+    assert client.get("/api/devices?state=pending").json()[0]["activation_pending"] is True
+    assert client.get("/api/devices?state=bogus").status_code == 422
+    r = client.post("/api/devices/bind", json={"code": "4242"}, headers=headers)
+    assert r.status_code == 422 and "6 digits" in r.json()["detail"]
+    r = client.post("/api/devices/bind", json={"code": "999999"}, headers=headers)
+    assert r.status_code == 404 and "999999" in r.json()["detail"]
+    r = client.post("/api/devices/bind", json={"code": "424242", "edge": "no-such-edge"}, headers=headers)
+    assert r.status_code == 422
+    r = client.post("/api/devices/bind", json={"code": "424242", "edge": "edge-t", "extra": 1}, headers=headers)
+    assert r.status_code == 422  # unknown fields are refused, not ignored
+    r = client.post("/api/devices/bind", json={"code": "424242", "edge": "edge-t"}, headers=headers)
+    assert r.status_code == 200
+    bound = r.json()
+    assert bound["state"] == "active" and bound["bound_by"] == "admin" and bound["edge_id"] == "edge-t"
+    # The code is spent.
+    assert client.post("/api/devices/bind", json={"code": "424242"}, headers=headers).status_code == 404
+    _heartbeat(hub[0], "edge-u", {"sessions": 0})
+    _wait(lambda: client.get("/api/edges/edge-u").status_code == 200)
+    r = client.post("/api/devices/aa:bb:cc:00:00:02/move", json={"edge": "edge-u"}, headers=headers)
+    assert r.status_code == 200 and r.json()["edge_id"] == "edge-u"
+    assert client.post("/api/devices/ff:ff/move", json={"edge": "edge-u"}, headers=headers).status_code == 404
+    assert client.post("/api/devices/aa:bb:cc:00:00:02/move", json={"edge": ""}, headers=headers).status_code == 422
+    actions = [(e["action"], e["target"], e["ok"]) for e in client.get("/api/audit?limit=20").json()]
+    assert ("device.move", "aa:bb:cc:00:00:02", True) in actions
+    assert ("device.bind", "aa:bb:cc:00:00:02", True) in actions
+    assert ("device.bind", "999999", False) in actions
+
+
+# -- routing ------------------------------------------------------------------------------------
+def test_routing_check_publish_history_and_rollback_through_the_kv_bucket(api: Any, hub: Any) -> None:
+    client, _store, _fleet = api
+    headers = _login(client)
+    state = client.get("/api/routing").json()
+    assert state["nats_connected"] is True and state["current"] is None and state["versions"] == []
+    bad = "llm:\n  default: nowhere\n"
+    check = client.post("/api/routing/check", json={"text": bad}).json()
+    assert check["valid"] is False and "llm.default" in check["error"]
+    r = client.post("/api/routing/publish", json={"text": bad, "comment": "broken"}, headers=headers)
+    assert r.status_code == 422 and "llm.default" in r.json()["detail"]
+    assert _kv_text(hub[0]) is None  # nothing reached the edges
+    r = client.post("/api/routing/publish", json={"text": ROUTING_A, "comment": "first"}, headers=headers)
+    assert r.status_code == 200, r.text
+    v1 = r.json()["version"]
+    assert _kv_text(hub[0]) == ROUTING_A and v1["kv_revision"] >= 1 and v1["author"] == "admin"
+    check = client.post("/api/routing/check", json={"text": ROUTING_B}).json()
+    assert check["valid"] is True and "-    - {name: open-question, when: {complexity_at_least: 0.6}" in check["diff"]
+    r = client.post("/api/routing/publish", json={"text": ROUTING_B, "comment": "stricter"}, headers=headers)
+    assert r.status_code == 200 and "+    - {name: open-question, when: {complexity_at_least: 0.7}" in r.json()["diff"]
+    assert _kv_text(hub[0]) == ROUTING_B
+    r = client.post("/api/routing/rollback", json={"version_id": v1["id"]}, headers=headers)
+    assert r.status_code == 200
+    v3 = r.json()["version"]
+    assert v3["rollback_of"] == v1["id"] and _kv_text(hub[0]) == ROUTING_A
+    state = client.get("/api/routing").json()
+    assert state["current"] == ROUTING_A and state["kv_revision"] == v3["kv_revision"]
+    assert [v["comment"] for v in state["versions"]] == [f"rollback to v{v1['id']}", "stricter", "first"]
+    assert client.get(f"/api/routing/versions/{v1['id']}").json()["text"] == ROUTING_A
+    assert client.get("/api/routing/versions/999").status_code == 404
+    assert client.post("/api/routing/rollback", json={"version_id": 999}, headers=headers).status_code == 404
+    assert client.post("/api/routing/rollback", json={"version_id": 0}, headers=headers).status_code == 422
+    huge = {"text": "#" * (64 * 1024 + 1), "comment": ""}
+    assert client.post("/api/routing/publish", json=huge, headers=headers).status_code == 422
+    entries = [e for e in client.get("/api/audit").json() if e["action"].startswith("routing.")]
+    assert [(e["action"], e["ok"]) for e in entries[:4]] == [
+        ("routing.rollback", True), ("routing.publish", True), ("routing.publish", True), ("routing.publish", False)]
+    assert entries[0]["detail"]["diff"]  # who changed what, and when
+    assert client.get("/api/audit?limit=0").status_code == 422
+
+
+def test_publishing_without_nats_is_refused_clearly(tmp_path: Path) -> None:
+    dead = f"nats://127.0.0.1:{free_port()}"
+    client, store, _fleet = _app(tmp_path / "c.db", dead, "")
+    with client:
+        headers = _login(client)
+        r = client.post("/api/routing/publish", json={"text": ROUTING_A, "comment": "x"}, headers=headers)
+        assert r.status_code == 503 and "not connected to NATS" in r.json()["detail"]
+        state = client.get("/api/routing").json()
+        assert state["nats_connected"] is False and "not connected" in state["error"]
+        assert client.get("/api/health").json()["nats_connected"] is False
+    store.close()
