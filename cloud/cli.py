@@ -15,9 +15,9 @@ kept, so only new edges need a visit. Exit status: 0, 1 when the action failed, 
 from __future__ import annotations
 
 import argparse
-import os
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
