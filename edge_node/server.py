@@ -34,6 +34,7 @@ from edge_node.http_api import HttpApi
 from edge_node.routing.router import Router
 from edge_node.session.session import DeviceInfo, Session
 from edge_node.turn_stats import TurnStats
+from shared import tokens
 from shared.config import EdgeConfig
 from shared.nats.server import NatsServerProcess, run_nats_server
 
@@ -93,6 +94,8 @@ class EdgeServer:
         self._tasks: list[asyncio.Task[None]] = []
         self.ws_port = cfg.server.port
         self.http_port = cfg.server.http_port
+        # The fleet's device-token key, read once: every handshake is checked against it.
+        self._token_key = tokens.load_key(Path(cfg.auth.token_key_file)) if cfg.auth.device_tokens else None
         metrics.set_build_info("edge")
         metrics.SESSIONS_CAPACITY.set(cfg.server.max_sessions)
         metrics.SESSIONS.labels(transport="websocket").set(0)
@@ -102,12 +105,23 @@ class EdgeServer:
 
     # -- handshake ----------------------------------------------------------------------------
     def _authorised(self, request: Request) -> bool:
-        if not self.cfg.auth.enabled:
+        auth = self.cfg.auth
+        if not auth.enabled and not auth.device_tokens:
             return True  # LAN default: an empty or missing bearer token is fine
-        query = parse_qs(urlsplit(request.path).query)
+        query = {k.lower(): v for k, v in parse_qs(urlsplit(request.path).query).items()}
         raw = request.headers.get("Authorization") or (query.get("authorization") or [""])[0]
         token = raw.split(" ", 1)[1] if raw.lower().startswith("bearer ") else raw
-        return any(hmac.compare_digest(token.encode(), t.encode()) for t in self.cfg.auth.tokens if t)
+        if auth.enabled and any(hmac.compare_digest(token.encode(), t.encode()) for t in auth.tokens if t):
+            return True
+        if self._token_key is None:
+            return False
+        device_id = (request.headers.get("Device-Id") or (query.get("device-id") or [""])[0]).strip().lower()
+        try:
+            tokens.verify(self._token_key, token, device_id)
+        except tokens.TokenError as exc:
+            log.warning("refused %s: %s", device_id or "?", exc, extra={"device_id": device_id or "-"})
+            return False
+        return True
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path

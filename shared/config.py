@@ -58,6 +58,16 @@ class AuthConfig(_Section):
     # Off by default on a LAN; when on, a device must present one of the tokens.
     enabled: bool = False
     tokens: list[str] = Field(default_factory=list)
+    # Fleet mode: devices present the HMAC token the provisioning service issued them (shared/tokens.py),
+    # checked against their Device-Id with the fleet's key file (written by `xiaozhi-provision enroll-edge`).
+    device_tokens: bool = False
+    token_key_file: str = ""
+
+    @model_validator(mode="after")
+    def _key_for_tokens(self) -> AuthConfig:
+        if self.device_tokens and not self.token_key_file:
+            raise ValueError("auth.device_tokens needs auth.token_key_file")
+        return self
 
 
 class AudioConfig(_Section):
@@ -233,6 +243,7 @@ class LogConfig(_Section):
 
 class EdgeConfig(_Section):
     node_id: str = "edge-1"
+    site: str = ""  # where this edge stands; provisioning assigns devices to edges of their site
     server: ServerConfig = Field(default_factory=ServerConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     audio: AudioConfig = Field(default_factory=AudioConfig)
