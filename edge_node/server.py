@@ -195,6 +195,7 @@ class EdgeServer:
         ctx = self.ctx
         return {
             "edge": self.cfg.node_id,
+            "site": self.cfg.site,
             "version": __version__,
             "time": time.time(),
             "uptime_s": round(time.time() - ctx.started_at, 1),

@@ -30,6 +30,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 __all__ = ["Store", "StoreError"]
@@ -104,6 +105,10 @@ class Audit(Base):
     target: Mapped[str] = mapped_column(String(200), default="")
     detail: Mapped[str] = mapped_column(Text, default="{}")
     ok: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+def _new_code() -> str:
+    return f"{secrets.randbelow(1_000_000):06d}"
 
 
 @dataclass(frozen=True)
@@ -248,6 +253,43 @@ class Store:
         with self.tx() as s:
             d = s.get(Device, device_id)
             return self._device(d) if d else None
+
+    def device_for_ota(
+        self, device_id: str, firmware: str, activation_required: bool
+    ) -> tuple[dict[str, Any], str | None]:
+        """The provisioning service's view of a device at its OTA: (device, activation code or None).
+
+        An unknown device is created: ``pending`` with a fresh unique 6-digit code when activation is
+        required, else ``active``. A pending device keeps its code across OTAs until it is bound.
+        """
+        for _attempt in range(20):
+            try:
+                with self.tx() as s:
+                    d = s.get(Device, device_id)
+                    if d is None:
+                        d = Device(id=device_id, state="active", bound_by="auto", bound_at=time.time())
+                        if activation_required:
+                            d.state, d.activation_code, d.bound_by, d.bound_at = "pending", _new_code(), "", None
+                        s.add(d)
+                    elif d.state == "seen":  # known from an edge's heartbeat only: now it asks provisioning
+                        if activation_required:
+                            d.state, d.activation_code = "pending", _new_code()
+                        else:
+                            d.state, d.bound_by, d.bound_at = "active", "auto", time.time()
+                    if firmware:
+                        d.firmware = firmware[:64]
+                    d.last_seen = time.time()
+                    s.flush()
+                    return self._device(d), d.activation_code
+            except IntegrityError:  # two devices drew the same code at once: draw again
+                continue
+        raise StoreError("could not draw a unique activation code")
+
+    def assign(self, device_id: str, edge_id: str) -> None:
+        with self.tx() as s:
+            d = s.get(Device, device_id)
+            if d is not None:
+                d.edge_id = edge_id
 
     def add_pending_device(self, device_id: str, code: str, firmware: str = "") -> None:
         """What provisioning does for an unknown device: it waits with a 6-digit code."""

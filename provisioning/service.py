@@ -1,0 +1,241 @@
+"""``xiaozhi-provision serve``: the fleet's OTA and activation endpoints (protocol.md §1.2-§1.5).
+
+Every device POSTs here at boot. The answer is exact, because the firmware is strict:
+
+- status 200 (anything else is a failed check, retried with back-off);
+- ``server_time`` in epoch milliseconds with the offset in minutes;
+- ``firmware``: the device's own version with an empty URL (no update), or a newer image's
+  version and URL (``force`` 1 for a forced one);
+- ``websocket``: the assigned edge's URL and a device token (``shared/tokens.py``) the edge
+  checks; never an ``mqtt`` section (it would switch the firmware to MQTT);
+- ``activation`` only for a device that is not bound yet: the 6-digit code, the message shown
+  with it, and the MAC as challenge, so the device polls ``/activate`` (202 until an admin binds
+  the code in the console, then 200).
+
+When no edge is healthy the answer is 503: the device retries (10 s, doubling), which is better
+than sending it to a dead edge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import Counter
+
+from cloud.console.store import Store
+from shared import tokens
+from shared.metrics import metrics_handler, set_build_info
+from shared.nats import subjects as s
+from shared.nats.configs import load_credential
+from shared.nats.connect import LinkState, connect
+
+from .assign import EdgeDirectory, NoEdgeAvailable
+from .config import ProvisionConfig
+from .firmware import FirmwareStore
+
+log = logging.getLogger("provisioning")
+
+__all__ = ["ProvisionService"]
+
+MAX_BODY = 64 * 1024
+
+OTA = Counter("xiaozhi_provision_ota_total", "OTA requests by result (served, pending, no_edge, bad_request)",
+              ["result"])  # fmt: skip
+ACTIVATIONS = Counter("xiaozhi_provision_activations_total", "Activation polls by answer (bound, waiting, unknown)",
+                      ["result"])  # fmt: skip
+ASSIGNMENTS = Counter("xiaozhi_provision_assignments_total", "Edge assignments by reason (sticky, new, edge_down)",
+                      ["reason"])  # fmt: skip
+FIRMWARE_OFFERS = Counter("xiaozhi_provision_firmware_offers_total", "OTA answers that offered a firmware image")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+class ProvisionService:
+    def __init__(self, cfg: ProvisionConfig) -> None:
+        self.cfg = cfg
+        self.store = Store(cfg.db)
+        self.key = tokens.load_key(Path(cfg.token_key_file))
+        self.firmware = FirmwareStore(cfg.firmware_dir)
+        self.directory = EdgeDirectory(cfg.stale_after_s, cfg.sites)
+        self.link = LinkState()
+        self.nc: Any = None
+        self.port = cfg.port
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.app = web.Application(client_max_size=MAX_BODY)
+        self.app.add_routes([
+            web.post("/xiaozhi/ota/", self.ota), web.post("/xiaozhi/ota", self.ota),
+            web.get("/xiaozhi/ota/", self.ota_info),
+            web.post("/xiaozhi/ota/activate", self.activate), web.post("/xiaozhi/ota//activate", self.activate),
+            web.get("/xiaozhi/firmware/{name}", self.firmware_file),
+            web.get("/health", self.health), web.get("/ready", self.ready), web.get("/metrics", metrics_handler),
+        ])  # fmt: skip
+        set_build_info("provision")
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port)
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        self.port = sockets[0].getsockname()[1] if sockets else self.cfg.port
+        if self.cfg.nats.url:
+            self._tasks.append(asyncio.create_task(self._listen(), name="heartbeats"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self.store.close()
+
+    async def _listen(self) -> None:
+        user = password = None
+        if self.cfg.nats.credential:
+            cred = await asyncio.to_thread(load_credential, Path(self.cfg.nats.credential))
+            user, password = cred.user, cred.password
+        delay = 0.5
+        while self.nc is None:
+            try:
+                self.nc = await connect(self.cfg.nats.url, "xiaozhi-provision", self.link, user=user, password=password)
+            except Exception as exc:  # noqa: BLE001 - keeps serving sticky devices meanwhile
+                log.warning("nats %s unreachable (%s): retrying in %.0f s", self.cfg.nats.url, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(10.0, delay * 2)
+        await self.nc.subscribe(f"{s.HEARTBEAT_PREFIX}.>", cb=self._on_heartbeat)
+        log.info("provisioning: listening for edge heartbeats on %s", self.cfg.nats.url)
+
+    async def _on_heartbeat(self, msg: Any) -> None:
+        edge = msg.subject[len(s.HEARTBEAT_PREFIX) + 1 :]
+        try:
+            beat = json.loads(msg.data)
+        except ValueError:
+            log.warning("heartbeat from %s is not JSON: ignored", edge)
+            return
+        if isinstance(beat, dict) and edge == s.safe_token(edge):
+            self.directory.heartbeat(edge, beat)
+
+    # -- OTA ------------------------------------------------------------------------------------
+    async def ota(self, request: web.Request) -> web.Response:
+        device_id = (request.headers.get("Device-Id") or "").strip().lower()
+        raw = await request.read()
+        body: dict[str, Any] = {}
+        if raw:
+            try:
+                parsed = json.loads(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                OTA.labels(result="bad_request").inc()
+                return _error(400, f"request body is not valid JSON: {exc}")
+            if not isinstance(parsed, dict):
+                OTA.labels(result="bad_request").inc()
+                return _error(400, "request body must be a JSON object")
+            body = parsed
+        if not device_id and isinstance(body.get("mac_address"), str):
+            device_id = body["mac_address"].strip().lower()
+        if not device_id or len(device_id) > 64:
+            OTA.labels(result="bad_request").inc()
+            return _error(400, "missing or oversize Device-Id header")
+        app = body.get("application") if isinstance(body.get("application"), dict) else {}
+        running = app.get("version") if isinstance(app.get("version"), str) else ""
+        agent = request.headers.get("User-Agent", "")
+        board_info = body.get("board") if isinstance(body.get("board"), dict) else {}
+        board = board_info.get("type") if isinstance(board_info.get("type"), str) else agent.split("/", 1)[0]
+        if not running and "/" in agent:
+            running = agent.split("/", 1)[1]
+        extra = {"device_id": device_id}
+        device, code = await asyncio.to_thread(self.store.device_for_ota, device_id, running,
+                                               self.cfg.activation_required)  # fmt: skip
+        try:
+            where = self.directory.assign(device["edge_id"], request.remote or "")
+        except NoEdgeAvailable as exc:
+            OTA.labels(result="no_edge").inc()
+            log.warning("OTA %s: %s: 503, the device retries", device_id, exc, extra=extra)
+            return _error(503, f"{exc}; retry later")
+        ASSIGNMENTS.labels(reason=where.reason).inc()
+        if where.edge != device["edge_id"]:
+            await asyncio.to_thread(self.store.assign, device_id, where.edge)
+        answer: dict[str, Any] = {"server_time": self._server_time(), "firmware": self._firmware(board, running)}
+        pending = code is not None
+        ttl = self.cfg.pending_token_ttl_s if pending else self.cfg.token_ttl_s
+        token = tokens.issue(self.key, device_id, ttl) if ttl > 0 else ""
+        answer["websocket"] = {"url": where.ws_url, "token": token}
+        if pending:
+            answer["activation"] = {"code": code, "message": f"{self.cfg.console_url}\n{code}",
+                                    "challenge": device_id, "timeout_ms": 30000}  # fmt: skip
+        OTA.labels(result="pending" if pending else "served").inc()
+        log.info("OTA %s (%s %s): edge %s (%s)%s", device_id, board or "?", running or "?", where.edge, where.reason,
+                 f", activation code {code}" if pending else "", extra=extra)  # fmt: skip
+        return web.json_response(answer)
+
+    def _server_time(self) -> dict[str, int]:
+        tz = self.cfg.timezone_offset_min
+        if tz is None:
+            offset = datetime.now().astimezone().utcoffset()
+            tz = int(offset.total_seconds() // 60) if offset else 0
+        return {"timestamp": int(time.time() * 1000), "timezone_offset": tz}
+
+    def _firmware(self, board: str, running: str) -> dict[str, Any]:
+        image = self.firmware.offer(board, running) if running else None
+        if image is None:
+            return {"version": running or "0.0.0", "url": "", "force": 0}
+        FIRMWARE_OFFERS.inc()
+        url = f"{self.cfg.public_url.rstrip('/')}/xiaozhi/firmware/{image.file}"
+        return {"version": image.version, "url": url, "force": 1 if image.force else 0}
+
+    async def ota_info(self, request: web.Request) -> web.Response:
+        return web.Response(text="xiaozhi provisioning: POST here with Device-Id (protocol.md §1)\n")
+
+    # -- activation -----------------------------------------------------------------------------
+    async def activate(self, request: web.Request) -> web.Response:
+        """202 while the device waits for an admin to bind its code, 200 once bound."""
+        device_id = (request.headers.get("Device-Id") or "").strip().lower()
+        raw = await request.read()
+        if raw:
+            try:
+                body = json.loads(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                return _error(400, f"request body is not valid JSON: {exc}")
+            if not isinstance(body, dict):
+                return _error(400, "request body must be a JSON object")
+        if not device_id:
+            return _error(400, "missing Device-Id header")
+        device = await asyncio.to_thread(self.store.device, device_id)
+        if device is None:
+            ACTIVATIONS.labels(result="unknown").inc()
+            return web.json_response({"status": "unknown device: POST the OTA endpoint first"}, status=202)
+        if device["state"] == "pending":
+            ACTIVATIONS.labels(result="waiting").inc()
+            return web.json_response({"status": "waiting for the code to be bound in the console"}, status=202)
+        ACTIVATIONS.labels(result="bound").inc()
+        log.info("activation %s: bound", device_id, extra={"device_id": device_id})
+        return web.json_response({"status": "activated"})
+
+    async def firmware_file(self, request: web.Request) -> web.StreamResponse:
+        path = self.firmware.path(request.match_info["name"])
+        if path is None:
+            return _error(404, "no such firmware image")
+        return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "nats_connected": self.link.connected,
+                                  "edges_known": len(self.directory.edges)})  # fmt: skip
+
+    async def ready(self, request: web.Request) -> web.Response:
+        healthy = [e for e in self.directory.edges if self.directory.healthy(e)]
+        body = {"ready": bool(healthy), "healthy_edges": sorted(healthy)}
+        return web.json_response(body, status=200 if healthy else 503)
