@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import socket
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -94,6 +95,7 @@ class EdgeServer:
         self._tasks: list[asyncio.Task[None]] = []
         self.ws_port = cfg.server.port
         self.http_port = cfg.server.http_port
+        self._advertised: str | None = None
         # The fleet's device-token key, read once: every handshake is checked against it.
         self._token_key = tokens.load_key(Path(cfg.auth.token_key_file)) if cfg.auth.device_tokens else None
         metrics.set_build_info("edge")
@@ -280,5 +282,22 @@ class EdgeServer:
         """The URL the OTA answer gives devices: configured, else derived from how they reached us."""
         if self.cfg.server.public_ws_url:
             return self.cfg.server.public_ws_url
-        host = (host_header or "").rsplit(":", 1)[0] or "127.0.0.1"
+        host = (host_header or "").rsplit(":", 1)[0] or self._advertised_host()
         return f"ws://{host}:{self.ws_port}{self.cfg.server.ws_path}"
+
+    def _advertised_host(self) -> str:
+        """For heartbeats (no request to learn from): the listen address if it is a specific one,
+        else the address this host uses towards its NATS server. Set ``server.public_ws_url`` when
+        devices reach the edge by another address (NAT, DNS)."""
+        if self._advertised is None:
+            host = self.cfg.server.host
+            if host in ("0.0.0.0", "::", ""):
+                target = urlsplit(self.cfg.nats.url).hostname or "192.0.2.1"
+                try:
+                    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                        probe.connect((target, 9))  # UDP connect sends nothing: it only picks a route
+                        host = probe.getsockname()[0]
+                except OSError:
+                    host = "127.0.0.1"
+            self._advertised = host
+        return self._advertised

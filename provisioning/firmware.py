@@ -26,10 +26,15 @@ class FirmwareError(ValueError):
 
 
 def parse_version(text: str) -> tuple[int, ...]:
-    """``2.4.10`` -> (2, 4, 10); parts that are not numbers count as 0, as the firmware does."""
+    """``2.4.10`` -> (2, 4, 10). Each part is read like the firmware's ``std::stoi``: its leading
+    digits (``0-rc1`` is 0), and a part without any counts as 0."""
     out = []
     for part in text.strip().split("."):
-        digits = "".join(c for c in part if c.isdigit())
+        digits = ""
+        for c in part:
+            if not c.isdigit():
+                break
+            digits += c
         out.append(int(digits) if digits else 0)
     return tuple(out)
 
@@ -58,6 +63,8 @@ class FirmwareStore:
             raise FirmwareError(f"{manifest}: expected a list of images")
         images = []
         for i, e in enumerate(entries):
+            if isinstance(e, dict) and isinstance(e.get("version"), int | float):
+                e["version"] = str(e["version"])  # YAML reads 2.5 as a number
             fields = ("board", "version", "file")
             if not isinstance(e, dict) or not all(isinstance(e.get(k), str) and e[k] for k in fields):
                 raise FirmwareError(f"{manifest}[{i}]: needs board, version and file strings")

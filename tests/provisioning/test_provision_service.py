@@ -1,0 +1,235 @@
+"""The provisioning service end to end, all real: a NATS hub, two edge nodes (each with its leaf
+nats-server, sending heartbeats, checking device tokens), and ``xiaozhi-provision serve`` answering
+a real HTTP client the way the firmware calls it (protocol.md §1.2-§1.5).
+
+An unknown device goes through activation (bound in the console's database, as the console's
+bind endpoint does); its token works at its edge while a forged, another device's and an expired
+token are refused there; firmware offers and downloads; a device on an edge that dies is sent to
+the other one at its next OTA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from cloud.console.store import Store
+from shared import tokens
+from shared.client.device import DeviceClient, DeviceClientError
+from shared.nats.server import free_port
+from tests.cloud.nats_helpers import Hub, Leaf
+from tests.conftest import EdgeProcess, start_edge, stop_edge
+from tests.edge.helpers import metric_value
+from tests.processes import Proc, spawn
+
+pytestmark = pytest.mark.slow
+
+FIRMWARE = b"\xe9" + bytes(range(256)) * 64  # an "image": the bytes must arrive unchanged
+
+
+@dataclass
+class Fleet:
+    hub: Hub
+    leaves: dict[str, Leaf]
+    edges: dict[str, EdgeProcess]
+    provision: Proc
+    url: str
+    db: str
+    key: bytes
+
+    def store(self) -> Store:
+        return Store(self.db)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    work = tmp_path_factory.mktemp("provision")
+    key_path = work / "device-token.key"
+    key = tokens.generate_key(key_path)
+    hub = Hub(work / "hub")
+    names = {"edge-p1": "site-a", "edge-p2": "site-a"}
+    for name in names:
+        hub.credential(name)
+    leaves = {n: Leaf(work / n, n, hub) for n in names}
+    (work / "fw").mkdir()
+    (work / "fw" / "bread-2.5.0.bin").write_bytes(FIRMWARE)
+    (work / "fw" / "firmware.yaml").write_text("- {board: bread-compact-wifi, version: 2.5.0, file: bread-2.5.0.bin}\n")
+    cloud_cred = work / "cloud.json"
+    from shared.nats.configs import save_credential
+
+    save_credential(hub.cloud, cloud_cred)
+    db = f"sqlite:///{work / 'console.db'}"
+    edges: dict[str, EdgeProcess] = {}
+    provision: Proc | None = None
+    try:
+        hub.start()
+        for leaf in leaves.values():
+            leaf.start()
+            leaf.wait_linked()
+        port = free_port()
+        provision = spawn("provision", [
+            sys.executable, "-m", "provisioning.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+            "--db", db, "--nats", hub.url, "--credential", str(cloud_cred), "--token-key", str(key_path),
+            "--public-url", f"http://127.0.0.1:{port}"], "READY provision",
+            env={"XIAOZHI_PROVISION__STALE_AFTER_S": "4", "XIAOZHI_PROVISION__FIRMWARE_DIR": str(work / "fw"),
+                 "XIAOZHI_PROVISION__CONSOLE_URL": "console.example",
+                 "XIAOZHI_PROVISION__SITES": "{site-a: [127.0.0.0/8]}",
+                 "XIAOZHI_PROVISION__PENDING_TOKEN_TTL_S": "0"})  # fmt: skip
+        for name, site in names.items():
+            edges[name] = start_edge(f"prov-{name}", {
+                "XIAOZHI__NODE_ID": name, "XIAOZHI__SITE": site, "XIAOZHI__NATS__URL": leaves[name].url,
+                "XIAOZHI__NATS__HEARTBEAT_S": "1", "XIAOZHI__LLM__WORKERS": "1", "XIAOZHI__TTS__WORKERS": "1",
+                "XIAOZHI__AUTH__DEVICE_TOKENS": "true", "XIAOZHI__AUTH__TOKEN_KEY_FILE": str(key_path)})  # fmt: skip
+        f = Fleet(hub, leaves, edges, provision, f"http://127.0.0.1:{port}", db, key)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ready = httpx.get(f"{f.url}/ready", timeout=5)
+            if ready.status_code == 200 and len(ready.json()["healthy_edges"]) == 2:
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError(f"edges never became healthy at provisioning: {ready.text}")
+        yield f
+    finally:
+        for edge in edges.values():
+            stop_edge(edge)
+        if provision is not None:
+            provision.stop()
+        for leaf in leaves.values():
+            leaf.stop()
+        hub.stop()
+
+
+def _ota(fleet: Fleet, device: str, version: str = "2.4.2", path: str = "/xiaozhi/ota/",
+         body: Any = None) -> httpx.Response:  # fmt: skip
+    """What the firmware sends (protocol.md §1.2, §1.3)."""
+    headers = {"Activation-Version": "1", "Device-Id": device, "Client-Id": str(uuid.uuid4()),
+               "User-Agent": f"bread-compact-wifi/{version}", "Accept-Language": "en-US",
+               "Content-Type": "application/json"}  # fmt: skip
+    if body is None:
+        body = {"version": 2, "language": "en-US", "mac_address": device, "uuid": headers["Client-Id"],
+                "chip_model_name": "esp32s3", "application": {"name": "xiaozhi", "version": version},
+                "board": {"type": "bread-compact-wifi", "name": "bread-compact-wifi", "rssi": -50}}  # fmt: skip
+    content = body if isinstance(body, bytes) else __import__("json").dumps(body).encode()
+    return httpx.post(f"{fleet.url}{path}", headers=headers, content=content, timeout=10)
+
+
+def _activate(fleet: Fleet, device: str) -> httpx.Response:
+    return httpx.post(f"{fleet.url}/xiaozhi/ota/activate", headers={"Device-Id": device, "Activation-Version": "1",
+                      "Content-Type": "application/json"}, content=b"{}", timeout=10)  # fmt: skip
+
+
+async def _hello(url: str, device: str, token: str) -> str:
+    client = DeviceClient(url, device_id=device, token=token)
+    await client.connect()
+    try:
+        return client.session_id
+    finally:
+        await client.close()
+
+
+def test_an_unknown_device_goes_through_activation(fleet: Fleet) -> None:
+    device = "d8:3b:da:00:aa:01"
+    first = _ota(fleet, device)
+    assert first.status_code == 200, first.text
+    answer = first.json()
+    assert "mqtt" not in answer  # it would switch the firmware to MQTT
+    code = answer["activation"]["code"]
+    assert len(code) == 6 and code.isdigit()
+    assert answer["activation"]["message"] == f"console.example\n{code}"
+    assert answer["activation"]["challenge"] == device
+    assert abs(answer["server_time"]["timestamp"] - time.time() * 1000) < 60_000  # milliseconds
+    assert isinstance(answer["server_time"]["timezone_offset"], int)
+    assert answer["websocket"]["url"].startswith("ws://127.0.0.1:") and answer["websocket"]["token"] == ""
+    # Polling before an admin binds the code: 202, again and again, with the same code on re-OTA.
+    assert _activate(fleet, device).status_code == 202
+    assert _ota(fleet, device).json()["activation"]["code"] == code
+    assert _activate(fleet, "ff:ff:ff:ff:ff:ff").status_code == 202  # never seen: still 202, not an error
+    store = fleet.store()
+    try:
+        assert store.bind(code, "", "field-tech")["state"] == "active"  # what the console's bind does
+    finally:
+        store.close()
+    assert _activate(fleet, device).status_code == 200
+    bound = _ota(fleet, device).json()
+    assert "activation" not in bound
+    assert tokens.verify(fleet.key, bound["websocket"]["token"], device) > time.time() + 29 * 24 * 3600
+
+
+async def test_the_token_opens_its_edge_and_nothing_else_does(fleet: Fleet) -> None:
+    device = "d8:3b:da:00:aa:01"  # bound by the test above
+    answer = (await asyncio.to_thread(_ota, fleet, device)).json()
+    url, token = answer["websocket"]["url"], answer["websocket"]["token"]
+    edge = next(e for e in fleet.edges.values() if f":{e.ws_port}/" in url)
+    async with httpx.AsyncClient() as http:
+        before = (await http.get(f"{edge.http}/metrics")).text
+    assert await _hello(url, device, token)
+    stolen = tokens.issue(fleet.key, "d8:3b:da:00:aa:99", 3600)  # valid, but another device's
+    expired = tokens.issue(fleet.key, device, -1)
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    foreign = tokens.issue(bytes(32), device, 3600)  # signed with another key
+    for bad in (stolen, expired, forged, foreign, ""):
+        with pytest.raises(DeviceClientError, match="HTTP 401"):
+            await _hello(url, device, bad)
+    async with httpx.AsyncClient() as http:
+        after = (await http.get(f"{edge.http}/metrics")).text
+    name = "xiaozhi_ws_connections_total"
+    assert metric_value(after, name, result="unauthorised") - metric_value(before, name, result="unauthorised") == 5
+    assert "token expired" in edge.log_text() and "token signature does not match this device" in edge.log_text()
+
+
+def test_firmware_updates_are_offered_and_downloadable(fleet: Fleet) -> None:
+    device = "d8:3b:da:00:aa:01"
+    old = _ota(fleet, device, version="2.4.2").json()["firmware"]
+    assert old["version"] == "2.5.0" and old["force"] == 0 and old["url"].endswith("/xiaozhi/firmware/bread-2.5.0.bin")
+    image = httpx.get(old["url"], timeout=10)
+    assert image.status_code == 200 and image.content == FIRMWARE
+    assert int(image.headers["Content-Length"]) == len(FIRMWARE)  # the firmware needs it
+    current = _ota(fleet, device, version="2.5.0").json()["firmware"]
+    assert current == {"version": "2.5.0", "url": "", "force": 0}  # its own version, empty URL: no update
+    assert httpx.get(f"{fleet.url}/xiaozhi/firmware/firmware.yaml", timeout=5).status_code == 404
+    assert httpx.get(f"{fleet.url}/xiaozhi/firmware/..%2Fconsole.db", timeout=5).status_code == 404
+
+
+def test_bad_requests_get_a_clear_400(fleet: Fleet) -> None:
+    r = _ota(fleet, "d8:3b:da:00:aa:02", body=b"{not json")
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]
+    r = _ota(fleet, "d8:3b:da:00:aa:02", body=[1, 2])
+    assert r.status_code == 400 and "JSON object" in r.json()["error"]
+    r = httpx.post(f"{fleet.url}/xiaozhi/ota/", content=b"{}", timeout=5)
+    assert r.status_code == 400 and "Device-Id" in r.json()["error"]
+    r = httpx.post(f"{fleet.url}/xiaozhi/ota/", content=b"x" * (70 * 1024), headers={"Device-Id": "a"}, timeout=5)
+    assert r.status_code == 413
+
+
+def test_devices_stick_to_their_edge_and_leave_a_dead_one(fleet: Fleet) -> None:
+    devices = [f"d8:3b:da:00:bb:{i:02x}" for i in range(6)]
+    store = fleet.store()
+    try:
+        for device in devices:
+            code = _ota(fleet, device).json()["activation"]["code"]
+            store.bind(code, "", "field-tech")
+        first = {d: _ota(fleet, d).json()["websocket"]["url"] for d in devices}
+        assert len(set(first.values())) == 2  # spread over both edges of the site
+        assert {d: _ota(fleet, d).json()["websocket"]["url"] for d in devices} == first  # sticky
+        victim_edge = fleet.edges["edge-p2"]
+        on_victim = [d for d, url in first.items() if f":{victim_edge.ws_port}/" in url]
+        assert on_victim and all(store.device(d)["edge_id"] == "edge-p2" for d in on_victim)
+        stop_edge(victim_edge)
+        time.sleep(5)  # stale_after_s is 4: the dead edge's heartbeats have stopped
+        survivor = fleet.edges["edge-p1"]
+        for device in on_victim:
+            answer = _ota(fleet, device).json()
+            assert f":{survivor.ws_port}/" in answer["websocket"]["url"]
+            assert store.device(device)["edge_id"] == "edge-p1"
+        assert "(edge_down)" in fleet.provision.log_text()
+    finally:
+        store.close()
