@@ -52,6 +52,7 @@ class Deployment(BaseModel):
     workers: list[str] = Field(default_factory=list, description="cloud worker HTTP base URLs (:9400)")
     expect_workers: dict[str, int] = Field(default_factory=lambda: {"llm": 1})
     prometheus: str = ""
+    token_key: str = Field("", description="the fleet's device-token key: the probe device gets a token of its own")
     probe_text: str = "What time is it?"
     max_first_audio_s: float = Field(3.0, gt=0)
     timeout_s: float = Field(10.0, gt=0)
@@ -264,9 +265,14 @@ async def _ota(http: httpx.AsyncClient, url: str) -> dict[str, str]:
 
 
 async def _check_session(dep: Deployment, ws: dict[str, str], rec: _Recorder) -> None:
+    from shared import tokens
     from shared.client.device import DeviceClient
 
-    client = DeviceClient(ws["url"], device_id=PROBE_DEVICE, token=ws["token"], hello_timeout_s=dep.timeout_s)
+    token = ws["token"]
+    if dep.token_key:  # edges that check device tokens: the admin's key signs one for the probe device
+        key = await asyncio.to_thread(tokens.load_key, Path(dep.token_key))
+        token = tokens.issue(key, PROBE_DEVICE, 600)
+    client = DeviceClient(ws["url"], device_id=PROBE_DEVICE, token=token, hello_timeout_s=dep.timeout_s)
 
     async def hello() -> str:
         await asyncio.wait_for(client.connect(), dep.timeout_s)
@@ -484,6 +490,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--worker", action="append", default=[], help="cloud worker HTTP base URL, e.g. http://w:9400")
     p.add_argument("--expect-workers", help="minimum workers per role, e.g. llm=2,asr=1 (default llm=1)")
     p.add_argument("--prometheus", help="Prometheus base URL: every xiaozhi-* target must be up")
+    p.add_argument("--token-key", help="the fleet's device-token key, for edges that check device tokens")
     p.add_argument("--probe-text", help="what the probe device says (default: 'What time is it?')")
     p.add_argument("--max-first-audio-s", type=float, help="probe turn budget, end of speech to first audio")
     p.add_argument("--timeout-s", type=float, help="per request")
@@ -503,7 +510,8 @@ def _deployment(args: argparse.Namespace) -> Deployment:
         data["edges"] = args.edge
     if args.worker:
         data["workers"] = args.worker
-    for key in ("ota", "nats", "credential", "prometheus", "probe_text", "max_first_audio_s", "timeout_s"):
+    for key in ("ota", "nats", "credential", "prometheus", "token_key", "probe_text", "max_first_audio_s",
+                "timeout_s"):
         value = getattr(args, key)
         if value is not None:
             data[key] = value

@@ -7,9 +7,11 @@ conversation context and caches are there. It moves when its edge is down, or wh
 moved it in the console (the ``edge_id`` in the database changes). A new or moved-off device gets
 the least loaded healthy edge of its site (by its address), else of any site.
 
-Heartbeats come every few seconds, so a burst of boots (a site's power returning) would all see
-the same loads and land on one edge. Each assignment therefore counts against its edge until
-the edge's next heartbeat reports it.
+Load is the largest of three shares: devices assigned to the edge (from the database, kept up to
+date as devices are assigned) of its ``max_sessions``, sessions open now of ``max_sessions``, and
+recent demand of its measured turn capacity. Counting assigned devices, not only connected ones,
+matters: a device connects only when it is woken, and a burst of boots (a site's power returning)
+would otherwise all land on the edge that looked emptiest in its last heartbeat.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +36,6 @@ class NoEdgeAvailable(RuntimeError):
 class _Edge:
     seen: float
     beat: dict[str, Any]
-    assigned_since_beat: int = 0
 
     @property
     def site(self) -> str:
@@ -43,11 +45,9 @@ class _Edge:
     def ws_url(self) -> str:
         return str(self.beat.get("ws_url") or "")
 
-    def load(self) -> float:
-        """Share of the edge in use, counting devices sent to it since its last heartbeat."""
-        sessions = float(self.beat.get("sessions") or 0) + self.assigned_since_beat
+    def load(self, assigned: int) -> float:
         limit = float(self.beat.get("max_sessions") or 0) or 150.0
-        load = sessions / limit
+        load = max(float(self.beat.get("sessions") or 0), float(assigned)) / limit
         capacity = float(self.beat.get("capacity_turns_per_s") or 0)
         if capacity > 0:
             load = max(load, float(self.beat.get("demand_turns_per_s") or 0) / capacity)
@@ -67,6 +67,7 @@ class EdgeDirectory:
     stale_after_s: float
     sites: dict[str, list[str]] = field(default_factory=dict)
     edges: dict[str, _Edge] = field(default_factory=dict)
+    assigned: Counter[str] = field(default_factory=Counter)  # devices per edge, as the database holds them
 
     def __post_init__(self) -> None:
         self._networks = [(site, ipaddress.ip_network(cidr, strict=False))
@@ -74,6 +75,10 @@ class EdgeDirectory:
 
     def heartbeat(self, edge: str, beat: dict[str, Any], now: float | None = None) -> None:
         self.edges[edge] = _Edge(time.time() if now is None else now, beat)
+
+    def set_assigned(self, counts: dict[str, int]) -> None:
+        """Devices per edge from the database (at start and periodically: the console moves devices)."""
+        self.assigned = Counter(counts)
 
     def healthy(self, edge: str, now: float | None = None) -> bool:
         e = self.edges.get(edge)
@@ -98,6 +103,8 @@ class EdgeDirectory:
         if not healthy:
             raise NoEdgeAvailable("no edge has sent a heartbeat recently")
         local = {n: e for n, e in healthy.items() if site and e.site == site} or healthy
-        name = min(local, key=lambda n: (local[n].load(), n))
-        local[name].assigned_since_beat += 1
+        name = min(local, key=lambda n: (local[n].load(self.assigned[n]), n))
+        self.assigned[name] += 1
+        if current:
+            self.assigned[current] = max(0, self.assigned[current] - 1)
         return Assignment(name, local[name].ws_url, "edge_down" if current else "new")

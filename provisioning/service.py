@@ -90,6 +90,8 @@ class ProvisionService:
         await site.start()
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
         self.port = sockets[0].getsockname()[1] if sockets else self.cfg.port
+        self.directory.set_assigned(await asyncio.to_thread(self.store.assigned_counts))
+        self._tasks.append(asyncio.create_task(self._recount(), name="recount"))
         if self.cfg.nats.url:
             self._tasks.append(asyncio.create_task(self._listen(), name="heartbeats"))
 
@@ -103,6 +105,15 @@ class ProvisionService:
         if self._runner is not None:
             await self._runner.cleanup()
         self.store.close()
+
+    async def _recount(self, every_s: float = 30.0) -> None:
+        """Re-read devices per edge: admins move devices in the console, behind this process's back."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                self.directory.set_assigned(await asyncio.to_thread(self.store.assigned_counts))
+            except Exception as exc:  # noqa: BLE001 - keep the counts we have
+                log.warning("could not recount devices per edge: %s", exc)
 
     async def _listen(self) -> None:
         user = password = None

@@ -285,6 +285,12 @@ class Store:
                 continue
         raise StoreError("could not draw a unique activation code")
 
+    def assigned_counts(self) -> dict[str, int]:
+        """Devices per assigned edge (what provisioning balances)."""
+        with self.tx() as s:
+            rows = s.execute(select(Device.edge_id, func.count()).where(Device.edge_id != "").group_by(Device.edge_id))
+            return {edge: int(n) for edge, n in rows.all()}
+
     def assign(self, device_id: str, edge_id: str) -> None:
         with self.tx() as s:
             d = s.get(Device, device_id)

@@ -11,6 +11,8 @@ the other one at its next OTA.
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 import sys
 import time
 import uuid
@@ -26,7 +28,7 @@ from shared import tokens
 from shared.client.device import DeviceClient, DeviceClientError
 from shared.nats.server import free_port
 from tests.cloud.nats_helpers import Hub, Leaf
-from tests.conftest import EdgeProcess, start_edge, stop_edge
+from tests.conftest import ROOT, EdgeProcess, start_edge, stop_edge
 from tests.edge.helpers import metric_value
 from tests.processes import Proc, spawn
 
@@ -118,7 +120,7 @@ def _ota(fleet: Fleet, device: str, version: str = "2.4.2", path: str = "/xiaozh
         body = {"version": 2, "language": "en-US", "mac_address": device, "uuid": headers["Client-Id"],
                 "chip_model_name": "esp32s3", "application": {"name": "xiaozhi", "version": version},
                 "board": {"type": "bread-compact-wifi", "name": "bread-compact-wifi", "rssi": -50}}  # fmt: skip
-    content = body if isinstance(body, bytes) else __import__("json").dumps(body).encode()
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
     return httpx.post(f"{fleet.url}{path}", headers=headers, content=content, timeout=10)
 
 
@@ -210,6 +212,24 @@ def test_bad_requests_get_a_clear_400(fleet: Fleet) -> None:
     assert r.status_code == 413
 
 
+def test_xiaozhi_validate_checks_a_fleet_with_device_tokens(fleet: Fleet, tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(fleet.key.hex())
+    edge = fleet.edges["edge-p1"]
+    base = [sys.executable, "-m", "ops.validate", "--edge", edge.http, "--ota", f"{fleet.url}/xiaozhi/ota/",
+            "--max-first-audio-s", "10", "--json"]  # fmt: skip
+    run = subprocess.run([*base, "--token-key", str(key_file)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    report = json.loads(run.stdout)
+    assert run.returncode == 0 and report["ok"], report
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["fleet ota"]["status"] == "pass" and "ws://127.0.0.1:" in checks["fleet ota"]["detail"]
+    assert checks["hello"]["status"] == "pass" and checks["probe turn"]["status"] == "pass"
+    # Without the key the probe device has no token the edge accepts: the report says so.
+    run = subprocess.run(base, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    hello = next(c for c in json.loads(run.stdout)["checks"] if c["name"] == "hello")
+    assert run.returncode == 1 and hello["status"] == "fail" and "HTTP 401" in hello["detail"]
+
+
 def test_devices_stick_to_their_edge_and_leave_a_dead_one(fleet: Fleet) -> None:
     devices = [f"d8:3b:da:00:bb:{i:02x}" for i in range(6)]
     store = fleet.store()
@@ -218,9 +238,13 @@ def test_devices_stick_to_their_edge_and_leave_a_dead_one(fleet: Fleet) -> None:
             code = _ota(fleet, device).json()["activation"]["code"]
             store.bind(code, "", "field-tech")
         first = {d: _ota(fleet, d).json()["websocket"]["url"] for d in devices}
-        assert len(set(first.values())) == 2  # spread over both edges of the site
         assert {d: _ota(fleet, d).json()["websocket"]["url"] for d in devices} == first  # sticky
+        # An admin moves half of them to edge-p2 in the console: their next OTA follows.
+        for device in devices[:3]:
+            store.move(device, "edge-p2")
         victim_edge = fleet.edges["edge-p2"]
+        first = {d: _ota(fleet, d).json()["websocket"]["url"] for d in devices}
+        assert all(f":{victim_edge.ws_port}/" in first[d] for d in devices[:3])
         on_victim = [d for d, url in first.items() if f":{victim_edge.ws_port}/" in url]
         assert on_victim and all(store.device(d)["edge_id"] == "edge-p2" for d in on_victim)
         stop_edge(victim_edge)

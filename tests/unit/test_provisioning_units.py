@@ -58,10 +58,12 @@ def test_new_devices_spread_over_the_least_loaded_edges_of_their_site() -> None:
     d.heartbeat("a1", _beat("a", 10), now=100)
     d.heartbeat("a2", _beat("a", 40), now=100)
     d.heartbeat("b1", _beat("b", 0), now=100)
-    # A burst of 60 boots at site a before any heartbeat: assignments count until the next one.
+    d.set_assigned({"a1": 10, "a2": 40})
+    # A burst of 60 boots at site a before any heartbeat: each assignment counts at once.
     edges = [d.assign("", "10.1.3.4", now=101).edge for _ in range(60)]
     assert set(edges) == {"a1", "a2"}  # never the idle edge of another site
     assert abs((10 + edges.count("a1")) - (40 + edges.count("a2"))) <= 1  # level after the burst
+    assert d.assigned["a1"] + d.assigned["a2"] == 110
     assert d.assign("", "192.168.0.9", now=101).edge == "b1"  # no site: the least loaded anywhere
 
 
@@ -72,8 +74,10 @@ def test_a_device_sticks_to_its_healthy_edge_and_leaves_a_dead_one() -> None:
     sticky = d.assign("e1", "10.0.0.1", now=110)
     assert (sticky.edge, sticky.reason) == ("e1", "sticky")  # even though e2 is emptier
     d.heartbeat("e2", _beat("a", 0), now=125)
+    d.set_assigned({"e1": 5})
     moved = d.assign("e1", "10.0.0.1", now=125)  # e1 silent for 25 s
     assert (moved.edge, moved.reason) == ("e2", "edge_down")
+    assert (d.assigned["e1"], d.assigned["e2"]) == (4, 1)
     with pytest.raises(NoEdgeAvailable):
         d.assign("e2", "10.0.0.1", now=200)
     d.heartbeat("e3", {"site": "a", "sessions": 0}, now=200)  # no ws_url: not usable
