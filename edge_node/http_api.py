@@ -9,7 +9,6 @@ version echoed back with an empty URL, which means "no update".
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from datetime import datetime
@@ -19,6 +18,7 @@ from aiohttp import web
 
 from edge_node.cpu_roles import cpu_seconds_by_role
 from shared.metrics import metrics_handler
+from shared.protocol.ota import OtaRequest, OtaRequestError, parse_ota_request
 
 if TYPE_CHECKING:
     from edge_node.server import EdgeServer
@@ -63,45 +63,31 @@ class HttpApi:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    def _ota_body(self, request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
-        app = body.get("application") if isinstance(body.get("application"), dict) else {}
-        version = app.get("version") if isinstance(app.get("version"), str) else "0.0.0"
+    def _ota_body(self, request: web.Request, ota: OtaRequest) -> dict[str, Any]:
         offset = datetime.now().astimezone().utcoffset()
         tz_min = self.server.cfg.intent.timezone_offset_min
         if tz_min is None:
             tz_min = int(offset.total_seconds() // 60) if offset else 0
         return {
             "server_time": {"timestamp": int(time.time() * 1000), "timezone_offset": tz_min},
-            "firmware": {"version": version, "url": "", "force": 0},
+            "firmware": {"version": ota.firmware or "0.0.0", "url": "", "force": 0},
             "websocket": {"url": self.server.public_ws_url(request.host), "token": ""},
         }
 
     async def ota(self, request: web.Request) -> web.Response:
-        device_id = (request.headers.get("Device-Id") or "").strip().lower()
-        raw = await request.read()
-        body: dict[str, Any] = {}
-        if raw:
-            try:
-                parsed = json.loads(raw)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                log.warning("OTA from %s: body is not JSON: %s", device_id or request.remote, exc)
-                return _error(400, f"request body is not valid JSON: {exc}")
-            if not isinstance(parsed, dict):
-                return _error(400, "request body must be a JSON object")
-            body = parsed
-        if not device_id and isinstance(body.get("mac_address"), str):
-            device_id = body["mac_address"].lower()
-        if not device_id:
-            log.warning("OTA from %s without Device-Id", request.remote)
-            return _error(400, "missing Device-Id header")
-        answer = self._ota_body(request, body)
+        try:
+            ota = parse_ota_request(request.headers, await request.read())
+        except OtaRequestError as exc:
+            log.warning("OTA from %s refused: %s", request.remote, exc)
+            return _error(400, str(exc))
+        answer = self._ota_body(request, ota)
         firmware = self.server.ctx.firmware
-        firmware[device_id] = answer["firmware"]["version"]
-        firmware.move_to_end(device_id)
+        firmware[ota.device_id] = answer["firmware"]["version"]
+        firmware.move_to_end(ota.device_id)
         while len(firmware) > 10_000:
             firmware.popitem(last=False)
-        log.info("OTA: device %s (%s) -> %s", device_id, request.headers.get("User-Agent", "?"),
-                 answer["websocket"]["url"], extra={"device_id": device_id})  # fmt: skip
+        log.info("OTA: device %s (%s) -> %s", ota.device_id, request.headers.get("User-Agent", "?"),
+                 answer["websocket"]["url"], extra={"device_id": ota.device_id})  # fmt: skip
         return web.json_response(answer)
 
     async def ota_info(self, request: web.Request) -> web.Response:

@@ -34,8 +34,8 @@ from cloud.console.store import Store
 from shared import tokens
 from shared.metrics import metrics_handler, set_build_info
 from shared.nats import subjects as s
-from shared.nats.configs import load_credential
-from shared.nats.connect import LinkState, connect
+from shared.nats.connect import LinkState, connect_until_up
+from shared.protocol.ota import OtaRequestError, parse_ota_request
 
 from .assign import EdgeDirectory, NoEdgeAvailable
 from .config import ProvisionConfig
@@ -116,18 +116,7 @@ class ProvisionService:
                 log.warning("could not recount devices per edge: %s", exc)
 
     async def _listen(self) -> None:
-        user = password = None
-        if self.cfg.nats.credential:
-            cred = await asyncio.to_thread(load_credential, Path(self.cfg.nats.credential))
-            user, password = cred.user, cred.password
-        delay = 0.5
-        while self.nc is None:
-            try:
-                self.nc = await connect(self.cfg.nats.url, "xiaozhi-provision", self.link, user=user, password=password)
-            except Exception as exc:  # noqa: BLE001 - keeps serving sticky devices meanwhile
-                log.warning("nats %s unreachable (%s): retrying in %.0f s", self.cfg.nats.url, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(10.0, delay * 2)
+        self.nc = await connect_until_up(self.cfg.nats.url, "xiaozhi-provision", self.link, self.cfg.nats.credential)
         await self.nc.subscribe(f"{s.HEARTBEAT_PREFIX}.>", cb=self._on_heartbeat)
         log.info("provisioning: listening for edge heartbeats on %s", self.cfg.nats.url)
 
@@ -143,31 +132,12 @@ class ProvisionService:
 
     # -- OTA ------------------------------------------------------------------------------------
     async def ota(self, request: web.Request) -> web.Response:
-        device_id = (request.headers.get("Device-Id") or "").strip().lower()
-        raw = await request.read()
-        body: dict[str, Any] = {}
-        if raw:
-            try:
-                parsed = json.loads(raw)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                OTA.labels(result="bad_request").inc()
-                return _error(400, f"request body is not valid JSON: {exc}")
-            if not isinstance(parsed, dict):
-                OTA.labels(result="bad_request").inc()
-                return _error(400, "request body must be a JSON object")
-            body = parsed
-        if not device_id and isinstance(body.get("mac_address"), str):
-            device_id = body["mac_address"].strip().lower()
-        if not device_id or len(device_id) > 64:
+        try:
+            ota = parse_ota_request(request.headers, await request.read())
+        except OtaRequestError as exc:
             OTA.labels(result="bad_request").inc()
-            return _error(400, "missing or oversize Device-Id header")
-        app = body.get("application") if isinstance(body.get("application"), dict) else {}
-        running = app.get("version") if isinstance(app.get("version"), str) else ""
-        agent = request.headers.get("User-Agent", "")
-        board_info = body.get("board") if isinstance(body.get("board"), dict) else {}
-        board = board_info.get("type") if isinstance(board_info.get("type"), str) else agent.split("/", 1)[0]
-        if not running and "/" in agent:
-            running = agent.split("/", 1)[1]
+            return _error(400, str(exc))
+        device_id, running, board = ota.device_id, ota.firmware, ota.board
         extra = {"device_id": device_id}
         device, code = await asyncio.to_thread(self.store.device_for_ota, device_id, running,
                                                self.cfg.activation_required)  # fmt: skip

@@ -22,12 +22,10 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from shared.nats import subjects as s
-from shared.nats.configs import load_credential
-from shared.nats.connect import LinkState, connect
+from shared.nats.connect import LinkState, connect_until_up
 
 from .store import Store
 
@@ -83,18 +81,7 @@ class Fleet:
                 await self.nc.close()
 
     async def _connect_loop(self) -> None:
-        user = password = None
-        if self.credential:
-            cred = await asyncio.to_thread(load_credential, Path(self.credential))
-            user, password = cred.user, cred.password
-        delay = 0.5
-        while self.nc is None:
-            try:
-                self.nc = await connect(self.nats_url, "xiaozhi-console", self.link, user=user, password=password)
-            except Exception as exc:  # noqa: BLE001 - the console serves from its database meanwhile
-                log.warning("nats %s unreachable (%s): retrying in %.0f s", self.nats_url, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(10.0, delay * 2)
+        self.nc = await connect_until_up(self.nats_url, "xiaozhi-console", self.link, self.credential)
         self._sub = await self.nc.subscribe(f"{s.HEARTBEAT_PREFIX}.>", cb=self._on_heartbeat)
         log.info("console: connected to %s, listening for heartbeats", self.nats_url)
 

@@ -16,7 +16,7 @@ from nats.aio.client import Client
 
 log = logging.getLogger("shared.nats")
 
-__all__ = ["LinkState", "connect"]
+__all__ = ["LinkState", "connect", "connect_until_up"]
 
 
 @dataclass
@@ -80,3 +80,26 @@ async def connect(
     )
     link._set(True)
     return nc
+
+
+async def connect_until_up(url: str, name: str, state: LinkState, credential: str = "") -> Client:
+    """Dial until the server answers, backing off to 10 s; for a service that keeps serving from
+    what it has meanwhile (the console, provisioning, an edge). ``credential``: a file from
+    ``xiaozhi-cloud nats-config`` (empty: no auth)."""
+    import asyncio
+    from pathlib import Path
+
+    from shared.nats.configs import load_credential
+
+    user = password = None
+    if credential:
+        cred = await asyncio.to_thread(load_credential, Path(credential))
+        user, password = cred.user, cred.password
+    delay = 0.5
+    while True:
+        try:
+            return await connect(url, name, state, user=user, password=password)
+        except Exception as exc:  # noqa: BLE001 - the caller serves without NATS meanwhile
+            log.warning("nats %s: %s unreachable (%s): retrying in %.0f s", name, url, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(10.0, delay * 2)
