@@ -1,7 +1,7 @@
 """The edge node under test: spawning one, sampling its CPU and memory, reading its /metrics.
 
-``spawn_edge`` starts ``python -m edge_node serve`` on free loopback ports exactly like the test
-fixture (tests/conftest.py) and parses its ``READY ws=.. http=..`` line.
+``spawn_edge`` starts ``python -m edge_node serve`` on free loopback ports and parses its
+``READY ws=.. http=..`` line; the tests start their edge nodes with it too (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -42,6 +42,22 @@ class EdgeProcess:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def log_offset(self) -> int:
+        return len(self.log_text())
+
+    def wait_for_log(self, needle: str, timeout: float = 10.0, after: int = 0) -> str:
+        """Wait until the server log (from character offset ``after``) contains ``needle``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_text()[after:]
+            if needle in text:
+                return text
+            time.sleep(0.05)
+        raise AssertionError(f"{needle!r} not in server log:\n{self.log_text()[after:][-3000:]}")
 
 
 def spawn_edge(

@@ -9,22 +9,15 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.client.device import DeviceClient, Turn
+from shared.client.device import Turn
 from tests.conftest import EdgeProcess, start_edge, stop_edge
+from tests.edge.helpers import text_turn
 
 pytestmark = pytest.mark.slow
 
 
 async def _ask(edge: EdgeProcess, device_id: str, question: str) -> Turn:
-    client = DeviceClient(edge.url, device_id=device_id)
-    await client.connect()
-    try:
-        await client.listen_start("auto")
-        client.turn_reset()
-        await client.listen_detect(question)
-        return await client.wait_turn_end(90)
-    finally:
-        await client.close()
+    return await text_turn(edge.url, device_id, question, 90)
 
 
 async def _stats(edge: EdgeProcess) -> dict[str, Any]:

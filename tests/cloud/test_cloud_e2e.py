@@ -27,7 +27,7 @@ from shared.client.device import DeviceClient, Turn
 from shared.nats import subjects as s
 from tests.cloud.deployment import Cloud, start_cloud
 from tests.conftest import ROOT, EdgeProcess, start_edge, stop_edge
-from tests.edge.helpers import metric_value, speech, words
+from tests.edge.helpers import metric_value, speech, text_turn, words
 from tests.processes import spawn
 
 pytestmark = pytest.mark.slow
@@ -85,15 +85,7 @@ def edges(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
 
 
 async def _text_turn(edge: EdgeProcess, device_id: str, text: str, limit_s: float = 60) -> Turn:
-    client = DeviceClient(edge.url, device_id=device_id)
-    await client.connect()
-    try:
-        await client.listen_start("auto")
-        client.turn_reset()
-        await client.listen_detect(text)
-        return await client.wait_turn_end(limit_s)
-    finally:
-        await client.close()
+    return await text_turn(edge.url, device_id, text, limit_s)
 
 
 def _turn_lines(edge: EdgeProcess, offset: int) -> list[str]:

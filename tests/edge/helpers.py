@@ -11,6 +11,7 @@ from functools import lru_cache
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared.client.device import DeviceClient, Turn
 from shared.client.speech import synthesize_16k
 
 
@@ -41,6 +42,19 @@ def metric_labels(metrics_text: str, name: str) -> list[dict[str, str]]:
     """The label sets of every sample called ``name``."""
     return [dict(sample.labels) for family in text_string_to_metric_families(metrics_text)
             for sample in family.samples if sample.name == name]  # fmt: skip
+
+
+async def text_turn(url: str, device_id: str, text: str, limit_s: float = 90) -> Turn:
+    """One device connects, asks ``text`` as a text turn (``listen/detect``) and hangs up."""
+    client = DeviceClient(url, device_id=device_id)
+    await client.connect()
+    try:
+        await client.listen_start("auto")
+        client.turn_reset()
+        await client.listen_detect(text)
+        return await client.wait_turn_end(limit_s)
+    finally:
+        await client.close()
 
 
 def words(text: str) -> list[str]:
