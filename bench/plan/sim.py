@@ -5,9 +5,11 @@ The model follows what the edge really does (docs/architecture.md):
 - a turn starts at the end of the user's speech; ASR starts after ``early_commit_s`` of silence
   (speculative ASR), and a reply may not start before ``endpoint_s`` of silence (the VAD's wait),
   except intent and cache turns, which commit early;
-- every stage is a job on one of the edge's ``cores`` (a core serves one job at a time, as the
-  engine pools do); first-clause work (ASR, the LLM's first clause, the first sentence's TTS) goes
-  before reply tails (the rest of the LLM's reply and its TTS), which run at a lower priority;
+- every stage holds an instance of its engine pool (ASR one per core, LLM two per core, TTS one
+  per core plus one) for as long as it runs, and needs a core for its CPU work; first-clause work
+  (ASR, the LLM's first clause, the first sentence's TTS) goes before reply tails (the rest of the
+  LLM's reply and its TTS). An LLM instance stays busy until the whole reply is generated, so under
+  load the next turn waits for an instance, not only for a core: that is where "busy" comes from;
 - a turn whose ASR or LLM cannot start within ``budget_s`` of the end of speech is answered
   "busy" at once (``queues.first_audio_budget_s``);
 - cloud turns wait on the cloud's LLM (a pool of GPU stream slots) instead of the edge's cores.
@@ -51,13 +53,20 @@ class EdgeModel:
     service_cv: float = 0.6
     overhead_s: float = 0.0  # CPU per turn outside the stages (event loop, VAD, Opus)
     cloud_slots: int = 10_000  # the cloud's concurrent LLM streams seen by this edge
+    # Engine instances per core, as the edge sizes its pools (shared/config.py pool_size).
+    asr_workers_per_core: int = 1
+    llm_workers_per_core: int = 2
+    tts_workers_per_core: int = 1
+    tts_reserved: int = 1
+    tail_max_wait_s: float = 4.0  # queues.*_max_wait_s: a reply tail waiting longer is cut short
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EdgeModel:
         routes = {name: RouteCost(**cost) for name, cost in (data.get("routes") or {}).items()}
         if not routes or abs(sum(r.share for r in routes.values()) - 1.0) > 1e-6:
             raise ValueError("routes' shares must add up to 1")
-        keys = ("endpoint_s", "early_commit_s", "budget_s", "service_cv", "overhead_s")
+        keys = ("endpoint_s", "early_commit_s", "budget_s", "service_cv", "overhead_s", "asr_workers_per_core",
+                "llm_workers_per_core", "tts_workers_per_core", "tts_reserved", "tail_max_wait_s")
         known = {k: data[k] for k in keys if k in data}
         return cls(routes=routes, **known)
 
@@ -74,6 +83,7 @@ class SimResult:
     busy: int
     first_audio: list[float] = field(default_factory=list)
     asr_waits: list[float] = field(default_factory=list)  # time each ASR job queued for a core
+    cut_short: int = 0  # reply tails dropped after waiting too long (the whole run)
     cpu_utilisation: float = 0.0
 
     @property
@@ -93,6 +103,10 @@ def simulate_edge(model: EdgeModel, devices: int, turns_per_min: float, cores: i
     rng = random.Random(seed)
     env = simpy.Environment()
     cpu = simpy.PriorityResource(env, capacity=cores)
+    # The engine pools (edge_node/engines/pool.py): a job holds one model instance while it runs.
+    asr_pool = simpy.PriorityResource(env, capacity=model.asr_workers_per_core * cores)
+    llm_pool = simpy.PriorityResource(env, capacity=model.llm_workers_per_core * cores)
+    tts_pool = simpy.PriorityResource(env, capacity=model.tts_workers_per_core * cores + model.tts_reserved)
     cloud = simpy.Resource(env, capacity=max(1, model.cloud_slots))
     result = SimResult(devices, 0, 0)
     busy_time = [0.0]
@@ -109,14 +123,41 @@ def simulate_edge(model: EdgeModel, devices: int, turns_per_min: float, cores: i
         shape = 1.0 / (cv * cv)
         return rng.gammavariate(shape, mean / shape)
 
-    def job(mean: float, priority: int):  # type: ignore[no-untyped-def]
+    def on_core(mean: float, priority: int):  # type: ignore[no-untyped-def]
+        """CPU work: waits for a core (first-clause work before tails), then runs. A reply tail that
+        waits longer than ``tail_max_wait_s`` is dropped: the edge cuts the reply short."""
         duration = service(mean)
         if duration <= 0:
             return
         with cpu.request(priority=priority) as req:
-            yield req
+            if priority == TAIL:
+                got = yield req | env.timeout(model.tail_max_wait_s)
+                if req not in got:
+                    result.cut_short += 1
+                    return
+            else:
+                yield req
             yield env.timeout(duration)
             busy_time[0] += duration
+
+    def on_worker(pool: simpy.PriorityResource, mean: float, priority: int):  # type: ignore[no-untyped-def]
+        with pool.request(priority=priority) as req:
+            yield req
+            yield env.process(on_core(mean, priority))
+
+    def llm_tail(worker: simpy.resources.resource.PriorityRequest, mean: float):  # type: ignore[no-untyped-def]
+        """The rest of the reply keeps its LLM worker busy: the next turn waits for another one."""
+        yield env.process(on_core(mean, TAIL))
+        llm_pool.release(worker)
+
+    def acquire(pool: simpy.PriorityResource, deadline: float):  # type: ignore[no-untyped-def]
+        """A worker by the turn's deadline, else None (the turn is answered busy)."""
+        req = pool.request(priority=FIRST)
+        got = yield req | env.timeout(max(0.0, deadline - env.now))
+        if req not in got:
+            req.cancel()
+            return None
+        return req
 
     def turn(route: RouteCost, t0: float):  # type: ignore[no-untyped-def]
         counted = t0 >= warmup
@@ -124,19 +165,15 @@ def simulate_edge(model: EdgeModel, devices: int, turns_per_min: float, cores: i
             result.turns += 1
         yield env.timeout(model.early_commit_s)
         deadline = t0 + model.budget_s
-        # ASR: refused as busy when it cannot start within the budget.
         start = env.now
-        with cpu.request(priority=FIRST) as req:
-            got = yield req | env.timeout(max(0.0, deadline - start))
-            if req not in got:
-                if counted:
-                    result.busy += 1
-                return
-            if counted:
-                result.asr_waits.append(env.now - start)
-            duration = service(route.asr_s + model.overhead_s)
-            yield env.timeout(duration)
-            busy_time[0] += duration
+        worker = yield env.process(acquire(asr_pool, deadline))
+        if worker is None:
+            result.busy += counted
+            return
+        if counted:
+            result.asr_waits.append(env.now - start)
+        yield env.process(on_core(route.asr_s + model.overhead_s, FIRST))
+        asr_pool.release(worker)
         if not route.early_commit:
             yield env.timeout(max(0.0, t0 + model.endpoint_s - env.now))
         if route.cloud_total_s > 0:
@@ -144,21 +181,17 @@ def simulate_edge(model: EdgeModel, devices: int, turns_per_min: float, cores: i
             env.process(stream(route, first_token))
             yield first_token
         elif route.llm_total_s > 0:
-            with cpu.request(priority=FIRST) as req:
-                got = yield req | env.timeout(max(0.0, deadline - env.now))
-                if req not in got:
-                    if counted:
-                        result.busy += 1
-                    return
-                duration = service(route.llm_first_s)
-                yield env.timeout(duration)
-                busy_time[0] += duration
-            env.process(job(route.llm_total_s - route.llm_first_s, TAIL))
-        yield env.process(job(route.tts_first_s, FIRST))
+            worker = yield env.process(acquire(llm_pool, deadline))
+            if worker is None:
+                result.busy += counted
+                return
+            yield env.process(on_core(route.llm_first_s, FIRST))
+            env.process(llm_tail(worker, route.llm_total_s - route.llm_first_s))
+        yield env.process(on_worker(tts_pool, route.tts_first_s, FIRST))
         if counted:
             result.first_audio.append(env.now - t0)
         if route.tts_total_s > route.tts_first_s:
-            env.process(job(route.tts_total_s - route.tts_first_s, TAIL))
+            env.process(on_worker(tts_pool, route.tts_total_s - route.tts_first_s, TAIL))
 
     def stream(route: RouteCost, first_token: simpy.Event):  # type: ignore[no-untyped-def]
         """One cloud LLM stream holds a GPU slot for its whole reply."""
