@@ -21,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-from cloud.config import ENV_PREFIX, CloudConfig
+from cloud.config import ENV_PREFIX, CloudConfig, client_overrides
 from shared.config import ConfigError, load_settings
 from shared.nats import subjects as s
 from shared.nats.configs import Credential, cloud_config, load_credential, new_credential, save_credential
@@ -188,13 +188,7 @@ def _console(args: argparse.Namespace) -> int:
             console[key] = str(getattr(args, key))
     if args.insecure_cookies:
         console["cookie_secure"] = "false"
-    overrides: dict[str, dict[str, str]] = {"console": console}
-    if args.nats:
-        overrides["nats"] = {"url": args.nats}
-    if args.credential:
-        overrides.setdefault("nats", {})["credential"] = args.credential
-    if args.log_level:
-        overrides["log"] = {"level": args.log_level}
+    overrides = {"console": console, **client_overrides(args.nats, args.credential, args.log_level)}
     try:
         cfg = load_settings(CloudConfig, args.config, overrides, prefix=ENV_PREFIX)
     except ConfigError as exc:
@@ -237,11 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "console":
         return _console(args)
     # worker
-    overrides: dict[str, dict[str, str]] = {"worker": {"role": args.role}}
-    if args.nats:
-        overrides.setdefault("nats", {})["url"] = args.nats
-    if args.credential:
-        overrides.setdefault("nats", {})["credential"] = args.credential
+    overrides = {"worker": {"role": args.role}, **client_overrides(args.nats, args.credential, args.log_level)}
     if args.openai_url:
         overrides.setdefault("llm", {})["base_url"] = args.openai_url
     if args.model:
@@ -250,8 +240,6 @@ def main(argv: list[str] | None = None) -> int:
         overrides["worker"]["id"] = args.id
     if args.http_port is not None:
         overrides["worker"]["http_port"] = str(args.http_port)
-    if args.log_level:
-        overrides["log"] = {"level": args.log_level}
     try:
         cfg = load_settings(CloudConfig, args.config, overrides, prefix=ENV_PREFIX)
     except ConfigError as exc:

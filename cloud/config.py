@@ -74,3 +74,16 @@ class CloudConfig(_Section):
     llm: LlmWorkerConfig = Field(default_factory=LlmWorkerConfig)
     asr: AsrWorkerConfig = Field(default_factory=AsrWorkerConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+
+
+def client_overrides(nats: str | None, credential: str | None, log_level: str | None) -> dict[str, dict[str, str]]:
+    """The command-line flags every cloud-side process shares (``--nats``, ``--credential``,
+    ``--log-level``) as settings overrides: flags beat the file and the environment."""
+    overrides: dict[str, dict[str, str]] = {}
+    if nats:
+        overrides.setdefault("nats", {})["url"] = nats
+    if credential:
+        overrides.setdefault("nats", {})["credential"] = credential
+    if log_level:
+        overrides["log"] = {"level": log_level}
+    return overrides

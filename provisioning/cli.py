@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from cloud.config import client_overrides
 from shared import tokens
 from shared.config import ConfigError, EdgeConfig, load_settings
 from shared.nats import subjects as s
@@ -137,20 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             print(f"xiaozhi-provision: {exc}", file=sys.stderr)
             return 1
-    overrides: dict[str, dict[str, str] | str] = {}
+    overrides: dict[str, dict[str, str] | str] = {**client_overrides(args.nats, args.credential, args.log_level)}
     for flag, key in (("host", "host"), ("port", "port"), ("db", "db"), ("token_key", "token_key_file"),
                       ("public_url", "public_url")):  # fmt: skip
         if getattr(args, flag) is not None:
             overrides[key] = str(getattr(args, flag))
-    nats: dict[str, str] = {}
-    if args.nats:
-        nats["url"] = args.nats
-    if args.credential:
-        nats["credential"] = args.credential
-    if nats:
-        overrides["nats"] = nats
-    if args.log_level:
-        overrides["log"] = {"level": args.log_level}
     try:
         cfg = load_settings(ProvisionConfig, args.config, overrides, prefix=ENV_PREFIX)
     except ConfigError as exc:

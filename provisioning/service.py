@@ -35,6 +35,7 @@ from shared import tokens
 from shared.metrics import metrics_handler, set_build_info
 from shared.nats import subjects as s
 from shared.nats.connect import LinkState, connect_until_up
+from shared.nats.heartbeats import HeartbeatError, parse_heartbeat
 from shared.protocol.ota import OtaRequestError, parse_ota_request
 
 from .assign import EdgeDirectory, NoEdgeAvailable
@@ -121,14 +122,12 @@ class ProvisionService:
         log.info("provisioning: listening for edge heartbeats on %s", self.cfg.nats.url)
 
     async def _on_heartbeat(self, msg: Any) -> None:
-        edge = msg.subject[len(s.HEARTBEAT_PREFIX) + 1 :]
         try:
-            beat = json.loads(msg.data)
-        except ValueError:
-            log.warning("heartbeat from %s is not JSON: ignored", edge)
+            edge, beat = parse_heartbeat(msg.subject, msg.data)
+        except HeartbeatError as exc:
+            log.warning("ignored: %s", exc)
             return
-        if isinstance(beat, dict) and edge == s.safe_token(edge):
-            self.directory.heartbeat(edge, beat)
+        self.directory.heartbeat(edge, beat)
 
     # -- OTA ------------------------------------------------------------------------------------
     async def ota(self, request: web.Request) -> web.Response:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -26,6 +25,7 @@ from typing import Any
 
 from shared.nats import subjects as s
 from shared.nats.connect import LinkState, connect_until_up
+from shared.nats.heartbeats import HeartbeatError, parse_heartbeat
 
 from .store import Store
 
@@ -91,18 +91,11 @@ class Fleet:
 
     # -- heartbeats -----------------------------------------------------------------------------
     async def _on_heartbeat(self, msg: Any) -> None:
-        edge = msg.subject[len(s.HEARTBEAT_PREFIX) + 1 :]
         try:
-            beat = json.loads(msg.data)
-            if not isinstance(beat, dict):
-                raise ValueError("not a JSON object")
-        except ValueError as exc:
+            edge, beat = parse_heartbeat(msg.subject, msg.data)
+        except HeartbeatError as exc:
             self.bad_heartbeats += 1
-            log.warning("heartbeat from %s ignored: %s", edge, exc)
-            return
-        if not edge or edge != s.safe_token(edge):
-            self.bad_heartbeats += 1
-            log.warning("heartbeat on %r ignored: not an edge id", msg.subject)
+            log.warning("ignored: %s", exc)
             return
         await self.accept(edge, beat)
 
