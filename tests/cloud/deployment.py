@@ -9,8 +9,8 @@ from pathlib import Path
 
 from shared import models
 from shared.nats.configs import save_credential
+from shared.nats.local import Hub, Leaf
 from shared.nats.server import free_port
-from tests.cloud.nats_helpers import Hub, Leaf
 from tests.processes import Proc, ready_field, spawn
 
 

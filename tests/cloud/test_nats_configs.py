@@ -8,8 +8,8 @@ import nats
 import pytest
 
 from shared.nats.configs import cloud_config, edge_config, hash_password, new_credential
+from shared.nats.local import Hub, Leaf
 from shared.nats.server import NatsServerError, free_port, start_nats_server
-from tests.cloud.nats_helpers import Hub, Leaf
 
 
 def test_hub_config_hashes_every_password() -> None:

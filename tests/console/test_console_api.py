@@ -23,8 +23,8 @@ from cloud.console.fleet import Fleet
 from cloud.console.store import Store
 from shared.nats import subjects as s
 from shared.nats.configs import save_credential
+from shared.nats.local import Hub
 from shared.nats.server import free_port
-from tests.cloud.nats_helpers import Hub
 
 PASSWORD = "correct horse battery"
 ROUTING_A = """llm:

@@ -33,7 +33,7 @@ from edge_node import __version__ as EDGE_VERSION
 from shared.client.device import DeviceClient
 from shared.nats import subjects as s
 from shared.nats.configs import save_credential
-from tests.cloud.nats_helpers import Hub, Leaf
+from shared.nats.local import Hub, Leaf
 from tests.conftest import ARTIFACTS, ROOT, EdgeProcess, start_edge, stop_edge
 from tests.processes import Proc, ready_field, spawn
 

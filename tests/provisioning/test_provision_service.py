@@ -27,8 +27,8 @@ import pytest
 from cloud.console.store import Store
 from shared import tokens
 from shared.client.device import DeviceClient, DeviceClientError
+from shared.nats.local import Hub, Leaf
 from shared.nats.server import free_port
-from tests.cloud.nats_helpers import Hub, Leaf
 from tests.conftest import ROOT, EdgeProcess, start_edge, stop_edge
 from tests.edge.helpers import metric_value
 from tests.processes import Proc, spawn

@@ -1,4 +1,5 @@
-"""Real nats-server processes for the tests: a cloud hub (JetStream, leaf port) and edge leaves."""
+"""A NATS topology on one machine, real nats-server processes: a cloud hub (JetStream, leaf port)
+and edge leaves. The tests and the fleet run (bench/fleet) build their clouds with it."""
 
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ class Leaf:
                 if self._linked():
                     return
             time.sleep(0.05)
-        raise AssertionError(f"leaf {self.name} did not link to the hub:\n{self.server.log_text()[-2000:]}")
+        raise RuntimeError(f"leaf {self.name} did not link to the hub:\n{self.server.log_text()[-2000:]}")
 
     def _linked(self) -> bool:
         assert self.server is not None
