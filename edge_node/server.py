@@ -209,6 +209,8 @@ class EdgeServer:
             "cpu_s_per_turn": round(ctx.capacity.cpu_s_per_turn, 3),
             "llm_queue": ctx.engines.llm_pool.depth(),
             "cloud_link": ctx.cloud.up,
+            # "timing" when the models are timing stand-ins (fleet runs): never mistaken for real ones.
+            "engines": "timing" if self.cfg.timing.profile else "models",
             **ctx.turn_stats.summary(),
             "devices": [
                 {"id": s.device.device_id, "session": s.session_id, "since": round(s.connected_at, 1),

@@ -236,6 +236,14 @@ class McpConfig(_Section):
     vision_url: str = ""
 
 
+class TimingConfig(_Section):
+    """Timing engines (edge_node/engines/timing.py) instead of the models: for fleet runs only."""
+
+    # A timing profile (xiaozhi-fleet calibrate writes one from xiaozhi-eval figures); empty: the
+    # real models. With a profile, ASR, LLM and TTS sleep the measured times and understand nothing.
+    profile: str = ""
+
+
 class LogConfig(_Section):
     level: str = "INFO"
     json_format: bool = False
@@ -258,6 +266,7 @@ class EdgeConfig(_Section):
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     queues: QueueConfig = Field(default_factory=QueueConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    timing: TimingConfig = Field(default_factory=TimingConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
 

@@ -10,14 +10,28 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from edge_node import metrics
 from edge_node.engines.errors import ModelError
 from shared import models
 from shared.config import LlmConfig
 
-__all__ = ["LlamaLlm"]
+__all__ = ["ChatModel", "LlamaLlm"]
+
+
+class ChatModel(Protocol):
+    """What an LLM worker needs from a chat model (LlamaLlm, or the fleet run's TimingLlm)."""
+
+    name: str
+
+    def stream_chat(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int | None = None,
+        cancel: threading.Event | None = None,
+        tools: list[dict] | None = None,
+    ) -> Iterator[str]: ...
 
 
 class LlamaLlm:

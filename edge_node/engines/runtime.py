@@ -29,9 +29,9 @@ from edge_node.cache.keys import tts_key
 from edge_node.cache.packets import pack_packets, unpack_packets
 from edge_node.engines import priority
 from edge_node.engines.asr import AsrEngine, AsrResult, load_asr
-from edge_node.engines.llm import LlamaLlm
+from edge_node.engines.llm import ChatModel, LlamaLlm
 from edge_node.engines.pool import FIRST, NORMAL, StagePool
-from edge_node.engines.tts import PiperTts, encode_for_device
+from edge_node.engines.tts import PiperTts, SpeechModel, encode_for_device
 from edge_node.engines.vad import SileroVad, VadBatcher
 from shared.audio.opus import OpusDecoder, OpusEncoder
 from shared.config import EdgeConfig, pool_size
@@ -61,8 +61,8 @@ class Engines:
         cfg: EdgeConfig,
         vad: SileroVad,
         asr: list[AsrEngine],
-        llm: list[LlamaLlm],
-        tts: list[PiperTts],
+        llm: list[ChatModel],
+        tts: list[SpeechModel],
     ) -> None:
         self.cfg = cfg
         self.vad = vad
@@ -87,16 +87,33 @@ class Engines:
         """Load every model once per worker; the figures go to the log so an operator sees start-up cost."""
         started = time.perf_counter()
         vad = SileroVad(cfg.vad.model_path or None)
-        asr = [load_asr(cfg.asr) for _ in range(pool_size(cfg.asr.workers))]
-        llm = [LlamaLlm(cfg.llm) for _ in range(pool_size(cfg.llm.workers, per_core=2))]
-        tts = [PiperTts(cfg.tts) for _ in range(pool_size(cfg.tts.workers, extra=cfg.tts.reserved_first))]
+        n_asr = pool_size(cfg.asr.workers)
+        n_llm = pool_size(cfg.llm.workers, per_core=2)
+        n_tts = pool_size(cfg.tts.workers, extra=cfg.tts.reserved_first)
+        asr: list[AsrEngine]
+        llm: list[ChatModel]
+        tts: list[SpeechModel]
+        if cfg.timing.profile:
+            from edge_node.engines.timing import TimingAsr, TimingLlm, TimingTts, load_profile
+
+            profile = load_profile(cfg.timing.profile)
+            log.warning("TIMING ENGINES: ASR, LLM and TTS sleep the times measured by %s and understand "
+                        "nothing (fleet runs only; timing.profile=%s)", profile.source, cfg.timing.profile)  # fmt: skip
+            asr = [TimingAsr(profile, i) for i in range(n_asr)]
+            llm = [TimingLlm(profile) for _ in range(n_llm)]
+            tts = [TimingTts(profile) for _ in range(n_tts)]
+        else:
+            asr = [load_asr(cfg.asr) for _ in range(n_asr)]
+            llm = [LlamaLlm(cfg.llm) for _ in range(n_llm)]
+            tts = [PiperTts(cfg.tts) for _ in range(n_tts)]
         log.info(
-            "engines loaded in %.2f s: vad=silero asr=%s x%d llm=%s x%d tts=piper@%d Hz x%d",
+            "engines loaded in %.2f s: vad=silero asr=%s x%d llm=%s x%d tts=%s@%d Hz x%d",
             time.perf_counter() - started,
             asr[0].name,
             len(asr),
             llm[0].name,
             len(llm),
+            tts[0].name,
             tts[0].sample_rate,
             len(tts),
         )
@@ -193,7 +210,7 @@ class Engines:
         def put(item: str | BaseException | None) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        def work(llm: LlamaLlm) -> None:
+        def work(llm: ChatModel) -> None:
             said = 0
             try:
                 for delta in llm.stream_chat(messages, max_tokens=max_tokens, cancel=cancel):
@@ -234,7 +251,7 @@ class Engines:
             cancel.set()
             job.cancel()
 
-    def _synthesize_on(self, tts: PiperTts, text: str, sample_rate: int, frame_ms: int) -> SpeechAudio:
+    def _synthesize_on(self, tts: SpeechModel, text: str, sample_rate: int, frame_ms: int) -> SpeechAudio:
         started = time.perf_counter()
         encoders: dict[tuple[int, int], OpusEncoder] = getattr(self._encoders, "by_format", None) or {}
         self._encoders.by_format = encoders

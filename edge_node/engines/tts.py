@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -19,7 +20,18 @@ from shared.audio.opus import OpusEncoder
 from shared.audio.resample import resample
 from shared.config import TtsConfig
 
-__all__ = ["PiperTts", "encode_for_device"]
+__all__ = ["PiperTts", "SpeechModel", "encode_for_device"]
+
+
+class SpeechModel(Protocol):
+    """What a TTS worker needs from a voice (PiperTts, or the fleet run's TimingTts)."""
+
+    name: str
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    def synthesize(self, text: str) -> np.ndarray: ...
 
 
 class PiperTts:
