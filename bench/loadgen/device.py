@@ -25,7 +25,7 @@ from bench.loadgen.pacing import DEFAULT_PREBUFFER, analyse_turn
 from shared.client.device import ChannelClosed, DeviceClient, DeviceClientError
 from shared.config import QueueConfig
 
-__all__ = ["LoadState", "TurnRecord", "run_device"]
+__all__ = ["LoadState", "TurnRecord", "one_turn", "run_device"]
 
 MIN_THINK_S = 0.5
 BUSY_MESSAGE = QueueConfig().busy_message
@@ -153,7 +153,7 @@ async def run_device(
             if client.closed:
                 continue
             category, phrase = sampler.sample()
-            record = await _one_turn(client, index, category, phrase, bank[phrase], state, turn_timeout_s, prebuffer)
+            record = await one_turn(client, index, category, phrase, bank[phrase], state, turn_timeout_s, prebuffer)
             state.records.append(record)
             turn_s = (record.turn_total_ms or 0.0) / 1000.0
             drain = client.playback_remaining_s()
@@ -166,7 +166,7 @@ async def run_device(
             await client.close()
 
 
-async def _one_turn(
+async def one_turn(
     client: DeviceClient,
     index: int,
     category: str,

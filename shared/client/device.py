@@ -375,6 +375,20 @@ class DeviceClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    async def wait_closed(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        """Until the connection closes (True) or ``timeout`` passes (False): how a simulated
+        device holds an idle session without polling."""
+        task = self._recv_task
+        if task is None:
+            return self.closed
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except TimeoutError:
+            return False
+        except Exception:  # noqa: BLE001 - the receive loop's own errors are its business
+            pass
+        return True
+
     def _mark_closed(self, code: int | None, reason: str | None) -> None:
         if not self.closed:
             self.closed = True
