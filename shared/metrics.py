@@ -35,6 +35,7 @@ __all__ = [
     "WORKER_INFLIGHT",
     "WORKER_REQUESTS",
     "metrics_handler",
+    "sample_sum",
     "set_build_info",
     "watch_loop_lag",
 ]
@@ -110,3 +111,17 @@ async def metrics_handler(request: web.Request) -> web.Response:
     number of series, so it runs off the loop."""
     body = await asyncio.to_thread(generate_latest)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def sample_sum(text: str, name: str, **labels: str) -> float:
+    """The sum of another process's samples called ``name`` whose labels include ``labels`` (0
+    when it has none yet), from its /metrics text: how the tests, the fleet run and the load
+    generator read an edge's counters, with prometheus_client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total

@@ -84,10 +84,11 @@ def render(report: dict[str, Any]) -> str:
         f"{'within' if bal['within_tolerance'] else 'OUTSIDE'}; edges' own session counts "
         f"{'match' if report['edge_sessions_match_devices'] else 'DO NOT match'}",
         "",
-        f"{'edge':<10}{'devices':>8}{'turns/s':>9}{'answered':>9}{'escal.':>8}{'cpu s':>8}",
+        f"{'edge':<10}{'devices':>8}{'talking':>8}{'turns/s':>9}{'answered':>9}{'escal.':>8}{'cpu s':>8}",
     ]
     for name, e in report["per_edge"].items():
-        lines.append(f"{name:<10}{e['connected_at_balance']:>8}{e['turns_per_s'] or 0:>9.2f}{e['answered'] or 0:>9.0f}"
+        lines.append(f"{name:<10}{e['connected_at_balance']:>8}{e['talkers']:>8}{e['turns_per_s'] or 0:>9.2f}"
+                     f"{e['answered'] or 0:>9.0f}"
                      f"{e['escalations'] or 0:>8.0f}{e['cpu_s'] or 0:>8.1f}"
                      f"{'  (killed)' if e['killed'] else ''}")  # fmt: skip
     lines += [
@@ -99,6 +100,9 @@ def render(report: dict[str, Any]) -> str:
         f"escalations: {report['escalations']['edges_sent']:.0f} sent by the edges, "
         f"{report['escalations']['worker_served']} answered by the cloud worker",
     ]
+    if "cpu" in report:
+        lines.append(f"cpu: machine {report['cpu']['machine_busy_pct']} % busy (100 = all cores); the simulated "
+                     f"devices' process used {report['cpu']['devices_process_cpu_s']} CPU-s")  # fmt: skip
     if k is not None:
         r = k["recovery_ms"]
         lines += [

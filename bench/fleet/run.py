@@ -21,13 +21,13 @@ from typing import Any
 
 import httpx
 import psutil
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench.fleet.devices import DeviceLog, FleetState, device_id, run_fleet_device
 from bench.fleet.topology import FleetTopology
 from bench.loadgen.bank import build_bank
 from bench.loadgen.device import LoadState
 from bench.loadgen.mix import Mix, MixSampler, default_mix
+from shared.metrics import sample_sum
 
 log = logging.getLogger("bench.fleet")
 
@@ -59,15 +59,6 @@ def _summary(values: list[float]) -> dict[str, Any]:
             "max": round(max(values), 1) if values else None}  # fmt: skip
 
 
-def _metric_sum(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
-
-
 @dataclass
 class _EdgeCounters:
     answered: float = 0.0  # turns that reached first audio (the latency histogram's count)
@@ -88,10 +79,10 @@ async def _counters(http: httpx.AsyncClient, url: str, pid: int) -> _EdgeCounter
     except psutil.Error:
         cpu = 0.0
     return _EdgeCounters(
-        answered=_metric_sum(text, "xiaozhi_turn_latency_seconds_count"),
-        turns=_metric_sum(text, "xiaozhi_turns_total"),
-        ok_turns=_metric_sum(text, "xiaozhi_turns_total", outcome="ok"),
-        escalations=_metric_sum(text, "xiaozhi_escalations_total", kind="llm"),
+        answered=sample_sum(text, "xiaozhi_turn_latency_seconds_count"),
+        turns=sample_sum(text, "xiaozhi_turns_total"),
+        ok_turns=sample_sum(text, "xiaozhi_turns_total", outcome="ok"),
+        escalations=sample_sum(text, "xiaozhi_escalations_total", kind="llm"),
         cpu_s=cpu,
     )
 
@@ -115,6 +106,7 @@ async def run_fleet(topo: FleetTopology, spec: RunSpec, mix: Mix | None = None) 
     talkers = set(rng.sample(range(spec.devices), n_talkers))
     bank = await asyncio.to_thread(build_bank, mix, False) if n_talkers else {}
     loop = asyncio.get_running_loop()
+    cpu0, own0 = psutil.cpu_times(), psutil.Process().cpu_times()
     t0 = loop.time()
     load = LoadState(t0=t0, deadline=t0 + spec.duration_s)
     state = FleetState(load, topo.provision_url, topo.edge_by_port())
@@ -155,7 +147,13 @@ async def run_fleet(topo: FleetTopology, spec: RunSpec, mix: Mix | None = None) 
         await asyncio.gather(*tasks, return_exceptions=True)
         sampler.cancel()
     elapsed = loop.time() - t0
-    return _report(topo, spec, state, steady, kill, before, after, worker_text, timeline, elapsed, n_talkers)
+    cpu1, own1 = psutil.cpu_times(), psutil.Process().cpu_times()
+    busy = (sum(cpu1) - cpu1.idle - cpu1.iowait) - (sum(cpu0) - cpu0.idle - cpu0.iowait)
+    cpu = {"machine_busy_pct": round(100 * busy / max(1e-9, sum(cpu1) - sum(cpu0)), 1),
+           "devices_process_cpu_s": round(own1.user + own1.system - own0.user - own0.system, 1)}  # fmt: skip
+    report = _report(topo, spec, state, steady, kill, before, after, worker_text, timeline, elapsed, n_talkers)
+    report["cpu"] = cpu
+    return report
 
 
 async def _sample(state: FleetState, timeline: list[dict[str, Any]]) -> None:
@@ -237,6 +235,7 @@ def _report(
         edge_window = window if kill is None or kill["edge"] != name else kill["at_s"]
         per_edge[name] = {
             "connected_at_balance": steady["balance"]["per_edge"].get(name, 0),
+            "talkers": sum(1 for d in state.devices if d.talker and d.edges[:1] == [name]),
             "edge_sessions_at_balance": steady["edge_sessions"].get(name),
             "connected_at_end": state.connected[name],
             "answered": answered,
@@ -289,7 +288,7 @@ def _report(
         },
         "escalations": {
             "edges_sent": escalated,
-            "worker_served": _metric_sum(worker_text, "xiaozhi_worker_requests_total", result="ok")
+            "worker_served": sample_sum(worker_text, "xiaozhi_worker_requests_total", result="ok")
             if worker_text else None,
         },
         "kill": kill,

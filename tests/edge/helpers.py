@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shared.client.device import DeviceClient, Turn
 from shared.client.speech import synthesize_16k
+from shared.metrics import sample_sum
 
 
 @lru_cache(maxsize=32)
@@ -28,14 +29,8 @@ def rms(pcm: np.ndarray) -> float:
 
 
 def metric_value(metrics_text: str, name: str, **labels: str) -> float:
-    """The sum of the samples called ``name`` whose labels include ``labels`` (0 when none exists
-    yet), from Prometheus text parsed by prometheus_client's own parser."""
-    total = 0.0
-    for family in text_string_to_metric_families(metrics_text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
+    """The sum of the samples called ``name`` whose labels include ``labels`` (0 when none exists yet)."""
+    return sample_sum(metrics_text, name, **labels)
 
 
 def metric_labels(metrics_text: str, name: str) -> list[dict[str, str]]:

@@ -27,6 +27,7 @@ import pytest
 from cloud.console.store import Store
 from shared import tokens
 from shared.client.device import DeviceClient, DeviceClientError
+from shared.client.ota import ota_request
 from shared.nats.local import Hub, Leaf
 from shared.nats.server import free_port
 from tests.conftest import ROOT, EdgeProcess, start_edge, stop_edge
@@ -113,15 +114,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 def _ota(fleet: Fleet, device: str, version: str = "2.4.2", path: str = "/xiaozhi/ota/",
          body: Any = None) -> httpx.Response:  # fmt: skip
-    """What the firmware sends (protocol.md §1.2, §1.3)."""
-    headers = {"Activation-Version": "1", "Device-Id": device, "Client-Id": str(uuid.uuid4()),
-               "User-Agent": f"bread-compact-wifi/{version}", "Accept-Language": "en-US",
-               "Content-Type": "application/json"}  # fmt: skip
-    if body is None:
-        body = {"version": 2, "language": "en-US", "mac_address": device, "uuid": headers["Client-Id"],
-                "chip_model_name": "esp32s3", "application": {"name": "xiaozhi", "version": version},
-                "board": {"type": "bread-compact-wifi", "name": "bread-compact-wifi", "rssi": -50}}  # fmt: skip
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    """What the firmware sends (protocol.md §1.2, §1.3); ``body`` replaces the firmware's body."""
+    headers, content = ota_request(device, str(uuid.uuid4()), version)
+    if body is not None:
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
     return httpx.post(f"{fleet.url}{path}", headers=headers, content=content, timeout=10)
 
 
