@@ -30,6 +30,7 @@ __all__ = [
     "LATENCY_BUCKETS",
     "LLM_TOKENS",
     "LOOP_LAG",
+    "LOOP_TASKS",
     "STAGE_SECONDS",
     "WORKER_CAPACITY",
     "WORKER_INFLIGHT",
@@ -62,6 +63,7 @@ LOOP_LAG = Histogram(
     "How late the event loop woke a 0.5 s timer: anything above a few ms means something blocks it",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
+LOOP_TASKS = Gauge("xiaozhi_event_loop_tasks", "Tasks alive on the event loop (counted every 5 s)")
 
 # -- the worker side of a cloud service (shared.nats.streaming, cloud.workers) ------------------
 WORKER_REQUESTS = Counter(
@@ -98,12 +100,18 @@ def set_build_info(component: str) -> None:
     BUILD.labels(component=component, version=version, commit=_commit()).set(1)
 
 
-async def watch_loop_lag(interval: float = 0.5) -> None:
-    """How late the loop wakes us: the early warning that something blocks it."""
+async def watch_loop_lag(interval: float = 0.5, tasks_every: int = 10) -> None:
+    """How late the loop wakes us: the early warning that something blocks it. Every
+    ``tasks_every`` wakes it also counts the loop's tasks: a count that grows while sessions do
+    not is a leak the soak run (bench/soak.py) looks for."""
+    n = 0
     while True:
         before = time.perf_counter()
         await asyncio.sleep(interval)
         LOOP_LAG.observe(max(0.0, time.perf_counter() - before - interval))
+        n += 1
+        if n % tasks_every == 1:
+            LOOP_TASKS.set(len(asyncio.all_tasks()))
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

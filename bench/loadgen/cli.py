@@ -79,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--idle-devices", type=int, default=0, help="extra devices that connect and stay silent")
     p.add_argument(
+        "--session-turns", type=float, default=0.0,
+        help="devices leave after this many turns on average and reconnect 1-5 s later (default 0: stay)",
+    )  # fmt: skip
+    p.add_argument(
         "--streaming-devices", type=int, default=0, help="extra devices streaming non-speech audio for the whole run"
     )
     p.add_argument("--report", default="loadgen-report.json", help="where to write report.json")
@@ -187,7 +191,8 @@ async def _run_load(
     ]
     tasks = [
         asyncio.create_task(
-            run_device(i, args.url, bank, sampler, state, rate, _start_delay(args, i, warmed), args.turn_timeout)
+            run_device(i, args.url, bank, sampler, state, rate, _start_delay(args, i, warmed), args.turn_timeout,
+                       session_turns=args.session_turns)  # fmt: skip
         )
         for i in range(args.devices)
     ]

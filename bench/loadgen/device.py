@@ -83,6 +83,7 @@ class LoadState:
     connected: int = 0
     connects: int = 0
     reconnects: int = 0  # connections lost (closed by the server or the network) and reopened
+    leaves: int = 0  # sessions a device ended itself (--session-turns: devices connecting and leaving)
     refused: int = 0  # handshakes refused (HTTP 503 from admission control, or full)
     connect_errors: int = 0  # other failures to connect or to get the server hello
     protocol_errors: int = 0  # firmware violation notes (see _VIOLATION_COUNTERS)
@@ -122,7 +123,11 @@ async def run_device(
     start_delay_s: float,
     turn_timeout_s: float = 60.0,
     prebuffer: int = DEFAULT_PREBUFFER,
+    session_turns: float = 0.0,
 ) -> None:
+    """``session_turns`` > 0: after each turn the device leaves with probability 1/session_turns
+    (closes its connection, as the firmware does when it goes back to idle) and reconnects after a
+    pause of 1-5 s, so sessions come and go for the whole run (the soak's churn)."""
     loop = asyncio.get_running_loop()
     rng = random.Random(sampler.rng.random())
     interval = 60.0 / rate_per_min
@@ -159,6 +164,13 @@ async def run_device(
             drain = client.playback_remaining_s()
             think = rng.expovariate(1.0 / max(MIN_THINK_S, interval - turn_s))
             next_turn_at = loop.time() + drain + think
+            if session_turns > 0 and not client.closed and rng.random() < 1.0 / session_turns:
+                await asyncio.sleep(drain)  # the reply plays out, then the device goes idle
+                state.connected -= 1
+                state.leaves += 1
+                await client.close()
+                client = None
+                await asyncio.sleep(rng.uniform(1.0, 5.0))
     finally:
         if client is not None:
             if not client.closed:

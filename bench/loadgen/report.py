@@ -10,7 +10,8 @@ Top-level fields (times in ms unless the name says otherwise):
 * ``errors`` (= protocol_errors + incomplete_turns + reconnects + connect_errors), ``protocol_errors``
   (firmware violation counters: audio outside tts start/stop, queue overflow, undecodable packets,
   bad framing, invalid JSON, MCP violations), ``incomplete_turns`` (started but no ``tts/stop``:
-  timeout or connection lost), ``reconnects``, ``connect_errors``, ``refused`` (HTTP 503 at the
+  timeout or connection lost), ``reconnects``, ``leaves`` (sessions devices ended themselves,
+  ``--session-turns``: not errors), ``connect_errors``, ``refused`` (HTTP 503 at the
   handshake: admission control working as designed, not an error), ``error_notes`` (a sample);
 * ``first_audio_ms``, ``stt_ms``, ``tts_stop_ms``, ``turn_total_ms`` (listen/start to tts/stop,
   speech included), ``max_queue_depth``: ``{n, mean, p50, p95, p99, max}``; first_audio_ms and
@@ -331,6 +332,7 @@ def build_report(
         "incomplete_turns": len(incomplete),
         "incomplete_reasons": dict(sorted(_count(r.error.split(":")[0] for r in incomplete).items())),
         "reconnects": state.reconnects,
+        "leaves": state.leaves,
         "connect_errors": state.connect_errors,
         "refused": state.refused,
         "connects": state.connects,
