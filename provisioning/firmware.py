@@ -25,6 +25,9 @@ class FirmwareError(ValueError):
     """The firmware manifest is wrong: the message says where."""
 
 
+_INT_MAX = 2**31 - 1
+
+
 def parse_version(text: str) -> tuple[int, ...]:
     """``2.4.10`` -> (2, 4, 10). Each part is read like the firmware's ``std::stoi``: its leading
     digits (``0-rc1`` is 0), and a part without any counts as 0."""
@@ -32,10 +35,13 @@ def parse_version(text: str) -> tuple[int, ...]:
     for part in text.strip().split("."):
         digits = ""
         for c in part:
-            if not c.isdigit():
+            # ASCII only: found by fuzzing, "2.²" passed str.isdigit() and int() then raised.
+            if not "0" <= c <= "9":
                 break
             digits += c
-        out.append(int(digits) if digits else 0)
+        # stoi cannot hold more than 2**31 - 1 either; and int() refuses over 4300 digits (fuzzing).
+        significant = digits.lstrip("0")[:11]  # 11 digits are already more than _INT_MAX
+        out.append(min(int(significant), _INT_MAX) if significant else 0)
     return tuple(out)
 
 

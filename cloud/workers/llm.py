@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -33,6 +34,8 @@ def parse_chat_request(body: bytes, cap: int) -> tuple[list[dict[str, str]], int
         data = json.loads(body)
     except ValueError as exc:
         raise LlmRequestError(f"body is not JSON: {exc}") from exc
+    except RecursionError:  # found by fuzzing: deeply nested arrays are not a ValueError
+        raise LlmRequestError("body is not JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise LlmRequestError("body must be a JSON object")
     messages = data.get("messages")
@@ -51,6 +54,11 @@ def parse_chat_request(body: bytes, cap: int) -> tuple[list[dict[str, str]], int
     temperature = data.get("temperature", 0.3)
     if not isinstance(temperature, int | float) or isinstance(temperature, bool) or temperature < 0:
         raise LlmRequestError("temperature must be a number >= 0")
+    # Found by fuzzing: NaN/Infinity (Python's json accepts them) passed the check above, and an
+    # integer too large for a float raised OverflowError in float().
+    too_big = isinstance(temperature, int) and temperature > 1e6  # no float() of a 400-digit int
+    if too_big or not math.isfinite(temperature):
+        raise LlmRequestError("temperature must be a finite number >= 0")
     return clean, min(max_tokens, cap), float(temperature)
 
 

@@ -24,6 +24,8 @@ def parse_heartbeat(subject: str, data: bytes) -> tuple[str, dict[str, Any]]:
         beat = json.loads(data)
     except ValueError as exc:
         raise HeartbeatError(f"heartbeat from {edge} is not JSON: {exc}") from exc
+    except RecursionError:  # found by fuzzing: deeply nested arrays are not a ValueError
+        raise HeartbeatError(f"heartbeat from {edge} is not JSON: nested too deeply") from None
     if not isinstance(beat, dict):
         raise HeartbeatError(f"heartbeat from {edge} is not a JSON object")
     return edge, beat

@@ -162,7 +162,7 @@ async def request_stream(
 def _json_or_none(data: bytes) -> dict[str, Any] | None:
     try:
         value = json.loads(data) if data else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: found by fuzzing (deeply nested arrays)
         return None
     return value if isinstance(value, dict) else None
 

@@ -30,8 +30,10 @@ def parse_ota_request(headers: Mapping[str, str], raw: bytes) -> OtaRequest:
     if raw:
         try:
             parsed = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except ValueError as exc:  # also UnicodeDecodeError, and integer literals over 4300 digits
             raise OtaRequestError(f"request body is not valid JSON: {exc}") from exc
+        except RecursionError:  # found by fuzzing: "[[[..." escaped as a 500
+            raise OtaRequestError("request body is not valid JSON: nested too deeply") from None
         if not isinstance(parsed, dict):
             raise OtaRequestError("request body must be a JSON object")
         body = parsed
