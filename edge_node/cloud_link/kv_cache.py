@@ -14,7 +14,6 @@ from typing import Any
 
 import nats.errors
 import nats.js.errors
-from nats.js.api import KeyValueConfig, StorageType
 
 from edge_node.cloud_link.link import CloudLink
 from shared.nats.subjects import JS_DOMAIN
@@ -30,7 +29,7 @@ class KvCacheLevel:
     def __init__(self, link: CloudLink, bucket: str, ttl_s: float, timeout_s: float = 0.5) -> None:
         self.link = link
         self.bucket = bucket
-        self.ttl_s = ttl_s
+        self.ttl_s = ttl_s  # informational: the bucket's own TTL (set by the cloud) is what expires entries
         self.timeout_s = timeout_s
         self._kv: Any = None
         self._kv_nc: Any = None
@@ -52,11 +51,10 @@ class KvCacheLevel:
         try:
             self._kv = await js.key_value(self.bucket)
         except nats.js.errors.BucketNotFoundError:
-            # The first edge to need it creates it; create is idempotent for the same config.
-            self._kv = await js.create_key_value(
-                KeyValueConfig(bucket=self.bucket, ttl=self.ttl_s, history=1, max_value_size=MAX_VALUE_BYTES,
-                               storage=StorageType.FILE)  # fmt: skip
-            )
+            # The cloud creates it (`xiaozhi-cloud buckets`): an edge may not create streams (an edge
+            # that could would capture other edges' subjects), so until then L2 is a miss.
+            log.debug("L2 bucket %s not created yet", self.bucket)
+            return None
         self._kv_nc = nc
         return self._kv
 

@@ -93,7 +93,9 @@ class CloudLink:
         delay = 0.5
         while self.nc is None:
             try:
-                self.nc = await connect(self.cfg.nats.url, f"edge {self.cfg.node_id}", self.state)
+                # Replies come back to _INBOX.<node id>: the only inboxes the hub lets this edge's leaf receive.
+                self.nc = await connect(self.cfg.nats.url, f"edge {self.cfg.node_id}", self.state,
+                                        inbox_prefix=s.inbox_prefix(s.safe_token(self.cfg.node_id)))  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - the node serves locally meanwhile
                 log.warning("nats %s unreachable (%s): cloud routes off, retrying in %.0f s",
                             self.cfg.nats.url, exc, delay)  # fmt: skip
@@ -213,7 +215,7 @@ class CloudLink:
             result = json.loads(msg.data)
             if not isinstance(result, dict) or not isinstance(result.get("text"), str):
                 raise ValueError("no text")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # not JSON, huge numbers, deep nesting, no text
             breaker.failure()
             metrics.NATS_REQUESTS.labels(subject_class="asr", result="failed").inc()
             raise RemoteFailed(f"cloud ASR sent a malformed answer: {exc}", "stream") from exc

@@ -6,6 +6,12 @@ user per edge, so one edge's credential can be revoked without touching the othe
 stored in the hub's config as bcrypt hashes; each edge keeps its own plain password in its leaf
 config, which only it can read. An edge runs its own nats-server bound to loopback, as a leaf of the
 hub: edge processes talk to it, and it forwards what the cloud serves.
+
+Each edge user carries subject permissions (:func:`edge_permissions`): its leaf link may send only
+cloud requests, its own heartbeat and the few KV operations it needs, and receive only its own reply
+inboxes, so one edge cannot read or spoof another's traffic. nats-server refuses ``permissions`` in
+``leafnodes { authorization { users } }``, so edge users sit in the main ``authorization`` block,
+restricted to leaf connections; a leaf link authenticated there gets that user's permissions.
 """
 
 from __future__ import annotations
@@ -15,12 +21,14 @@ import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from shared.nats import subjects as s
 from shared.nats.subjects import JS_DOMAIN
 
 __all__ = [
     "Credential",
     "cloud_config",
     "edge_config",
+    "edge_permissions",
     "hash_password",
     "load_credential",
     "new_credential",
@@ -72,11 +80,58 @@ def _q(value: str) -> str:
     return json.dumps(value)
 
 
-def _users(creds: list[Credential], hashed: bool, indent: int) -> str:
+def _kv_read(bucket: str) -> list[str]:
+    """The JetStream API subjects that open a KV bucket and read one key (direct get or message get)."""
+    api, stream = f"$JS.{JS_DOMAIN}.API", f"KV_{bucket}"
+    return [f"{api}.STREAM.INFO.{stream}", f"{api}.DIRECT.GET.{stream}", f"{api}.DIRECT.GET.{stream}.>",
+            f"{api}.STREAM.MSG.GET.{stream}"]  # fmt: skip
+
+
+def edge_permissions(edge: str) -> dict[str, list[str]]:
+    """What edge ``edge``'s leaf link may send into the hub (publish) and receive from it (subscribe).
+
+    Publish: LLM and ASR requests and barge-in cancels (turn ids are random and only the edge and
+    the worker see them), its own heartbeat, and through the hub's JetStream domain: read and watch
+    the routing and revoked-device buckets (cloud-written), read and write the shared cache buckets.
+    Nothing else of the JetStream API: an edge that could create a stream could capture other edges'
+    subjects in it and read them back, and one that could delete one could wipe the fleet's routing;
+    the cloud creates every bucket (``xiaozhi-cloud buckets``, the console). Subscribe: only
+    ``_INBOX.<edge>.>``, where its replies, streamed chunks and KV watch deliveries arrive (the edge
+    connects with that inbox prefix). Checked on the subject the leaf sends (before the hub maps
+    ``$JS.<domain>.API`` to ``$JS.API``).
+    """
+    if not edge or s.safe_token(edge) != edge:
+        raise ValueError(f"an edge user must be one subject token ([A-Za-z0-9_-]), not {edge!r}")
+    api = f"$JS.{JS_DOMAIN}.API"
+    publish = [s.CLOUD_LLM, s.CLOUD_ASR, f"{s.CANCEL_PREFIX}.*", s.heartbeat_subject(edge)]
+    for bucket in (s.ROUTING_BUCKET, s.REVOKED_BUCKET):  # watched: an ordered consumer, flow control
+        stream = f"KV_{bucket}"
+        publish += [*_kv_read(bucket), f"{api}.CONSUMER.CREATE.{stream}", f"{api}.CONSUMER.CREATE.{stream}.>",
+                    f"{api}.CONSUMER.INFO.{stream}.*", f"$JS.FC.{stream}.>"]  # fmt: skip
+    for bucket in s.CACHE_BUCKETS.values():  # a put goes through the domain's API prefix (kv_cache)
+        publish += [*_kv_read(bucket), f"{api}.$KV.{bucket}.>"]
+    return {"publish": publish, "subscribe": [f"{s.inbox_prefix(edge)}.>"]}
+
+
+def _users(creds: list[Credential], hashed: bool, indent: int, edges: bool = False) -> str:
+    """Config rows for ``creds``; with ``edges`` each is an edge's leaf user, with its permissions."""
     rows = []
+    pad = " " * indent
     for c in creds:
         password = hash_password(c.password) if hashed else c.password
-        rows.append(" " * indent + f"{{ user: {_q(c.user)}, password: {_q(password)} }}")
+        if not edges:
+            rows.append(pad + f"{{ user: {_q(c.user)}, password: {_q(password)} }}")
+            continue
+        perms = edge_permissions(c.user)
+        rows += [
+            pad + f"{{ user: {_q(c.user)}, password: {_q(password)}",
+            pad + '  allowed_connection_types: ["LEAFNODE"]',  # the credential opens a leaf link, nothing else
+            pad + "  permissions: {",
+            pad + f"    publish: {{ allow: [{', '.join(_q(p) for p in perms['publish'])}] }}",
+            pad + f"    subscribe: {{ allow: [{', '.join(_q(p) for p in perms['subscribe'])}] }}",
+            pad + "  }",
+            pad + "}",
+        ]
     return "\n".join(rows)
 
 
@@ -121,20 +176,20 @@ def cloud_config(
         "  max_memory_store: 256MB",
         "  max_file_store: 8GB",
         "}",
+        # Edge users are here, not under leafnodes: only here can a user carry permissions.
         "authorization {",
         "  users: [",
         _users(clients, hashed, 4),
+        *([_users(edges, hashed, 4, edges=True)] if edges else []),
         "  ]",
         "}",
         "leafnodes {",
         f"  listen: {_q(f'{host}:{leaf_port}')}",
         # Behind a load balancer the hubs' own addresses are unreachable for edges: do not gossip them.
         "  no_advertise: true",
+        # No users of its own: a leaf link authenticates against the users above.
         "  authorization {",
         "    timeout: 2",
-        "    users: [",
-        _users(edges, hashed, 6),
-        "    ]",
         "  }",
         "}",
     ]

@@ -46,8 +46,13 @@ async def connect(
     allow_reconnect: bool = True,
     user: str | None = None,
     password: str | None = None,
+    inbox_prefix: str | None = None,
 ) -> Client:
-    """Connect (raising if the first attempt fails); afterwards reconnect forever every second."""
+    """Connect (raising if the first attempt fails); afterwards reconnect forever every second.
+
+    ``inbox_prefix``: where this client's reply inboxes live (an edge's ``_INBOX.<edge>``, the only
+    inboxes the hub delivers to its leaf link); nats-py's ``_INBOX`` when None.
+    """
     link = state if state is not None else LinkState()
 
     async def disconnected() -> None:
@@ -77,6 +82,7 @@ async def connect(
         error_cb=error,
         user=user,
         password=password,
+        **({"inbox_prefix": inbox_prefix} if inbox_prefix else {}),
     )
     link._set(True)
     return nc

@@ -3,7 +3,9 @@ and edge leaves. The tests and the fleet run (bench/fleet) build their clouds wi
 
 from __future__ import annotations
 
+import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +37,8 @@ class Hub:
     def leaf_url(self) -> str:
         return f"nats-leaf://127.0.0.1:{self.leaf_port}"
 
-    def start(self) -> Hub:
+    def start(self, buckets: bool = True) -> Hub:
+        """Start the server; with ``buckets``, create the KV buckets edges use but may not create."""
         text = cloud_config(
             server_name="test-hub",
             edges=list(self.edges.values()),
@@ -47,7 +50,32 @@ class Hub:
             store_dir=str(self.workdir / "js"),
         )
         self.server = start_nats_server(text, self.workdir, "hub", "127.0.0.1", self.port)
+        if buckets:
+            # In a thread: start() is also called from inside running event loops (async tests).
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(asyncio.run, self._create_buckets()).result(timeout=60)
         return self
+
+    async def _create_buckets(self) -> None:
+        """The cache buckets (as ``xiaozhi-cloud buckets``) and the revoked-devices bucket (as the console):
+        edges read and write them but may not create streams (``shared.nats.configs.edge_permissions``).
+        The routing bucket is left to each test: whether it exists is part of what some of them check."""
+        import nats
+        from nats.js.api import KeyValueConfig, StorageType
+
+        from shared.nats import revoked
+        from shared.nats.subjects import CACHE_BUCKETS, JS_DOMAIN
+
+        nc = await nats.connect(self.url, user=self.cloud.user, password=self.cloud.password)
+        try:
+            js = nc.jetstream(domain=JS_DOMAIN, timeout=10.0)
+            for bucket in CACHE_BUCKETS.values():
+                cfg = KeyValueConfig(bucket=bucket, ttl=7 * 24 * 3600, history=1, max_value_size=512 * 1024,
+                                     storage=StorageType.FILE)  # fmt: skip
+                await js.create_key_value(cfg)
+            await revoked.open_bucket(js, create=True)
+        finally:
+            await nc.close()
 
     def stop(self, kill: bool = False) -> None:
         if self.server is not None:

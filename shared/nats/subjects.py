@@ -23,6 +23,15 @@ def heartbeat_subject(edge_id: str) -> str:
     return f"{HEARTBEAT_PREFIX}.{edge_id}"
 
 
+def inbox_prefix(edge_id: str) -> str:
+    """``_INBOX.<edge id>``: every reply inbox of an edge's connection starts with it.
+
+    The hub lets an edge's leaf link receive only its own inboxes (``shared.nats.configs``), so one
+    edge cannot read the replies streamed to another; the edge id must be its NATS user.
+    """
+    return f"_INBOX.{edge_id}"
+
+
 # The hub's JetStream domain: every client uses nc.jetstream(domain=JS_DOMAIN), so the same calls
 # work on the hub and from an edge's leaf server.
 JS_DOMAIN = "xiaozhi"
@@ -31,6 +40,8 @@ JS_DOMAIN = "xiaozhi"
 ROUTING_BUCKET = "xz_routing"  # key ROUTING_KEY: the fallback routing config every edge watches
 ROUTING_KEY = "routing"
 CACHE_BUCKETS = {"tts": "xz_cache_tts", "answer": "xz_cache_answer"}  # L2 caches, with a TTL
+# One key per device whose token an admin revoked (shared.nats.revoked): every edge watches it.
+REVOKED_BUCKET = "xz_revoked"
 
 # Headers of the streaming protocol (shared.nats.streaming).
 H_TURN = "Xz-Turn"

@@ -7,7 +7,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from shared.nats.configs import cloud_config, edge_config, hash_password, new_credential
+from shared.nats.configs import cloud_config, edge_config, edge_permissions, hash_password, new_credential
 from shared.nats.local import Hub, Leaf
 from shared.nats.server import NatsServerError, free_port, start_nats_server
 
@@ -18,6 +18,19 @@ def test_hub_config_hashes_every_password() -> None:
     assert edge.password not in text and cloud.password not in text
     assert text.count('"$2a$11$') == 2 and "leafnodes" in text and "jetstream" in text
     assert hash_password("x").startswith("$2a$")
+
+
+def test_edge_users_carry_their_own_permissions() -> None:
+    edge, cloud = new_credential("edge-1"), new_credential("cloud", "cloud")
+    text = cloud_config(server_name="h", edges=[edge], clients=[cloud], http_port=None)
+    users = text.split("leafnodes {")[0]
+    assert '"xz.fleet.heartbeat.edge-1"' in users and '"_INBOX.edge-1.>"' in users
+    assert users.count('allowed_connection_types: ["LEAFNODE"]') == 1  # the edge, not the cloud user
+    perms = edge_permissions("edge-1")
+    assert perms["subscribe"] == ["_INBOX.edge-1.>"]
+    assert not [p for p in perms["publish"] if "STREAM.CREATE" in p or "DELETE" in p or p.endswith("API.>")]
+    with pytest.raises(ValueError, match="subject token"):
+        edge_permissions("edge.>")  # a user name must not widen its own heartbeat permission
 
 
 def test_edge_config_needs_a_leaf_url() -> None:
@@ -45,13 +58,14 @@ async def test_leaf_links_with_its_credential_and_a_wrong_one_is_refused(tmp_pat
         hub.edges["edge-b"] = type(hub.edges["edge-b"])("edge-b", "wrong-password")  # the hub has the real hash
         bad.start()
         good.wait_linked()
-        # A message published on the edge's local server reaches a cloud subscriber over the leaf link.
+        # A message published on the edge's local server reaches a cloud subscriber over the leaf link
+        # (a subject the edge may publish: its own heartbeat; tests/cloud/test_nats_permissions.py).
         cloud_nc = await nats.connect(hub.url, user="cloud", password=hub.cloud.password)
         edge_nc = await nats.connect(good.url)
-        sub = await cloud_nc.subscribe("xz.test")
+        sub = await cloud_nc.subscribe("xz.fleet.heartbeat.edge-a")
         await cloud_nc.flush()
         for _ in range(50):  # interest propagates over the link asynchronously
-            await edge_nc.publish("xz.test", b"hello")
+            await edge_nc.publish("xz.fleet.heartbeat.edge-a", b"hello")
             try:
                 msg = await sub.next_msg(timeout=0.1)
                 break

@@ -235,7 +235,13 @@ def _block(text: str, name: str) -> str | None:
 
 
 def _users(block: str) -> dict[str, str]:
-    return dict(re.findall(r'\{ user: "([^"]+)", password: "([^"]+)" \}', block))
+    return dict(re.findall(r'\{ user: "([^"]+)", password: "([^"]+)"', block))
+
+
+def _leaf_users(block: str) -> dict[str, str]:
+    """The edges' users: in the main block (where permissions are allowed), limited to leaf connections."""
+    leaf_only = r'\{ user: "([^"]+)", password: "([^"]+)"\n\s*allowed_connection_types: \["LEAFNODE"\]'
+    return dict(re.findall(leaf_only, block))
 
 
 def _port(text: str, key: str) -> int | None:
@@ -259,7 +265,7 @@ def _parse_hub_config(text: str) -> HubConfig:
         max_file_store=_bytes(re.search(r"max_file_store: (\S+)", jetstream)[1]),  # type: ignore[index]
         max_memory_store=_bytes(re.search(r"max_memory_store: (\S+)", jetstream)[1]),  # type: ignore[index]
         users=_users(auth),
-        leaf_users=_users(leaf),
+        leaf_users=_leaf_users(auth),
     )
     cluster = _block(text, "cluster")
     if cluster:
