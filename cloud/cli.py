@@ -23,6 +23,7 @@ from pathlib import Path
 
 from cloud.config import ENV_PREFIX, CloudConfig, client_overrides
 from shared.config import ConfigError, load_settings
+from shared.nats import revoked
 from shared.nats import subjects as s
 from shared.nats.configs import Credential, cloud_config, load_credential, new_credential, save_credential
 from shared.routing_config import RoutingConfigError, load_routing_file, parse_routing
@@ -81,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     ad.add_argument("--db", default=os.environ.get("XIAOZHI_CLOUD__CONSOLE__DB", "sqlite:///xiaozhi-console.db"),
                     help="the console's SQLAlchemy URL (default: XIAOZHI_CLOUD__CONSOLE__DB, as the console reads it)")
 
-    bk = sub.add_parser("buckets", help="create the routing and L2 cache KV buckets (idempotent)")
+    bk = sub.add_parser("buckets", help="create the routing, L2 cache and revoked-device KV buckets (idempotent)")
     bk.add_argument("--nats", default="nats://127.0.0.1:4222")
     bk.add_argument("--credential")
     bk.add_argument("--cache-ttl-s", type=float, default=7 * 24 * 3600)
@@ -149,7 +150,8 @@ async def _buckets(url: str, credential: str | None, cache_ttl_s: float) -> None
         for bucket in s.CACHE_BUCKETS.values():
             await js.create_key_value(KeyValueConfig(bucket=bucket, ttl=cache_ttl_s, history=1,
                                                      max_value_size=512 * 1024, storage=StorageType.FILE))  # fmt: skip
-        print(f"buckets ready: {s.ROUTING_BUCKET}, {', '.join(s.CACHE_BUCKETS.values())}")
+        await revoked.open_bucket(js, create=True)  # the console writes it, every edge watches it
+        print(f"buckets ready: {s.ROUTING_BUCKET}, {', '.join(s.CACHE_BUCKETS.values())}, {s.REVOKED_BUCKET}")
     finally:
         await nc.close()
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared.config import AsrConfig, LogConfig, _Section
+from shared.tls import pair_problem
 
 ENV_PREFIX = "XIAOZHI_CLOUD__"
 
@@ -60,11 +61,23 @@ class ConsoleConfig(_Section):
     db: str = "sqlite:///xiaozhi-console.db"
     # Secure cookies need HTTPS (a TLS-terminating proxy in production); off only for loopback try-outs.
     cookie_secure: bool = True
+    # PEM certificate (chain) and private key: both set, the console serves HTTPS itself (and sends
+    # Strict-Transport-Security); empty: plain HTTP, for a TLS-terminating proxy in front.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
     session_ttl_h: float = Field(12.0, gt=0)
     login_attempts: int = Field(5, ge=1)  # failed logins per address and per user name ...
     login_window_s: float = Field(300.0, gt=0)  # ... in this window, then 429
     stale_after_s: float = Field(20.0, gt=0)  # an edge without a heartbeat for this long is flagged stale
     live_interval_s: float = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ConsoleConfig:
+        problem = pair_problem(self.tls_cert_file, self.tls_key_file, "console.tls_cert_file",
+                               "console.tls_key_file")  # fmt: skip
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class CloudConfig(_Section):

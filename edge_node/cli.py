@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import sys
 from typing import Any
 
@@ -68,13 +69,13 @@ def _nats_config(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(cfg: Any) -> None:
+async def _serve(cfg: Any, ssl_context: ssl.SSLContext | None = None) -> None:
     from edge_node.engines.runtime import Engines
     from edge_node.server import EdgeServer
 
     loop = asyncio.get_running_loop()
     engines = await loop.run_in_executor(None, Engines.load, cfg)
-    server = EdgeServer(cfg, engines)
+    server = EdgeServer(cfg, engines, ssl_context)
     await server.start()
     # A line test harnesses and operators can wait for, with the real ports.
     print(f"READY ws={server.ws_port} http={server.http_port}", flush=True)
@@ -119,10 +120,17 @@ def main(argv: list[str] | None = None) -> int:
 
         print(yaml.safe_dump(cfg.model_dump(), sort_keys=False, allow_unicode=True), end="")
         return 0
+    from shared.tls import TlsError, server_context
+
+    try:  # before the models load: a bad certificate path should not cost a minute of loading
+        ssl_context = server_context(cfg.server.tls_cert_file, cfg.server.tls_key_file)
+    except TlsError as exc:
+        print(f"xiaozhi-edge: {exc}", file=sys.stderr)
+        return 2
     from shared.logs import setup_logging
 
     setup_logging(cfg.log)
-    asyncio.run(_serve(cfg))
+    asyncio.run(_serve(cfg, ssl_context))
     return 0
 
 

@@ -53,7 +53,8 @@ class HttpApi:
         cfg = self.server.cfg.server
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, cfg.host, cfg.http_port)
+        # Same certificate as the WebSocket port: OTA answers carry device tokens (https when TLS is on).
+        site = web.TCPSite(self._runner, cfg.host, cfg.http_port, ssl_context=self.server.ssl_context)
         await site.start()
         if cfg.http_port == 0:
             sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
@@ -76,7 +77,12 @@ class HttpApi:
 
     async def ota(self, request: web.Request) -> web.Response:
         try:
-            ota = parse_ota_request(request.headers, await request.read())
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            log.warning("OTA from %s refused: body over %d bytes", request.remote, MAX_OTA_BODY)
+            return _error(413, f"request body over {MAX_OTA_BODY} bytes")
+        try:
+            ota = parse_ota_request(request.headers, raw)
         except OtaRequestError as exc:
             log.warning("OTA from %s refused: %s", request.remote, exc)
             return _error(400, str(exc))

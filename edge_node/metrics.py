@@ -33,7 +33,7 @@ SESSIONS_CAPACITY = Gauge("xiaozhi_sessions_capacity", "Most sessions this node 
 CONNECTIONS = Counter(
     "xiaozhi_ws_connections_total",
     "WebSocket connections by how they ended (closed, idle_closed, oversize, error) or were turned away "
-    "(bad_path, unauthorised, refused_busy)",
+    "(bad_path, unauthorised, revoked, rate_limited, refused_busy)",
     ["result"],
 )
 ADMISSION = Counter("xiaozhi_admission_total", "Connection admission decisions (admitted, refused)", ["result"])
@@ -47,9 +47,25 @@ AUDIO_SEND_LAG = Histogram(
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5),
 )
 MCP_CALLS = Counter("xiaozhi_mcp_tool_calls_total", "Device MCP tool calls by result", ["result"])
+SEND_TIMEOUTS = Counter(
+    "xiaozhi_send_timeouts_total",
+    "Connections dropped because the device stopped reading: a send to it waited server.send_timeout_s",
+)
+RATE_LIMITED = Counter(
+    "xiaozhi_rate_limited_total",
+    "Refused by a per-device rate limit (config limits), by kind: connect (handshake answered 429), turn "
+    "(answered with the slow-down message), text and audio (frames over their rate: connection closed with 1008)",
+    ["kind"],
+)
+REVOKED_DEVICES = Gauge("xiaozhi_revoked_devices", "Devices on the fleet's revocation list as this edge last saw it")
+REVOCATIONS_ENFORCED = Counter(
+    "xiaozhi_revocations_enforced_total",
+    "A revoked device turned away: action refused (handshake answered 401) or closed (live session closed)",
+    ["action"],
+)
 
 # -- turns ------------------------------------------------------------------------------------
-# route: intent | cache | local_llm | cloud | none; outcome: ok | busy | interrupted | error | empty
+# route: intent | cache | local_llm | cloud | none; outcome: ok | busy | interrupted | error | empty | rate_limited
 TURNS = Counter("xiaozhi_turns_total", "Turns by the route that answered and their outcome", ["route", "outcome"])
 TURN_LATENCY = Histogram(
     "xiaozhi_turn_latency_seconds",
@@ -79,9 +95,23 @@ VAD_BATCH = Histogram(
     "xiaozhi_vad_batch_size", "Streams per batched VAD call", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
 )
 MODEL_INFO = Gauge("xiaozhi_model_info", "Always 1 per loaded model; the labels name it", ["stage", "model"])
+ENGINE_FAILURES = Counter(
+    "xiaozhi_engine_failures_total", "Jobs in which a model instance raised on its worker thread", ["stage"]
+)
+ENGINE_RESTARTS = Counter(
+    "xiaozhi_engine_restarts_total",
+    "Model instances replaced by a fresh one after they raised (result: ok, failed: the old one was kept)",
+    ["stage", "result"],
+)
 
 # -- caches: tts | answer; level: l1 | l3 | l2 (looked up in that order); result: hit | miss ----
 CACHE_REQUESTS = Counter("xiaozhi_cache_requests_total", "Cache lookups", ["cache", "level", "result"])
+CACHE_ERRORS = Counter(
+    "xiaozhi_cache_errors_total",
+    "Disk cache (L3) problems, each counted (logged once per kind): op read | write | remove | corrupt, "
+    "error: the errno name (ENOSPC, EFBIG, EACCES, ...) or bad_entry",
+    ["cache", "op", "error"],
+)
 
 # -- routing and the cloud link (edge_node/routing, edge_node/cloud_link) ------------------------
 ROUTE_DECISIONS = Counter(
@@ -117,3 +147,7 @@ def init_series() -> None:
             NATS_REQUESTS.labels(subject_class=kind, result=result)
     for result in ("applied", "refused"):
         ROUTING_RELOADS.labels(result=result)
+    for kind in ("connect", "turn", "text", "audio"):
+        RATE_LIMITED.labels(kind=kind)
+    for action in ("refused", "closed"):
+        REVOCATIONS_ENFORCED.labels(action=action)

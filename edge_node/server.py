@@ -13,6 +13,7 @@ import contextlib
 import hmac
 import logging
 import socket
+import ssl
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -29,15 +30,18 @@ from edge_node import __version__, cpu_roles, metrics
 from edge_node.admission import CapacityModel
 from edge_node.cloud_link.heartbeat import Heartbeat
 from edge_node.cloud_link.link import CloudLink
+from edge_node.cloud_link.revocations import RevocationSource
 from edge_node.cloud_link.routing_source import RoutingSource
 from edge_node.engines.runtime import Engines
 from edge_node.http_api import HttpApi
+from edge_node.limits import DeviceLimits, LogThrottle
 from edge_node.routing.router import Router
 from edge_node.session.session import DeviceInfo, Session
 from edge_node.turn_stats import TurnStats
 from shared import tokens
 from shared.config import EdgeConfig
 from shared.nats.server import NatsServerProcess, run_nats_server
+from shared.tls import server_context
 
 log = logging.getLogger("edge_node.server")
 
@@ -52,6 +56,8 @@ class ServerContext:
     capacity: CapacityModel
     cloud: CloudLink
     routing: RoutingSource
+    # Per-device rate limits (config limits): handshakes here, turns and text frames in the sessions.
+    limits: DeviceLimits
     sessions: set[Session] = field(default_factory=set)
     started_at: float = field(default_factory=time.time)
     turn_stats: TurnStats = field(default_factory=TurnStats)
@@ -80,12 +86,20 @@ def _device_info(request: Request, remote: str) -> DeviceInfo:
 
 
 class EdgeServer:
-    def __init__(self, cfg: EdgeConfig, engines: Engines) -> None:
+    def __init__(self, cfg: EdgeConfig, engines: Engines, ssl_context: ssl.SSLContext | None = None) -> None:
         self.cfg = cfg
+        # TLS for both ports (server.tls_cert_file/tls_key_file); the CLI builds it before the models
+        # load, so a bad certificate fails in a second rather than after the engines.
+        self.ssl_context = ssl_context or server_context(cfg.server.tls_cert_file, cfg.server.tls_key_file)
         cloud = CloudLink(cfg)
         routing = RoutingSource(cfg.routing.file, cloud, cfg.routing.watch_kv)
         router = Router(cfg, engines, routing=routing, cloud=cloud, llm_queue_depth=lambda: engines.llm_pool.depth())
-        self.ctx = ServerContext(cfg, engines, router, CapacityModel(cfg.admission), cloud, routing)
+        self.ctx = ServerContext(cfg, engines, router, CapacityModel(cfg.admission), cloud, routing,
+                                 DeviceLimits(cfg.limits))  # fmt: skip
+        # The fleet's revoked devices (KV xz_revoked): refused at the handshake, dropped when revoked.
+        self.revocations = RevocationSource(cloud, cfg.auth.watch_revocations)
+        self.revocations.on_revoked.append(self._close_revoked)
+        self._revoked_log = LogThrottle(cfg.limits.log_every_s, cfg.limits.max_devices)
         if cloud.configured and cfg.cache.l2_enabled:
             engines.share_caches(cloud)
         self.heartbeat = Heartbeat(cloud, cfg.node_id, self.snapshot, cfg.nats.heartbeat_s)
@@ -135,6 +149,19 @@ class EdgeServer:
             metrics.CONNECTIONS.labels(result="unauthorised").inc()
             log.warning("refused %s: bad or missing token", request.headers.get("Device-Id", "?"))
             return connection.respond(HTTPStatus.UNAUTHORIZED, "invalid or missing device token\n")
+        # A request without Device-Id is limited by its address (not its port: that changes every time).
+        device_id = _device_info(request, connection.remote_address[0] if connection.remote_address else "?").device_id
+        if self.revocations.is_revoked(device_id):
+            metrics.CONNECTIONS.labels(result="revoked").inc()
+            metrics.REVOCATIONS_ENFORCED.labels(action="refused").inc()
+            refused = self._revoked_log.due(device_id.lower())
+            if refused is not None:
+                log.warning("refused %s: device revoked (%d refused since the last such line)", device_id, refused,
+                            extra={"device_id": device_id})  # fmt: skip
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "device revoked\n")
+        if not self.ctx.limits.allow_connect(device_id):
+            metrics.CONNECTIONS.labels(result="rate_limited").inc()
+            return connection.respond(HTTPStatus.TOO_MANY_REQUESTS, "too many connection attempts; retry later\n")
         admitted, why = self.ctx.capacity.admit(len(self.ctx.sessions), self.cfg.server.max_sessions)
         metrics.ADMISSION.labels(result="admitted" if admitted else "refused").inc()
         if not admitted:
@@ -150,6 +177,8 @@ class EdgeServer:
         self.ctx.sessions.add(session)
         metrics.SESSIONS.labels(transport="websocket").set(len(self.ctx.sessions))
         session.log.info("connected from %s (client %s)", remote, session.device.client_id or "-")
+        if self.revocations.is_revoked(session.device.device_id):
+            self._close_revoked(session.device.device_id.lower())  # revoked between the check and now
         result = "closed"
         try:
             await session.run()
@@ -169,6 +198,14 @@ class EdgeServer:
             metrics.SESSIONS.labels(transport="websocket").set(len(self.ctx.sessions))
             metrics.CONNECTIONS.labels(result=result).inc()
             session.log.info("disconnected (%s, code %s)", result, ws.close_code)
+
+    def _close_revoked(self, device_id: str) -> None:
+        """A device was revoked: close its live sessions now (1008), not at their next handshake."""
+        for session in list(self.ctx.sessions):
+            if session.device.device_id.lower() == device_id and not session.closing:
+                session.log.warning("device revoked: closing its session")
+                metrics.REVOCATIONS_ENFORCED.labels(action="closed").inc()
+                self._tasks.append(asyncio.create_task(session.close(1008, "device revoked")))
 
     async def _measure_capacity(self) -> None:
         """Re-measure CPU per turn every few seconds (what admission compares demand against)."""
@@ -240,6 +277,7 @@ class EdgeServer:
         await self._start_nats()
         await self.ctx.cloud.start()
         await self.ctx.routing.start()
+        await self.revocations.start()
         await self.heartbeat.start()
         await self.ctx.engines.start()
         s = self.cfg.server
@@ -252,8 +290,11 @@ class EdgeServer:
             max_size=s.max_frame_bytes,
             compression=None,  # firmware offers no extensions
             max_queue=64,
+            # What a device that stops reading can hold (with SO_SNDBUF, set per session) before sends wait.
+            write_limit=s.send_buffer_bytes,
             open_timeout=10,
             server_header=f"xiaozhi-edge/{__version__}",
+            ssl=self.ssl_context,
         )
         self.ws_port = self._ws.sockets[0].getsockname()[1] if s.port == 0 else s.port
         await self.http.start()
@@ -262,8 +303,14 @@ class EdgeServer:
             asyncio.create_task(metrics.watch_loop_lag(), name="loop-lag"),
             asyncio.create_task(self._measure_capacity(), name="capacity"),
         ]
-        log.info("edge node %s: WebSocket ws://%s:%d%s, HTTP http://%s:%d (OTA /xiaozhi/ota/)",
-                 self.cfg.node_id, s.host, self.ws_port, s.ws_path, s.host, self.http_port)  # fmt: skip
+        tls = self.ssl_context is not None
+        log.info("edge node %s: WebSocket %s://%s:%d%s, HTTP %s://%s:%d (OTA /xiaozhi/ota/)",
+                 self.cfg.node_id, "wss" if tls else "ws", s.host, self.ws_port, s.ws_path,
+                 "https" if tls else "http", s.host, self.http_port)  # fmt: skip
+        if tls and s.public_ws_url.startswith("ws://"):
+            # Devices would open plain WebSockets to a TLS port: every handshake would fail.
+            log.warning("server.public_ws_url %s is ws:// but this port speaks TLS: devices need wss://",
+                        s.public_ws_url)  # fmt: skip
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -275,6 +322,7 @@ class EdgeServer:
         await self.http.stop()
         await self.heartbeat.stop()
         await self.ctx.routing.stop()
+        await self.revocations.stop()
         await self.ctx.cloud.stop()
         await self.ctx.engines.stop()
         if self.nats_server is not None:
@@ -285,7 +333,8 @@ class EdgeServer:
         if self.cfg.server.public_ws_url:
             return self.cfg.server.public_ws_url
         host = (host_header or "").rsplit(":", 1)[0] or self._advertised_host()
-        return f"ws://{host}:{self.ws_port}{self.cfg.server.ws_path}"
+        scheme = "wss" if self.ssl_context is not None else "ws"
+        return f"{scheme}://{host}:{self.ws_port}{self.cfg.server.ws_path}"
 
     def _advertised_host(self) -> str:
         """For heartbeats (no request to learn from): the listen address if it is a specific one,

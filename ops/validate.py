@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import ssl
 import sys
 import time
 import uuid
@@ -53,6 +54,8 @@ class Deployment(BaseModel):
     expect_workers: dict[str, int] = Field(default_factory=lambda: {"llm": 1})
     prometheus: str = ""
     token_key: str = Field("", description="the fleet's device-token key: the probe device gets a token of its own")
+    ca_file: str = Field("", description="PEM CA bundle that signed the fleet's https/wss certificates; "
+                         "empty: the system's CAs")  # fmt: skip
     probe_text: str = "What time is it?"
     max_first_audio_s: float = Field(3.0, gt=0)
     timeout_s: float = Field(10.0, gt=0)
@@ -272,7 +275,8 @@ async def _check_session(dep: Deployment, ws: dict[str, str], rec: _Recorder) ->
     if dep.token_key:  # edges that check device tokens: the admin's key signs one for the probe device
         key = await asyncio.to_thread(tokens.load_key, Path(dep.token_key))
         token = tokens.issue(key, PROBE_DEVICE, 600)
-    client = DeviceClient(ws["url"], device_id=PROBE_DEVICE, token=token, hello_timeout_s=dep.timeout_s)
+    client = DeviceClient(ws["url"], device_id=PROBE_DEVICE, token=token, hello_timeout_s=dep.timeout_s,
+                          ssl_context=_tls(dep))  # fmt: skip
 
     async def hello() -> str:
         await asyncio.wait_for(client.connect(), dep.timeout_s)
@@ -460,9 +464,16 @@ async def _check_prometheus(base: str, http: httpx.AsyncClient, report: Report) 
     await rec.run("scrapes", targets)
 
 
+def _tls(dep: Deployment) -> ssl.SSLContext | None:
+    """How https/wss peers are verified: against ``ca_file`` (a private fleet CA), else the system's CAs."""
+    from shared.tls import client_context
+
+    return client_context(dep.ca_file) if dep.ca_file else None
+
+
 async def validate(dep: Deployment) -> Report:
     report = Report(datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    async with httpx.AsyncClient(timeout=dep.timeout_s) as http:
+    async with httpx.AsyncClient(timeout=dep.timeout_s, verify=_tls(dep) or True) as http:
         edge_ids = []
         for base in dep.edges:
             node = await _check_edge(dep, base, http, report)
@@ -491,6 +502,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--expect-workers", help="minimum workers per role, e.g. llm=2,asr=1 (default llm=1)")
     p.add_argument("--prometheus", help="Prometheus base URL: every xiaozhi-* target must be up")
     p.add_argument("--token-key", help="the fleet's device-token key, for edges that check device tokens")
+    p.add_argument("--ca-file", help="PEM CA that signed the edges' / provisioning's TLS certificates (https, wss)")
     p.add_argument("--probe-text", help="what the probe device says (default: 'What time is it?')")
     p.add_argument("--max-first-audio-s", type=float, help="probe turn budget, end of speech to first audio")
     p.add_argument("--timeout-s", type=float, help="per request")
@@ -510,7 +522,7 @@ def _deployment(args: argparse.Namespace) -> Deployment:
         data["edges"] = args.edge
     if args.worker:
         data["workers"] = args.worker
-    for key in ("ota", "nats", "credential", "prometheus", "token_key", "probe_text", "max_first_audio_s",
+    for key in ("ota", "nats", "credential", "prometheus", "token_key", "ca_file", "probe_text", "max_first_audio_s",
                 "timeout_s"):
         value = getattr(args, key)
         if value is not None:
@@ -520,7 +532,9 @@ def _deployment(args: argparse.Namespace) -> Deployment:
         if any(len(p) != 2 or not p[1].strip().isdigit() for p in pairs):
             raise ValueError(f"--expect-workers wants role=count pairs, not {args.expect_workers!r}")
         data["expect_workers"] = {k.strip(): int(v) for k, v in pairs}
-    return Deployment.model_validate(data)
+    dep = Deployment.model_validate(data)
+    _tls(dep)  # a missing or non-PEM CA file is the description's fault: exit 2 with its name
+    return dep
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ import json
 import logging
 import shutil
 import signal
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from shared import tokens
 from shared.config import ConfigError, EdgeConfig, load_settings
 from shared.nats import subjects as s
 from shared.nats.configs import edge_config, load_credential, new_credential, save_credential
+from shared.tls import server_context
 
 from .config import ENV_PREFIX, ProvisionConfig
 
@@ -113,10 +115,10 @@ def _enroll(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(cfg: ProvisionConfig) -> None:
+async def _serve(cfg: ProvisionConfig, ssl_context: ssl.SSLContext | None = None) -> None:
     from .service import ProvisionService
 
-    service = ProvisionService(cfg)
+    service = ProvisionService(cfg, ssl_context)
     await service.start()
     print(f"READY provision http={service.port}", flush=True)
     stop = asyncio.Event()
@@ -145,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides[key] = str(getattr(args, flag))
     try:
         cfg = load_settings(ProvisionConfig, args.config, overrides, prefix=ENV_PREFIX)
+        ssl_context = server_context(cfg.tls_cert_file, cfg.tls_key_file)  # names a bad file before serving
     except ConfigError as exc:
         print(f"xiaozhi-provision: {exc}", file=sys.stderr)
         return 2
@@ -152,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging(cfg.log)
     try:
-        asyncio.run(_serve(cfg))
+        asyncio.run(_serve(cfg, ssl_context))
     except KeyboardInterrupt:
         pass
     except (OSError, ValueError) as exc:

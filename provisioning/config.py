@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from cloud.config import NatsClientConfig
 from shared.config import LogConfig, _Section
+from shared.tls import pair_problem
 
 ENV_PREFIX = "XIAOZHI_PROVISION__"
 
@@ -16,6 +17,10 @@ class ProvisionConfig(_Section):
     port: int = Field(8004, ge=0, le=65535)
     # What devices are told to poll and download from: this service's address as the devices reach it.
     public_url: str = "http://127.0.0.1:8004"
+    # PEM certificate (chain) and private key: both set, the OTA, activation and firmware endpoints are
+    # served over HTTPS (public_url should then say https://). Empty: plain HTTP.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
     # The console's database: devices, their activation codes and assigned edges live there.
     db: str = "sqlite:///xiaozhi-console.db"
     # The fleet's device-token key (xiaozhi-provision enroll-edge creates it); every edge has a copy.
@@ -33,3 +38,10 @@ class ProvisionConfig(_Section):
     timezone_offset_min: int | None = None  # None: this host's
     nats: NatsClientConfig = Field(default_factory=NatsClientConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ProvisionConfig:
+        problem = pair_problem(self.tls_cert_file, self.tls_key_file, "tls_cert_file", "tls_key_file")
+        if problem:
+            raise ValueError(problem)
+        return self

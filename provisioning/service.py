@@ -12,6 +12,13 @@ Every device POSTs here at boot. The answer is exact, because the firmware is st
   with it, and the MAC as challenge, so the device polls ``/activate`` (202 until an admin binds
   the code in the console, then 200).
 
+A device whose token an admin revoked in the console still gets a 200, with ``websocket.token``
+empty and no activation or firmware offer. Not a 403: any status but 200 is a failed check that
+the firmware retries ten times and then abandons for MQTT, while its NVS keeps the old token; a 200
+is parsed, and every ``websocket`` member is copied into NVS, so the empty token overwrites the
+stored one (protocol.md §1.4). The device then opens its socket without a token and the edge
+answers 401 (and refuses it by its revocation list anyway, whatever token it shows).
+
 When no edge is healthy the answer is 503: the device retries (10 s, doubling), which is better
 than sending it to a dead edge.
 """
@@ -22,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 import time
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +45,7 @@ from shared.nats import subjects as s
 from shared.nats.connect import LinkState, connect_until_up
 from shared.nats.heartbeats import HeartbeatError, parse_heartbeat
 from shared.protocol.ota import OtaRequestError, parse_ota_request
+from shared.tls import server_context
 
 from .assign import EdgeDirectory, NoEdgeAvailable
 from .config import ProvisionConfig
@@ -48,7 +57,7 @@ __all__ = ["ProvisionService"]
 
 MAX_BODY = 64 * 1024
 
-OTA = Counter("xiaozhi_provision_ota_total", "OTA requests by result (served, pending, no_edge, bad_request)",
+OTA = Counter("xiaozhi_provision_ota_total", "OTA requests by result (served, pending, revoked, no_edge, bad_request)",
               ["result"])  # fmt: skip
 ACTIVATIONS = Counter("xiaozhi_provision_activations_total", "Activation polls by answer (bound, waiting, unknown)",
                       ["result"])  # fmt: skip
@@ -62,8 +71,10 @@ def _error(status: int, message: str) -> web.Response:
 
 
 class ProvisionService:
-    def __init__(self, cfg: ProvisionConfig) -> None:
+    def __init__(self, cfg: ProvisionConfig, ssl_context: ssl.SSLContext | None = None) -> None:
         self.cfg = cfg
+        # HTTPS when tls_cert_file/tls_key_file are set: the OTA answer carries the device's token.
+        self.ssl_context = ssl_context or server_context(cfg.tls_cert_file, cfg.tls_key_file)
         self.store = Store(cfg.db)
         self.key = tokens.load_key(Path(cfg.token_key_file))
         self.firmware = FirmwareStore(cfg.firmware_dir)
@@ -87,10 +98,17 @@ class ProvisionService:
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port)
+        site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port, ssl_context=self.ssl_context)
         await site.start()
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
         self.port = sockets[0].getsockname()[1] if sockets else self.cfg.port
+        scheme = "https" if self.ssl_context is not None else "http"
+        log.info("provisioning: OTA at %s://%s:%d/xiaozhi/ota/, devices told %s", scheme, self.cfg.host, self.port,
+                 self.cfg.public_url)  # fmt: skip
+        if self.ssl_context is not None and self.cfg.public_url.startswith("http://"):
+            # What devices are told (firmware download URLs) is built from public_url: plain HTTP then.
+            log.warning("TLS is on but public_url %s says http://: devices would be sent to plain HTTP "
+                        "(set public_url to https://...)", self.cfg.public_url)  # fmt: skip
         self.directory.set_assigned(await asyncio.to_thread(self.store.assigned_counts))
         self._tasks.append(asyncio.create_task(self._recount(), name="recount"))
         if self.cfg.nats.url:
@@ -140,6 +158,8 @@ class ProvisionService:
         extra = {"device_id": device_id}
         device, code = await asyncio.to_thread(self.store.device_for_ota, device_id, running,
                                                self.cfg.activation_required)  # fmt: skip
+        if device.get("revoked_at") is not None:
+            return self._revoked(device_id, running)
         try:
             where = self.directory.assign(device["edge_id"], request.remote or "")
         except NoEdgeAvailable as exc:
@@ -161,6 +181,15 @@ class ProvisionService:
         log.info("OTA %s (%s %s): edge %s (%s)%s", device_id, board or "?", running or "?", where.edge, where.reason,
                  f", activation code {code}" if pending else "", extra=extra)  # fmt: skip
         return web.json_response(answer)
+
+    def _revoked(self, device_id: str, running: str) -> web.Response:
+        """No token for a revoked device; the empty one replaces the token it stored (see the module doc)."""
+        OTA.labels(result="revoked").inc()
+        log.warning("OTA %s: token revoked in the console: answered without a token", device_id,
+                    extra={"device_id": device_id})  # fmt: skip
+        return web.json_response({"server_time": self._server_time(),
+                                  "firmware": {"version": running or "0.0.0", "url": "", "force": 0},
+                                  "websocket": {"token": ""}})  # fmt: skip
 
     def _server_time(self) -> dict[str, int]:
         tz = self.cfg.timezone_offset_min
@@ -188,8 +217,8 @@ class ProvisionService:
         if raw:
             try:
                 body = json.loads(raw)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                return _error(400, f"request body is not valid JSON: {exc}")
+            except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, huge numbers, deep nesting
+                return _error(400, f"request body is not valid JSON: {str(exc)[:200] or type(exc).__name__}")
             if not isinstance(body, dict):
                 return _error(400, "request body must be a JSON object")
         if not device_id:

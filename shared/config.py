@@ -46,12 +46,34 @@ class ServerConfig(_Section):
     ws_path: str = "/xiaozhi/v1/"
     # The URL devices are told in the OTA answer; derived from the request's Host when empty.
     public_ws_url: str = ""
+    # PEM certificate (chain) and private key: both set, the WebSocket port speaks wss:// and the HTTP
+    # port (OTA, /health, /metrics) https://, and the derived public_ws_url says wss://. Empty: plain.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
     # Frames bigger than this close the connection with 1009; firmware sends at most 64 KiB.
     max_frame_bytes: int = Field(65536, ge=1024)
     hello_timeout_s: float = Field(10.0, gt=0)
     # A session with no uplink voice and no reply for this long is closed (protocol.md §2.9).
     idle_timeout_s: float = Field(120.0, gt=0)
     max_sessions: int = Field(1000, ge=1)
+    # Bytes the edge queues for one device before a send to it waits: the WebSocket write buffer
+    # (websockets write_limit) and the kernel's socket buffer (SO_SNDBUF, which Linux would otherwise
+    # autotune to megabytes) each get this much. 32 KiB is ~10 s of downlink audio, far more than a
+    # device that plays in real time needs queued, so a device that stops reading costs little memory.
+    send_buffer_bytes: int = Field(32768, ge=4096)
+    # A send that waits this long (the device took nothing while its buffers were full) means the
+    # device stopped reading: its connection is dropped (xiaozhi_send_timeouts_total). Without it, its
+    # reply and session would wait forever, since the idle sweeper never closes a session mid-reply.
+    send_timeout_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerConfig:
+        from shared.tls import pair_problem  # shared.tls imports this module
+
+        problem = pair_problem(self.tls_cert_file, self.tls_key_file, "server.tls_cert_file", "server.tls_key_file")
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class AuthConfig(_Section):
@@ -62,6 +84,9 @@ class AuthConfig(_Section):
     # checked against their Device-Id with the fleet's key file (written by `xiaozhi-provision enroll-edge`).
     device_tokens: bool = False
     token_key_file: str = ""
+    # Follow the fleet's revoked devices (KV bucket xz_revoked, written by the console) when the cloud
+    # link is configured: their handshakes get 401 and their open sessions are closed at once.
+    watch_revocations: bool = True
 
     @model_validator(mode="after")
     def _key_for_tokens(self) -> AuthConfig:
@@ -218,6 +243,35 @@ class QueueConfig(_Section):
     busy_message: str = "Sorry, I'm busy right now. Please ask me again in a moment."
 
 
+class LimitsConfig(_Section):
+    """Per-device rate limits: one misbehaving device (a reconnect loop, a script, a firmware bug) must
+    not take a shared edge's handshakes, engines or control lane from the others. Token buckets: a
+    burst of the stated count, refilled evenly. 0 turns a limit off."""
+
+    # WebSocket handshakes per device id per minute (counted once the token is checked, so a forged
+    # Device-Id cannot use up a real device's budget); over: HTTP 429 at the handshake.
+    connects_per_min: float = Field(30.0, ge=0)
+    # Turns per device per minute; over: the turn is answered with slow_down_message (pre-encoded, no
+    # ASR, LLM or TTS) and a normal tts start/stop, which every firmware plays and then listens again.
+    turns_per_min: float = Field(20.0, ge=0)
+    slow_down_message: str = "You're asking very quickly. Please wait a moment before the next question."
+    # Text frames per second per connection, with a burst of text_burst (after the hello, MCP and IoT
+    # replies come in a rush); over: the connection is closed with 1008 (policy violation).
+    text_per_s: float = Field(10.0, ge=0)
+    text_burst: int = Field(40, ge=1)
+    # Binary (audio) frames per second per connection, with a burst of audio_burst; over: closed with 1008.
+    # Firmware sends one Opus packet per 20-120 ms in real time (at most 50/s) plus its wake-word audio
+    # in one unpaced burst; a device far faster than that costs the event loop and the VAD for nothing
+    # (a flood at full speed tripled other devices' first-audio latency on a 2-core edge).
+    audio_per_s: float = Field(100.0, ge=0)
+    audio_burst: int = Field(500, ge=1)
+    # Devices tracked per limit; beyond, the least recently seen are forgotten (memory stays bounded,
+    # and a forgotten device only gets a fresh, full bucket).
+    max_devices: int = Field(10000, ge=1)
+    # At most one log line per device and limit per this many seconds, saying how many were dropped.
+    log_every_s: float = Field(30.0, gt=0)
+
+
 class AdmissionConfig(_Section):
     """Refuse new connections when recent demand reaches the measured turn capacity."""
 
@@ -264,6 +318,7 @@ class EdgeConfig(_Section):
     nats: NatsConfig = Field(default_factory=NatsConfig)
     mcp: McpConfig = Field(default_factory=McpConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     queues: QueueConfig = Field(default_factory=QueueConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     timing: TimingConfig = Field(default_factory=TimingConfig)

@@ -50,6 +50,9 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+# Sent only over HTTPS (browsers ignore it on plain HTTP): a year; not includeSubDomains, since the
+# console's name may share a parent domain with hosts that are not ours to pin to HTTPS.
+HSTS = "max-age=31536000"
 
 
 # -- request and response bodies --------------------------------------------------------------
@@ -74,6 +77,10 @@ class BindBody(_Body):
 
 class MoveBody(_Body):
     edge: str = Field(min_length=1, max_length=128)
+
+
+class RevokeBody(_Body):
+    reason: str = Field("", max_length=200, description="why (kept with the revocation and in the audit log)")
 
 
 class RoutingBody(_Body):
@@ -112,6 +119,17 @@ class DeviceOut(BaseModel):
     bound_by: str
     bound_at: float | None
     activation_pending: bool
+    revoked_at: float | None = Field(None, description="when an admin revoked its token (None: not revoked)")
+    revoked_by: str = ""
+    revoked_reason: str = ""
+
+
+class RevocationOut(BaseModel):
+    device: DeviceOut
+    changed: bool = Field(description="False when the device already was in the requested state")
+    published: bool = Field(description="the edges were told through NATS now; if False, the console tells "
+                            "them once it reaches NATS (provisioning refuses tokens at once either way)")  # fmt: skip
+    error: str | None = Field(None, description="why it could not be published now")
 
 
 class RoutingVersionOut(BaseModel):
@@ -223,6 +241,8 @@ def create_app(cfg: ConsoleConfig, store: Store, fleet: Fleet) -> FastAPI:
         response = await call_next(request)
         for key, value in SECURITY_HEADERS.items():
             response.headers.setdefault(key, value)
+        if request.url.scheme == "https":  # served over TLS (here or by a proxy that says so): stay on HTTPS
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
         return response
 
     app.state.store = store
@@ -338,6 +358,53 @@ def create_app(cfg: ConsoleConfig, store: Store, fleet: Fleet) -> FastAPI:
             raise HTTPException(404, str(exc)) from exc
         await db(store.audit, who.username, "device.move", moved["id"], {"from": before, "to": body.edge})
         return moved
+
+    async def _tell_edges(action: Callable[[], Awaitable[None]]) -> str | None:
+        """Publish a revocation change; the database already holds it, so a failure is not fatal."""
+        try:
+            await action()
+        except FleetUnavailable as exc:
+            return str(exc)
+        except Exception as exc:  # noqa: BLE001 - shown to the admin; the periodic sync retries
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    @app.post("/api/devices/{device_id}/revoke", response_model=RevocationOut, tags=["devices"],
+              responses={404: {"description": "no such device"}})  # fmt: skip
+    async def revoke(device_id: str, body: RevokeBody, who: Writer) -> RevocationOut:
+        """Revoke the device's token: provisioning issues it none, edges refuse it and drop its session."""
+        try:
+            changed, found = await db(store.revoke, device_id.strip().lower(), who.username, body.reason)
+        except StoreError as exc:
+            await db(store.audit, who.username, "device.revoke", device_id, {"error": str(exc)}, ok=False)
+            raise HTTPException(404, str(exc)) from exc
+        record = {"revoked_at": found["revoked_at"], "revoked_by": found["revoked_by"],
+                  "reason": found["revoked_reason"]}  # fmt: skip
+        error = await _tell_edges(lambda: fleet.publish_revocation(found["id"], record))
+        await db(store.audit, who.username, "device.revoke", found["id"],
+                 {"reason": body.reason, "changed": changed, "published": error is None, "error": error})  # fmt: skip
+        later = "" if error is None else f"; not published yet: {error}"
+        why = (body.reason or "no reason given") if changed else "already revoked"
+        log.warning("device %s revoked by %s (%s)%s", found["id"], who.username, why, later,
+                    extra={"device_id": found["id"]})  # fmt: skip
+        return RevocationOut(device=DeviceOut(**found), changed=changed, published=error is None, error=error)
+
+    @app.post("/api/devices/{device_id}/unrevoke", response_model=RevocationOut, tags=["devices"],
+              responses={404: {"description": "no such device"}})  # fmt: skip
+    async def unrevoke(device_id: str, who: Writer) -> RevocationOut:
+        """Lift a revocation: the device gets a token at its next OTA and the edges let it in again."""
+        try:
+            changed, found = await db(store.unrevoke, device_id.strip().lower())
+        except StoreError as exc:
+            await db(store.audit, who.username, "device.unrevoke", device_id, {"error": str(exc)}, ok=False)
+            raise HTTPException(404, str(exc)) from exc
+        error = await _tell_edges(lambda: fleet.withdraw_revocation(found["id"]))
+        await db(store.audit, who.username, "device.unrevoke", found["id"],
+                 {"changed": changed, "published": error is None, "error": error})  # fmt: skip
+        later = "" if error is None else f"; not published yet: {error}"
+        log.warning("device %s un-revoked by %s%s%s", found["id"], who.username,
+                    "" if changed else " (was not revoked)", later, extra={"device_id": found["id"]})  # fmt: skip
+        return RevocationOut(device=DeviceOut(**found), changed=changed, published=error is None, error=error)
 
     # -- routing --------------------------------------------------------------------------------
     async def _current() -> tuple[str | None, int | None, str | None]:

@@ -8,6 +8,10 @@
 - Routing: the config the edges watch is the ``routing`` key of the ``xz_routing`` KV bucket. A
   publish is validated with the same parser the edges use, so a config an edge would refuse never
   reaches the bucket.
+- Revoked devices: one key per device in the ``xz_revoked`` KV bucket (``shared.nats.revoked``),
+  which every edge watches. The database is the source of truth: each change is put at once, and
+  the bucket is reconciled with the database after connecting and every ``revocation_sync_s``, so a
+  revocation made while NATS was down reaches the edges when it is back.
 
 The console works without NATS (pages and history from the database); publishing then fails with
 a clear message and the link state is shown.
@@ -23,6 +27,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from shared.nats import revoked
 from shared.nats import subjects as s
 from shared.nats.connect import LinkState, connect_until_up
 from shared.nats.heartbeats import HeartbeatError, parse_heartbeat
@@ -51,13 +56,17 @@ class LivePoint:
 
 class Fleet:
     def __init__(self, store: Store, nats_url: str, credential: str, stale_after_s: float,
-                 live_interval_s: float = 2.0, live_points: int = 900) -> None:  # fmt: skip
+                 live_interval_s: float = 2.0, live_points: int = 900,
+                 revocation_sync_s: float = 30.0) -> None:  # fmt: skip
         self.store = store
         self.nats_url = nats_url
         self.credential = credential
         self.stale_after_s = stale_after_s
         self.live_interval_s = live_interval_s
+        self.revocation_sync_s = revocation_sync_s
         self.link = LinkState()
+        self._resync = asyncio.Event()  # set when the link comes (back) up: reconcile at once
+        self.link.listeners.append(lambda up: self._resync.set() if up else None)
         self.nc: Any = None
         self.snapshots: dict[str, tuple[float, dict[str, Any]]] = {}  # edge -> (received at, heartbeat)
         self.live: deque[LivePoint] = deque(maxlen=live_points)
@@ -71,6 +80,7 @@ class Fleet:
         self._tasks.append(asyncio.create_task(self._sample_loop(), name="live-sampler"))
         if self.nats_url:
             self._tasks.append(asyncio.create_task(self._connect_loop(), name="console-nats"))
+            self._tasks.append(asyncio.create_task(self._revocation_loop(), name="revocation-sync"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -171,3 +181,55 @@ class Fleet:
     async def publish_routing(self, text: str) -> int:
         kv = await self._kv(create=True)
         return int(await kv.put(s.ROUTING_KEY, text.encode("utf-8")))
+
+    # -- revoked devices ------------------------------------------------------------------------
+    async def _revoked_kv(self) -> Any:
+        if not self.connected:
+            raise FleetUnavailable(f"not connected to NATS at {self.nats_url or '(no nats url configured)'}")
+        return await revoked.open_bucket(self.nc.jetstream(domain=s.JS_DOMAIN, timeout=5.0), create=True)
+
+    async def publish_revocation(self, device_id: str, record: dict[str, Any]) -> None:
+        """Tell the edges: they refuse the device's handshakes and close its session."""
+        kv = await self._revoked_kv()
+        await kv.put(revoked.key_of(device_id), revoked.record(device_id, str(record.get("revoked_by", "")),
+                                                               str(record.get("reason", "")),
+                                                               record.get("revoked_at")))  # fmt: skip
+
+    async def withdraw_revocation(self, device_id: str) -> None:
+        kv = await self._revoked_kv()
+        await kv.delete(revoked.key_of(device_id))
+
+    async def sync_revocations(self) -> tuple[int, int]:
+        """Make the bucket hold exactly the database's revocations; returns (keys put, keys deleted)."""
+        import nats.js.errors
+
+        wanted = await asyncio.to_thread(self.store.revocations)
+        kv = await self._revoked_kv()
+        try:
+            present = set(await kv.keys())
+        except nats.js.errors.NoKeysError:
+            present = set()
+        keys = {revoked.key_of(device): device for device in wanted}
+        missing = [device for key, device in keys.items() if key not in present]
+        extra = present - keys.keys()
+        for device in missing:
+            await self.publish_revocation(device, wanted[device])
+        for key in extra:
+            await kv.delete(key)
+        if missing or extra:
+            log.info("revoked devices: %d put into and %d deleted from KV %s to match the database",
+                     len(missing), len(extra), s.REVOKED_BUCKET)  # fmt: skip
+        return len(missing), len(extra)
+
+    async def _revocation_loop(self) -> None:
+        while True:
+            self._resync.clear()
+            if not self.connected:
+                await asyncio.sleep(0.5)  # reconcile as soon as the link is up
+                continue
+            try:
+                await self.sync_revocations()
+            except Exception as exc:  # noqa: BLE001 - retried at the next round
+                log.warning("could not reconcile revoked devices with KV %s: %r", s.REVOKED_BUCKET, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._resync.wait(), self.revocation_sync_s)

@@ -85,6 +85,20 @@ class Device(Base):
     bound_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
+class DeviceRevocation(Base):
+    """A device whose token an admin revoked: provisioning issues it none, edges refuse and drop it.
+
+    A table of its own rather than a column of ``devices``: ``create_all`` adds missing tables to a
+    database that already exists but never alters one, and the console has no migration tool.
+    """
+
+    __tablename__ = "device_revocations"
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)  # devices.id, lower case
+    revoked_at: Mapped[float] = mapped_column(Float)
+    revoked_by: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(200), default="")
+
+
 class RoutingVersion(Base):
     __tablename__ = "routing_versions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -235,24 +249,32 @@ class Store:
 
     # -- devices --------------------------------------------------------------------------------
     @staticmethod
-    def _device(d: Device) -> dict[str, Any]:
+    def _device(d: Device, revoked: DeviceRevocation | None = None) -> dict[str, Any]:
         return {"id": d.id, "edge_id": d.edge_id, "connected_edge": d.connected_edge, "last_seen": d.last_seen,
                 "firmware": d.firmware, "state": d.state, "bound_by": d.bound_by, "bound_at": d.bound_at,
-                "activation_pending": d.activation_code is not None}  # fmt: skip
+                "activation_pending": d.activation_code is not None,
+                "revoked_at": revoked.revoked_at if revoked else None,
+                "revoked_by": revoked.revoked_by if revoked else "",
+                "revoked_reason": revoked.reason if revoked else ""}  # fmt: skip
+
+    def _out(self, s: Session, d: Device) -> dict[str, Any]:
+        return self._device(d, s.get(DeviceRevocation, d.id))
 
     def devices(self, state: str | None = None, edge: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
         with self.tx() as s:
-            q = select(Device).order_by(Device.id).limit(limit)
+            q = (select(Device, DeviceRevocation)
+                 .outerjoin(DeviceRevocation, DeviceRevocation.device_id == Device.id)
+                 .order_by(Device.id).limit(limit))  # fmt: skip
             if state:
                 q = q.where(Device.state == state)
             if edge:
                 q = q.where((Device.edge_id == edge) | (Device.connected_edge == edge))
-            return [self._device(d) for d in s.scalars(q).all()]
+            return [self._device(d, r) for d, r in s.execute(q).all()]
 
     def device(self, device_id: str) -> dict[str, Any] | None:
         with self.tx() as s:
             d = s.get(Device, device_id)
-            return self._device(d) if d else None
+            return self._out(s, d) if d else None
 
     def device_for_ota(
         self, device_id: str, firmware: str, activation_required: bool
@@ -280,7 +302,7 @@ class Store:
                         d.firmware = firmware[:64]
                     d.last_seen = time.time()
                     s.flush()
-                    return self._device(d), d.activation_code
+                    return self._out(s, d), d.activation_code
             except IntegrityError:  # two devices drew the same code at once: draw again
                 continue
         raise StoreError("could not draw a unique activation code")
@@ -314,7 +336,7 @@ class Store:
             d.state, d.activation_code, d.bound_by, d.bound_at = "active", None, user, time.time()
             if edge_id:
                 d.edge_id = edge_id
-            return self._device(d)
+            return self._out(s, d)
 
     def move(self, device_id: str, edge_id: str) -> tuple[str, dict[str, Any]]:
         """Assign a device to an edge; returns (the previous edge, the device)."""
@@ -323,7 +345,43 @@ class Store:
             if d is None:
                 raise StoreError(f"no device {device_id!r}")
             before, d.edge_id = d.edge_id, edge_id
-            return before, self._device(d)
+            return before, self._out(s, d)
+
+    # -- token revocation -------------------------------------------------------------------------
+    def revoke(self, device_id: str, user: str, reason: str = "") -> tuple[bool, dict[str, Any]]:
+        """Revoke a device's token; returns (newly revoked, the device). Revoking twice keeps the first
+        record (who and when), so the audit trail and the edges' view do not change under the admin."""
+        with self.tx() as s:
+            d = s.get(Device, device_id)
+            if d is None:
+                raise StoreError(f"no device {device_id!r}")
+            if s.get(DeviceRevocation, device_id) is not None:
+                return False, self._out(s, d)
+            s.add(DeviceRevocation(device_id=device_id, revoked_at=time.time(), revoked_by=user, reason=reason[:200]))
+            s.flush()
+            return True, self._out(s, d)
+
+    def unrevoke(self, device_id: str) -> tuple[bool, dict[str, Any]]:
+        """Lift a revocation; returns (it was revoked, the device)."""
+        with self.tx() as s:
+            d = s.get(Device, device_id)
+            if d is None:
+                raise StoreError(f"no device {device_id!r}")
+            found = s.get(DeviceRevocation, device_id)
+            if found is not None:
+                s.delete(found)
+                s.flush()
+            return found is not None, self._device(d)
+
+    def revocations(self) -> dict[str, dict[str, Any]]:
+        """Every revoked device: id -> {revoked_at, revoked_by, reason} (what the KV bucket must hold)."""
+        with self.tx() as s:
+            return {r.device_id: {"revoked_at": r.revoked_at, "revoked_by": r.revoked_by, "reason": r.reason}
+                    for r in s.scalars(select(DeviceRevocation)).all()}  # fmt: skip
+
+    def is_revoked(self, device_id: str) -> bool:
+        with self.tx() as s:
+            return s.get(DeviceRevocation, device_id) is not None
 
     # -- routing versions -----------------------------------------------------------------------
     @staticmethod

@@ -5,7 +5,14 @@ One file per entry, named by the SHA-256 of the key (the key may hold any text).
 file in the same directory and renamed over the final name, so a reader sees either the old
 entry, the new one or nothing, never half a file. Recency is the file's mtime (touched on a
 hit), so the LRU order survives a restart too. An entry that is truncated, has a bad header or
-a bad checksum is a miss: it is logged and deleted, and nothing is raised to the caller.
+a bad checksum is a miss: it is logged and deleted, and nothing is raised to the caller. At start
+every entry's header is checked against its file size (a cheap read of 12 bytes), so truncated and
+foreign files are dropped before they count against the size cap.
+
+A disk that fails (full: ENOSPC, over a file-size limit: EFBIG, read-only: EROFS/EACCES) costs the
+turn nothing: the write is skipped, each failure is counted in ``xiaozhi_cache_errors_total`` and
+logged once per kind of failure, not once per entry -- a full disk would otherwise write a warning
+for every sentence of every turn into the log on that same full disk.
 
 Every method does file I/O and is synchronous: callers on the event loop run them in an
 executor (``TieredCache`` does). A lock makes the index safe if more than one thread is used.
@@ -13,6 +20,7 @@ executor (``TieredCache`` does). A lock makes the index safe if more than one th
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -22,6 +30,8 @@ import threading
 import time
 import zlib
 from pathlib import Path
+
+from edge_node import metrics
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +52,9 @@ class DiskCache:
         self.misses = 0
         self.evictions = 0
         self.corrupt = 0
+        self.errors = 0
+        # (op, error) pairs already logged: each kind of disk failure gets one line, then only counts.
+        self._logged: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         # file name -> (size on disk, last use); rebuilt from the directory at start.
         self._index: dict[str, tuple[int, float]] = {}
@@ -55,7 +68,20 @@ class DiskCache:
             log.warning("disk cache %s unusable, running without it: %s", self.dir, exc)
             self.usable = False
 
+    def _problem(self, op: str, exc: OSError | None, message: str, *args: object) -> None:
+        """Count a disk problem; log it only the first time this kind (op, errno) happens."""
+        error = errno.errorcode.get(exc.errno or 0, "OSError") if exc is not None else "bad_entry"
+        self.errors += 1
+        metrics.CACHE_ERRORS.labels(cache=self.dir.name, op=op, error=error).inc()
+        if (op, error) in self._logged:
+            log.debug(message, *args)
+            return
+        self._logged.add((op, error))
+        log.warning(message + " (further %s %s errors are counted in xiaozhi_cache_errors_total, not logged)",
+                    *args, op, error)  # fmt: skip
+
     def _scan(self) -> None:
+        bad = 0
         for entry in os.scandir(self.dir):
             if not entry.is_file():
                 continue
@@ -66,9 +92,32 @@ class DiskCache:
             if not entry.name.endswith(_SUFFIX):
                 continue
             st = entry.stat()
+            if not self._header_fits(entry.path, st.st_size):
+                bad += 1
+                self._unlink(Path(entry.path))
+                continue
             self._index[entry.name] = (st.st_size, st.st_mtime)
             self.size_bytes += st.st_size
+        if bad:
+            self.corrupt += bad
+            metrics.CACHE_ERRORS.labels(cache=self.dir.name, op="corrupt", error="bad_entry").inc(bad)
+            log.warning("disk cache %s: %d corrupt entries (truncated or not cache files) removed at start",
+                        self.dir, bad)  # fmt: skip
         self._evict()
+
+    @staticmethod
+    def _header_fits(path: str, size: int) -> bool:
+        """The entry's header is ours and its length field matches the file: what a truncated or
+        foreign file fails (a damaged payload is caught by its CRC when it is read)."""
+        if size < _HEADER.size:
+            return False
+        try:
+            with open(path, "rb") as f:
+                head = f.read(_HEADER.size)
+        except OSError:
+            return False
+        magic, length, _crc = _HEADER.unpack(head)
+        return magic == MAGIC and length == size - _HEADER.size
 
     def __len__(self) -> int:
         return len(self._index)
@@ -79,7 +128,7 @@ class DiskCache:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            log.warning("disk cache: cannot remove %s: %s", path, exc)
+            self._problem("remove", exc, "disk cache: cannot remove %s: %s", path, exc)
 
     def _forget(self, name: str) -> None:
         old = self._index.pop(name, None)
@@ -100,13 +149,14 @@ class DiskCache:
                 self.misses += 1
                 return None
             except OSError as exc:
-                log.warning("disk cache: cannot read %s: %s", path, exc)
+                self._problem("read", exc, "disk cache: cannot read %s: %s", path, exc)
                 self.misses += 1
                 return None
             payload = self._decode(data)
             if payload is None:
                 self.corrupt += 1
                 self.misses += 1
+                metrics.CACHE_ERRORS.labels(cache=self.dir.name, op="corrupt", error="bad_entry").inc()
                 log.warning("disk cache: corrupt entry %s (%d bytes) removed", path, len(data))
                 self._unlink(path)
                 self._forget(name)
@@ -148,7 +198,7 @@ class DiskCache:
                     f.write(data)
                 os.replace(tmp, self.dir / name)
             except OSError as exc:
-                log.warning("disk cache: cannot write %s: %s", self.dir / name, exc)
+                self._problem("write", exc, "disk cache: cannot write %s: %s", self.dir / name, exc)
                 if tmp is not None:
                     self._unlink(Path(tmp))
                 return False

@@ -7,6 +7,12 @@ session can say so, instead of the device waiting in the speaking state for a tu
 minutes later. CTranslate2, onnxruntime and llama.cpp release the GIL while they compute, so
 threads give real parallelism here; the pool's interface is what a process-backed pool would
 keep.
+
+An engine that raises inside a job is counted (``xiaozhi_engine_failures_total``) and, when the
+pool was given a ``reload`` factory, its worker replaces that instance with a fresh one before
+taking the next job ("it restarts", ``xiaozhi_engine_restarts_total``): after an exception in the
+middle of a call the instance's state is unknown (a llama.cpp context mid-decode, an onnxruntime
+session), and a broken instance that stayed in the pool would fail every turn it is given.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +29,8 @@ from typing import Any, Generic, TypeVar
 
 from edge_node import metrics
 from edge_node.engines import priority
+
+log = logging.getLogger(__name__)
 
 M = TypeVar("M")
 T = TypeVar("T")
@@ -54,10 +63,17 @@ class _Job:
 
 class StagePool(Generic[M]):
     def __init__(
-        self, stage: str, models: list[M], max_queue: int = 64, max_wait_s: float = 5.0, reserved_first: int = 0
+        self,
+        stage: str,
+        models: list[M],
+        max_queue: int = 64,
+        max_wait_s: float = 5.0,
+        reserved_first: int = 0,
+        reload: Callable[[int], M] | None = None,
     ) -> None:
         """``reserved_first`` workers take FIRST jobs only, so a device waiting in silence never waits
-        behind the later sentences of replies that are already playing (capped at ``len(models) - 1``)."""
+        behind the later sentences of replies that are already playing (capped at ``len(models) - 1``).
+        ``reload(i)`` builds a fresh instance for worker ``i``, used after its instance raised."""
         if not models:
             raise ValueError(f"{stage}: a pool needs at least one model instance")
         self.stage = stage
@@ -69,12 +85,13 @@ class StagePool(Generic[M]):
         self._cv = threading.Condition()
         self._closed = False
         self.busy_rejections = 0
+        self.failures = 0
+        self.restarts = 0
+        self._reload = reload
         self.reserved_first = max(0, min(reserved_first, len(models) - 1))
         self._threads = [
-            threading.Thread(
-                target=self._work, args=(model, i < self.reserved_first), name=f"{stage}-{i}", daemon=True
-            )
-            for i, model in enumerate(models)
+            threading.Thread(target=self._work, args=(i, i < self.reserved_first), name=f"{stage}-{i}", daemon=True)
+            for i in range(len(models))
         ]
         for thread in self._threads:
             thread.start()
@@ -131,7 +148,7 @@ class StagePool(Generic[M]):
         self.busy_rejections += 1
         metrics.BUSY.labels(stage=self.stage, reason=reason).inc()
 
-    def _work(self, model: M, first_only: bool) -> None:
+    def _work(self, index: int, first_only: bool) -> None:
         def has_work() -> bool:
             # The heap's top is its most urgent job: FIRST whenever there is one.
             return bool(self._heap) and (not first_only or self._heap[0].priority == FIRST)
@@ -152,12 +169,38 @@ class StagePool(Generic[M]):
             started = time.perf_counter()
             priority.use_priority(job.priority == FIRST)
             try:
-                result = job.fn(model)
+                result = job.fn(self.models[index])
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                self.failures += 1  # counted before the caller hears of it
+                metrics.ENGINE_FAILURES.labels(stage=self.stage).inc()
                 self._settle(job, error=exc)
-            else:
-                self._settle(job, result=result)
+                metrics.STAGE_SECONDS.labels(stage=self.stage).observe(time.perf_counter() - started)
+                self._replace(index, exc)
+                continue
+            self._settle(job, result=result)
             metrics.STAGE_SECONDS.labels(stage=self.stage).observe(time.perf_counter() - started)
+
+    def _replace(self, index: int, exc: BaseException) -> None:
+        """On the worker's thread, after its instance raised: replace the instance when the pool can
+        (``reload``) before this worker takes another job. A reload that fails keeps the old instance:
+        a pool with a worker that may fail beats one with a worker missing."""
+        if self._reload is None:
+            log.warning("%s worker %d: engine raised %r (instance kept: this pool cannot reload)",
+                        self.stage, index, exc)  # fmt: skip
+            return
+        started = time.perf_counter()
+        try:
+            fresh = self._reload(index)
+        except Exception as reload_exc:  # noqa: BLE001 - a failed reload must not kill the worker
+            metrics.ENGINE_RESTARTS.labels(stage=self.stage, result="failed").inc()
+            log.error("%s worker %d: engine raised %r and reloading it failed (%r): old instance kept",
+                      self.stage, index, exc, reload_exc)  # fmt: skip
+            return
+        self.models[index] = fresh
+        self.restarts += 1
+        metrics.ENGINE_RESTARTS.labels(stage=self.stage, result="ok").inc()
+        log.warning("%s worker %d: engine raised %r: instance replaced by a fresh one (loaded in %.2f s)",
+                    self.stage, index, exc, time.perf_counter() - started)  # fmt: skip
 
     @staticmethod
     def _settle(job: _Job, result: Any = None, error: BaseException | None = None) -> None:

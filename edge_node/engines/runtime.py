@@ -13,7 +13,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -63,14 +63,18 @@ class Engines:
         asr: list[AsrEngine],
         llm: list[ChatModel],
         tts: list[SpeechModel],
+        reload: dict[str, Callable[[int], Any]] | None = None,
     ) -> None:
+        """``reload`` (stage -> factory of a fresh instance for worker i): a pool replaces an instance
+        that raised with a new one from it (StagePool's restart); without, instances are kept."""
         self.cfg = cfg
         self.vad = vad
-        self.asr, self.llm, self.tts = asr[0], llm[0], tts[0]
         q = cfg.queues
-        self.asr_pool = StagePool("asr", asr, q.max_queue, q.asr_max_wait_s)
-        self.llm_pool = StagePool("llm", llm, q.max_queue, q.llm_max_wait_s)
-        self.tts_pool = StagePool("tts", tts, q.max_queue, q.tts_max_wait_s, cfg.tts.reserved_first)
+        make = reload or {}
+        self.asr_pool = StagePool("asr", asr, q.max_queue, q.asr_max_wait_s, reload=make.get("asr"))
+        self.llm_pool = StagePool("llm", llm, q.max_queue, q.llm_max_wait_s, reload=make.get("llm"))
+        self.tts_pool = StagePool("tts", tts, q.max_queue, q.tts_max_wait_s, cfg.tts.reserved_first,
+                                  reload=make.get("tts"))  # fmt: skip
         self._vad_pool = ThreadPoolExecutor(1, thread_name_prefix="vad")
         # Bulk Opus work that is not TTS (decoding a push-to-talk utterance).
         self._audio_pool = ThreadPoolExecutor(1, thread_name_prefix="audio")
@@ -79,6 +83,8 @@ class Engines:
         self._encoders = threading.local()
         # The busy answer is encoded once: when the node is saturated it must not need TTS.
         self.busy_audio: SpeechAudio | None = None
+        # So is the answer to a device over limits.turns_per_min: refusing a turn must cost no TTS either.
+        self.slow_down_audio: SpeechAudio | None = None
         # TTS audio (ready Opus packets) and reusable answers: L1 in memory, L3 on disk (None: disabled).
         self.tts_cache, self.answer_cache = build_caches(cfg)
 
@@ -90,22 +96,22 @@ class Engines:
         n_asr = pool_size(cfg.asr.workers)
         n_llm = pool_size(cfg.llm.workers, per_core=2)
         n_tts = pool_size(cfg.tts.workers, extra=cfg.tts.reserved_first)
-        asr: list[AsrEngine]
-        llm: list[ChatModel]
-        tts: list[SpeechModel]
+        # One factory per stage: it loads the workers' instances now and replaces one that raised later.
+        make: dict[str, Callable[[int], Any]]
         if cfg.timing.profile:
             from edge_node.engines.timing import TimingAsr, TimingLlm, TimingTts, load_profile
 
             profile = load_profile(cfg.timing.profile)
             log.warning("TIMING ENGINES: ASR, LLM and TTS sleep the times measured by %s and understand "
                         "nothing (fleet runs only; timing.profile=%s)", profile.source, cfg.timing.profile)  # fmt: skip
-            asr = [TimingAsr(profile, i) for i in range(n_asr)]
-            llm = [TimingLlm(profile) for _ in range(n_llm)]
-            tts = [TimingTts(profile) for _ in range(n_tts)]
+            make = {"asr": lambda i: TimingAsr(profile, i), "llm": lambda _i: TimingLlm(profile),
+                    "tts": lambda _i: TimingTts(profile)}  # fmt: skip
         else:
-            asr = [load_asr(cfg.asr) for _ in range(n_asr)]
-            llm = [LlamaLlm(cfg.llm) for _ in range(n_llm)]
-            tts = [PiperTts(cfg.tts) for _ in range(n_tts)]
+            make = {"asr": lambda _i: load_asr(cfg.asr), "llm": lambda _i: LlamaLlm(cfg.llm),
+                    "tts": lambda _i: PiperTts(cfg.tts)}  # fmt: skip
+        asr: list[AsrEngine] = [make["asr"](i) for i in range(n_asr)]
+        llm: list[ChatModel] = [make["llm"](i) for i in range(n_llm)]
+        tts: list[SpeechModel] = [make["tts"](i) for i in range(n_tts)]
         log.info(
             "engines loaded in %.2f s: vad=silero asr=%s x%d llm=%s x%d tts=%s@%d Hz x%d",
             time.perf_counter() - started,
@@ -117,11 +123,25 @@ class Engines:
             tts[0].sample_rate,
             len(tts),
         )
-        engines = cls(cfg, vad, asr, llm, tts)
+        engines = cls(cfg, vad, asr, llm, tts, reload=make)
         for stage, name in engines.model_names().items():
             metrics.MODEL_INFO.labels(stage=stage, model=name).set(1)
         engines.warm_up()
         return engines
+
+    # The first worker's instance of each stage (names, warm-up): read from the pool, so an instance the
+    # pool replaced after a failure is not kept alive here.
+    @property
+    def asr(self) -> AsrEngine:
+        return self.asr_pool.models[0]
+
+    @property
+    def llm(self) -> ChatModel:
+        return self.llm_pool.models[0]
+
+    @property
+    def tts(self) -> SpeechModel:
+        return self.tts_pool.models[0]
 
     def model_names(self) -> dict[str, str]:
         """What each stage runs, for /ready and the validator."""
@@ -140,6 +160,10 @@ class Engines:
         self.busy_audio = self._synthesize_on(
             self.tts, self.cfg.queues.busy_message, audio.downlink_sample_rate, audio.downlink_frame_ms
         )
+        if self.cfg.limits.turns_per_min > 0:
+            self.slow_down_audio = self._synthesize_on(
+                self.tts, self.cfg.limits.slow_down_message, audio.downlink_sample_rate, audio.downlink_frame_ms
+            )
         log.info("engines warmed up in %.2f s", time.perf_counter() - started)
 
     async def start(self) -> None:
@@ -210,7 +234,10 @@ class Engines:
         def put(item: str | BaseException | None) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
+        ran = threading.Event()
+
         def work(llm: ChatModel) -> None:
+            ran.set()
             said = 0
             try:
                 for delta in llm.stream_chat(messages, max_tokens=max_tokens, cancel=cancel):
@@ -220,17 +247,22 @@ class Engines:
                     said += len(delta)
                     if said >= FIRST_CLAUSE_CHARS and said - len(delta) < FIRST_CLAUSE_CHARS:
                         priority.demote()  # the device has its first clause: the rest is tail work
+            except Exception as exc:
+                put(exc)  # the consumer raises it after the deltas that came before it
+                raise  # and the pool sees its instance fail (counted; replaced when it can reload)
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer to raise
                 put(exc)
             finally:
                 put(None)
 
         job = asyncio.ensure_future(self.llm_pool.run(work, FIRST, deadline))
+        job.add_done_callback(lambda t: t.cancelled() or t.exception())  # its error reaches us through the queue
         first = True
         try:
             while True:
                 if job.done():
-                    job.result()  # raises if the pool refused the job (BusyError)
+                    if not ran.is_set():
+                        job.result()  # raises: the pool refused the job (BusyError) or closed
                     item = await queue.get()  # the worker ran: everything up to None is queued
                 else:
                     getter = asyncio.ensure_future(queue.get())

@@ -13,6 +13,11 @@ transcript from the profile's phrase list (weighted like the load generator's mi
 routes (intent, cache, local LLM, cloud) are taken in the mix's proportions. Never configure
 them for devices people talk to: an edge with a timing profile logs a warning at start and
 reports ``engines: timing`` in its heartbeat and ``/ready``.
+
+FAULT INJECTION (tests only, off by default): a profile's ``faults`` section makes the timing LLM
+fail the way a crashing model does -- an exception on its worker thread in the middle of a reply,
+and optionally an instance that stays broken afterwards -- so the fault tests (tests/faults) can
+check what a device hears and that the pool replaces the broken instance.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from edge_node.engines.asr import AsrResult
 from edge_node.engines.errors import ModelError
 
-__all__ = ["TimingAsr", "TimingLlm", "TimingProfile", "TimingTts", "load_profile"]
+__all__ = ["FaultInjection", "InjectedFault", "TimingAsr", "TimingLlm", "TimingProfile", "TimingTts", "load_profile"]
 
 SAMPLE_RATE_IN = 16000
 TTS_SAMPLE_RATE = 22050  # the bundled Piper voice's rate: the resampling and Opus work stay the same
@@ -67,6 +72,25 @@ class Transcript(_Strict):
     weight: float = Field(gt=0)
 
 
+class FaultInjection(_Strict):
+    """FAULT INJECTION for tests, off by default: the timing LLM fails like a crashing model.
+
+    Triggered by the text of the turn rather than by a call count, so a test knows which device's
+    turn fails while other devices' turns run on the same pool at the same time."""
+
+    # The LLM raises InjectedFault on its worker thread when the user's message contains this text
+    # (empty: never), after streaming ``llm_raise_after_words`` words of its reply.
+    llm_raise_on: str = ""
+    llm_raise_after_words: int = Field(3, ge=0)
+    # The instance that raised keeps raising on every later call, like a model whose state a crash
+    # corrupted, until its pool worker replaces it (StagePool's restart).
+    llm_stays_broken: bool = False
+
+
+class InjectedFault(RuntimeError):
+    """Raised by a timing engine on purpose (``faults`` in its profile)."""
+
+
 class TimingProfile(_Strict):
     """A calibrated profile: where the figures came from and the per-stage times."""
 
@@ -76,6 +100,7 @@ class TimingProfile(_Strict):
     tts: TtsTiming
     transcripts: list[Transcript] = Field(min_length=1)
     seed: int = 7
+    faults: FaultInjection = Field(default_factory=FaultInjection)
 
 
 def load_profile(path: str | Path) -> TimingProfile:
@@ -118,6 +143,8 @@ class TimingLlm:
         self.timing = profile.llm
         self._words = self.timing.reply.split()
         self.name = "timing:llm"
+        self.faults = profile.faults
+        self.broken = False  # fault injection: an earlier injected fault left this instance unusable
 
     def stream_chat(
         self,
@@ -128,8 +155,16 @@ class TimingLlm:
     ) -> Iterator[str]:
         """Same contract as LlamaLlm.stream_chat: stops within one token once ``cancel`` is set."""
         cancel = cancel or threading.Event()
+        if self.broken:
+            raise InjectedFault("fault injection: this LLM instance is broken since an earlier fault")
         limit = len(self._words) if max_tokens is None else min(max_tokens, len(self._words))
+        trigger = self.faults.llm_raise_on
+        asked = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
+        fail_at = self.faults.llm_raise_after_words if trigger and trigger in asked else None
         for i, word in enumerate(self._words[:limit]):
+            if i == fail_at:
+                self.broken = self.faults.llm_stays_broken
+                raise InjectedFault(f"fault injection: LLM failed after {i} words (asked {trigger!r})")
             if cancel.wait(self.timing.first_token_s if i == 0 else self.timing.per_token_s):
                 return
             yield word if i == 0 else " " + word

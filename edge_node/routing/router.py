@@ -298,7 +298,7 @@ class Router:
                     ctx.log.warning("route %s failed mid-answer: %s; ending the turn", step, exc)
                     metrics.FALLBACKS.labels(from_route=step, to_route="cut_off").inc()
                     result.fell_back.append("cut_off")
-                    yield " " + CUT_OFF
+                    yield "… " + CUT_OFF  # its own sentence: the device hears the break, then the apology
                     return
                 ctx.log.warning("route %s failed before its first word (%s): trying %s", step, exc, nxt)
                 self._fell_back(result, step, nxt)

@@ -52,6 +52,8 @@ class TurnInput:
     source: str = "voice"
     # ASR already started on this utterance during the end-of-speech wait (speculative ASR).
     asr: asyncio.Task[AsrResult] | None = None
+    # Over the device's limits.turns_per_min: answered with the slow-down message, nothing transcribed.
+    rate_limited: bool = False
 
 
 class Reply:
@@ -109,6 +111,11 @@ class Reply:
     async def _run(self) -> None:
         s = self.session
         try:
+            if self.turn.rate_limited:
+                self.state = ReplyState.DONE
+                metrics.TURNS.labels(route="none", outcome="rate_limited").inc()
+                await self._say_canned(s.ctx.engines.slow_down_audio, "neutral")
+                return
             text = await self._user_text()
             if not text:
                 s.log.info("turn: no words recognised, listening again")
@@ -225,18 +232,21 @@ class Reply:
 
     async def _say_busy(self) -> None:
         """Saturated: play the pre-encoded busy answer (no engine needed) and end the turn."""
+        await self._say_canned(self.session.ctx.engines.busy_audio, "sad")
+
+    async def _say_canned(self, canned: SpeechAudio | None, emotion: str) -> None:
+        """Play a pre-encoded answer (busy, slow down: no engine needed) and end the turn."""
         s = self.session
-        busy = s.ctx.engines.busy_audio
         with contextlib.suppress(Exception):
             if not self.tts_started:
                 self.tts_started = True
                 await self._send(msgs.tts_start(s.session_id))
-                await self._send(msgs.llm_emotion(s.session_id, "sad"))
-            if busy is not None:
+                await self._send(msgs.llm_emotion(s.session_id, emotion))
+            if canned is not None:
                 audio_cfg = s.ctx.cfg.audio
                 pacer = self.pacer or Pacer(audio_cfg.downlink_frame_ms, audio_cfg.prebuffer_packets, self._send_audio)
-                await self._send(msgs.tts_sentence_start(s.session_id, busy.text))
-                await pacer.play(busy.packets)
+                await self._send(msgs.tts_sentence_start(s.session_id, canned.text))
+                await pacer.play(canned.packets)
                 await asyncio.sleep(pacer.remaining_playout())
         if not self.stopped:
             await self._send(msgs.tts_stop(s.session_id))

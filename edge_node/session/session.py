@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -96,26 +97,61 @@ class Session:
         self._bad_audio_logged = 0
         self._barge_in: asyncio.Task[None] | None = None
         self._speculative: asyncio.Task[AsrResult] | None = None
+        self._text_limit = ctx.limits.text_bucket()
+        self._audio_limit = ctx.limits.audio_bucket()
+        self._stalled = False  # a send timed out: the connection is being dropped
+        self._limit_send_buffer()
 
     # -- outbound: the only two ways anything reaches the device ----------------------------
     async def send_json(self, msg: dict[str, Any], gen: int | None = None) -> bool:
         if gen is not None and gen != self.gen:
             return False
-        try:
-            await self.ws.send(msgs.encode(msg))
-            return True
-        except ConnectionClosed:
-            return False
+        return await self._send_frame(msgs.encode(msg))
 
     async def send_audio(self, packet: bytes, gen: int) -> bool:
         if gen != self.gen:
             return False
-        try:
-            await self.ws.send(framing.pack_audio(packet, self.protocol_version))
-        except ConnectionClosed:
+        if not await self._send_frame(framing.pack_audio(packet, self.protocol_version)):
             return False
         metrics.AUDIO_PACKETS.labels(direction="down").inc()
         return True
+
+    async def _send_frame(self, frame: str | bytes) -> bool:
+        """Every frame to the device goes through here. A send waits only while the device's buffers
+        are full (server.send_buffer_bytes); firmware plays audio in real time, so one that waits
+        server.send_timeout_s means the device stopped reading, and the connection is dropped: else the
+        reply, and with it the session (the idle sweeper skips sessions mid-reply), would wait forever."""
+        try:
+            async with asyncio.timeout(self.ctx.cfg.server.send_timeout_s):
+                await self.ws.send(frame)
+        except ConnectionClosed:
+            return False
+        except TimeoutError:
+            self._drop_stalled()
+            return False
+        return True
+
+    def _drop_stalled(self) -> None:
+        """The device took nothing for send_timeout_s: drop the TCP connection at once. A close frame
+        would only queue behind the data it does not read, and ws.close() would wait for room forever."""
+        if self._stalled:
+            return
+        self._stalled = self.closing = True
+        metrics.SEND_TIMEOUTS.inc()
+        transport = self.ws.transport
+        self.log.warning("device stopped reading: a send waited %.1f s with %d bytes queued for it: "
+                         "connection dropped", self.ctx.cfg.server.send_timeout_s,
+                         transport.get_write_buffer_size())  # fmt: skip
+        transport.abort()
+
+    def _limit_send_buffer(self) -> None:
+        """Cap the kernel's send buffer for this device at server.send_buffer_bytes (Linux autotunes it
+        up to megabytes): what a device that stops reading holds of the edge stays small, and such a
+        device is noticed send_timeout_s after a few seconds of audio, not after minutes."""
+        sock = self.ws.transport.get_extra_info("socket") if self.ws.transport is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.ctx.cfg.server.send_buffer_bytes)
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -125,11 +161,45 @@ class Session:
                 return
             async for message in self.ws:
                 if isinstance(message, bytes):
+                    if not await self._audio_allowed():
+                        return
                     await self._on_binary(message)
-                else:
+                elif await self._text_allowed():
                     await self._on_text(message)
+                else:
+                    return
         finally:
             await self.shutdown()
+
+    async def _text_allowed(self) -> bool:
+        """Text frames per second on this connection (limits.text_per_s); over it, close with 1008: a
+        device flooding the control lane is broken or hostile, and dropping frames silently would
+        leave the protocol in an unknown state."""
+        bucket = self._text_limit.take("")
+        if bucket is None:
+            return True
+        limits = self.ctx.cfg.limits
+        self.ctx.limits.refused("text", self.device.device_id, bucket, "text frames", "connection closed (1008)",
+                                f"{limits.text_per_s:g}/s (burst {limits.text_burst})")  # fmt: skip
+        # Its unread frames fill the receive queue, which stops reading, so its answering close frame
+        # may never be read: do not wait the usual 10 s for it.
+        self.ws.close_timeout = 1.0
+        await self.close(1008, "too many messages")
+        return False
+
+    async def _audio_allowed(self) -> bool:
+        """Binary (audio) frames per second on this connection (limits.audio_per_s); over it, close with
+        1008: firmware streams its microphone in real time, so a device far faster is broken or hostile,
+        and its frames cost the event loop and the VAD that every device on this edge shares."""
+        bucket = self._audio_limit.take("")
+        if bucket is None:
+            return True
+        limits = self.ctx.cfg.limits
+        self.ctx.limits.refused("audio", self.device.device_id, bucket, "audio frames", "connection closed (1008)",
+                                f"{limits.audio_per_s:g}/s (burst {limits.audio_burst})")  # fmt: skip
+        self.ws.close_timeout = 1.0  # as for a text flood: its answering close frame may never be read
+        await self.close(1008, "audio faster than real time")
+        return False
 
     async def shutdown(self) -> None:
         self.closing = True
@@ -144,8 +214,16 @@ class Session:
 
     async def close(self, code: int, reason: str) -> None:
         self.closing = True
-        with contextlib.suppress(Exception):
-            await self.ws.close(code, reason)
+        # ws.close() first waits for room in the send buffer for its close frame, which never comes
+        # if the device stopped reading: bounded like any send, then the TCP connection is dropped.
+        limit = self.ctx.cfg.server.send_timeout_s + (self.ws.close_timeout or 0.0)
+        try:
+            async with asyncio.timeout(limit):
+                await self.ws.close(code, reason)
+        except TimeoutError:
+            self.ws.transport.abort()
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass
 
     async def _await_hello(self) -> bool:
         deadline = time.monotonic() + self.ctx.cfg.server.hello_timeout_s
@@ -161,8 +239,12 @@ class Session:
                 await self.close(1008, "no hello received")
                 return False
             if isinstance(message, bytes):
+                if not await self._audio_allowed():
+                    return False
                 self._protocol_error(ProtocolError("bad_frame", "binary frame before hello (dropped)"))
                 continue
+            if not await self._text_allowed():
+                return False
             try:
                 parsed = msgs.parse_client_message(message, self.ctx.cfg.server.max_frame_bytes)
             except ProtocolError as exc:
@@ -380,6 +462,8 @@ class Session:
 
     # -- data lane ----------------------------------------------------------------------------
     def start_reply(self, turn: TurnInput) -> None:
+        if not self.ctx.limits.allow_turn(self.device.device_id):
+            turn.rate_limited = True  # answered with limits.slow_down_message, no engine runs
         if self.reply is not None and self.reply.active:
             self.reply.interrupt("new_turn")
         self.gen += 1

@@ -32,6 +32,7 @@ import contextlib
 import json
 import logging
 import math
+import ssl
 import struct
 import time
 import uuid
@@ -191,6 +192,7 @@ class DeviceClient:
         *,
         hello_timeout_s: float = HELLO_TIMEOUT_S,
         auto_listen: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if protocol_version not in (1, 2, 3):
             raise ValueError(f"protocol_version must be 1, 2 or 3, not {protocol_version!r}")
@@ -212,6 +214,10 @@ class DeviceClient:
         # Like the firmware in auto/realtime mode: after tts/stop, send listen/start again
         # (auto: once the simulated playback queue has drained). Off by default so tests drive turns.
         self.auto_listen = auto_listen
+        # For wss:// URLs: how the server's certificate is checked, like the CA bundle built into the
+        # firmware (shared.tls.client_context(ca_file) for a private fleet CA). None: the system's CAs.
+        # Ignored for ws:// URLs, which connect exactly as before.
+        self.ssl_context = ssl_context
 
         # Connection and hello.
         self.session_id = ""
@@ -307,9 +313,11 @@ class DeviceClient:
             raise DeviceClientError("already connected; a DeviceClient opens one connection")
         url, headers = self._connect_target()
         self.device_state = "connecting"
+        tls: dict[str, Any] = {"ssl": self.ssl_context} if url.startswith("wss://") and self.ssl_context else {}
         try:
             self._ws = await connect(
                 url,
+                **tls,
                 additional_headers=headers,
                 ping_interval=None,  # the firmware never pings and a server must not need pongs
                 max_size=None,

@@ -198,7 +198,8 @@ def test_pages_need_a_login_and_every_response_carries_security_headers(api: Any
 def test_openapi_documents_every_endpoint(api: Any) -> None:
     spec = api[0].get("/api/openapi.json").json()
     for path in ("/api/login", "/api/session", "/api/logout", "/api/edges", "/api/edges/{edge_id}", "/api/devices",
-                 "/api/devices/{device_id}", "/api/devices/bind", "/api/devices/{device_id}/move", "/api/routing",
+                 "/api/devices/{device_id}", "/api/devices/bind", "/api/devices/{device_id}/move",
+                 "/api/devices/{device_id}/revoke", "/api/devices/{device_id}/unrevoke", "/api/routing",
                  "/api/routing/check", "/api/routing/publish", "/api/routing/rollback",
                  "/api/routing/versions/{version_id}", "/api/live", "/api/audit", "/api/health"):  # fmt: skip
         assert path in spec["paths"], path
@@ -269,6 +270,102 @@ def test_bind_and_move_devices(api: Any, hub: Any) -> None:
     assert ("device.move", "aa:bb:cc:00:00:02", True) in actions
     assert ("device.bind", "aa:bb:cc:00:00:02", True) in actions
     assert ("device.bind", "999999", False) in actions
+
+
+def _revoked_in_kv(hub: Hub) -> dict[str, dict[str, Any]]:
+    """Device id -> record, as the edges see the revocation bucket."""
+    from shared.nats.revoked import device_of, parse_record
+
+    async def read(nc: Any) -> dict[str, dict[str, Any]]:
+        js = nc.jetstream(domain=s.JS_DOMAIN)
+        try:
+            kv = await js.key_value(s.REVOKED_BUCKET)
+            keys = await kv.keys()
+        except Exception:  # noqa: BLE001 - no bucket or no key yet
+            return {}
+        return {device_of(k): parse_record((await kv.get(k)).value) for k in keys}
+
+    return asyncio.run(_nats(hub, read))
+
+
+def test_revoke_and_unrevoke_a_device(api: Any, hub: Any) -> None:
+    client, store, _fleet = api
+    headers = _login(client)
+    device = "aa:bb:cc:00:00:07"
+    store.add_pending_device(device, "777777", "2.4.2")
+    store.bind("777777", "", "admin")
+    url = "/api/devices/AA:BB:CC:00:00:07/revoke"
+    # Anonymous, without or with a wrong CSRF token: refused before anything changes.
+    assert TestClient(client.app).post(url, json={"reason": "x"}).status_code == 401
+    assert client.post(url, json={"reason": "stolen"}).status_code == 403
+    assert client.post(url, json={"reason": "stolen"}, headers={"X-CSRF-Token": "forged"}).status_code == 403
+    assert client.post(url, json={"reason": "x" * 201}, headers=headers).status_code == 422
+    assert client.post(url, json={"reason": "x", "extra": 1}, headers=headers).status_code == 422
+    assert not store.is_revoked(device) and device not in _revoked_in_kv(hub[0])
+    r = client.post("/api/devices/ff:ff:ff:ff:ff:ff/revoke", json={}, headers=headers)
+    assert r.status_code == 404 and "no device" in r.json()["detail"]
+
+    r = client.post(url, json={"reason": "stolen from the lobby"}, headers=headers)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["changed"] is True and out["published"] is True and out["error"] is None
+    assert out["device"]["revoked_by"] == "admin" and out["device"]["revoked_reason"] == "stolen from the lobby"
+    assert abs(out["device"]["revoked_at"] - time.time()) < 60
+    record = _revoked_in_kv(hub[0])[device]
+    assert record["by"] == "admin" and record["reason"] == "stolen from the lobby" and record["device"] == device
+    again = client.post(url, json={"reason": "twice"}, headers=headers).json()
+    assert again["changed"] is False and again["device"]["revoked_reason"] == "stolen from the lobby"
+    assert client.get(f"/api/devices/{device}").json()["revoked_at"] == out["device"]["revoked_at"]
+    assert next(d for d in client.get("/api/devices").json() if d["id"] == device)["revoked_by"] == "admin"
+
+    unrevoke = f"/api/devices/{device}/unrevoke"
+    assert client.post(unrevoke).status_code == 403
+    r = client.post(unrevoke, headers=headers)
+    assert r.status_code == 200 and r.json()["changed"] is True and r.json()["published"] is True
+    assert r.json()["device"]["revoked_at"] is None and not store.is_revoked(device)
+    assert device not in _revoked_in_kv(hub[0])
+    assert client.post(unrevoke, headers=headers).json()["changed"] is False
+    assert client.post("/api/devices/ff:ff/unrevoke", headers=headers).status_code == 404
+    entries = [(e["action"], e["target"], e["ok"], e["detail"]) for e in client.get("/api/audit?limit=50").json()]
+    mine = [(a, tgt, ok) for a, tgt, ok, _d in entries if a.startswith("device.") and "revoke" in a]
+    assert mine[:6] == [("device.unrevoke", "ff:ff", False), ("device.unrevoke", device, True),
+                        ("device.unrevoke", device, True),
+                        ("device.revoke", device, True), ("device.revoke", device, True),
+                        ("device.revoke", "ff:ff:ff:ff:ff:ff", False)]  # fmt: skip
+    revoked = next(d for a, tgt, ok, d in entries if a == "device.revoke" and ok and d["changed"])
+    assert revoked["reason"] == "stolen from the lobby" and revoked["published"] is True
+
+
+def test_a_revocation_made_without_nats_reaches_the_bucket_when_the_console_connects(
+    hub: Any, tmp_path: Path
+) -> None:
+    db = tmp_path / "c.db"
+    dead = f"nats://127.0.0.1:{free_port()}"
+    client, store, _fleet = _app(db, dead, "")
+    with client:
+        headers = _login(client)
+        store.add_pending_device("aa:bb:cc:00:00:08", "888888")
+        store.bind("888888", "", "admin")
+        r = client.post("/api/devices/aa:bb:cc:00:00:08/revoke", json={"reason": "lost"}, headers=headers)
+        assert r.status_code == 200 and r.json()["published"] is False and "not connected" in r.json()["error"]
+        assert store.is_revoked("aa:bb:cc:00:00:08")  # provisioning refuses its token already
+    store.close()
+    # A key the database does not hold (lifted while the console was away) goes too.
+    stray = "aa:bb:cc:00:00:09"
+
+    async def put_stray(nc: Any) -> None:
+        from shared.nats.revoked import key_of, open_bucket, record
+
+        kv = await open_bucket(nc.jetstream(domain=s.JS_DOMAIN), create=True)
+        await kv.put(key_of(stray), record(stray, "admin"))
+
+    asyncio.run(_nats(hub[0], put_stray))
+    assert stray in _revoked_in_kv(hub[0])
+    client, store, _fleet = _app(db, hub[0].url, hub[1])
+    with client:
+        _wait(lambda: "aa:bb:cc:00:00:08" in (kv := _revoked_in_kv(hub[0])) and stray not in kv)
+        assert _revoked_in_kv(hub[0])["aa:bb:cc:00:00:08"]["reason"] == "lost"
+    store.close()
 
 
 # -- routing ------------------------------------------------------------------------------------

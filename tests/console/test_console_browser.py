@@ -396,6 +396,19 @@ async def test_devices_listed_bound_by_code_and_moved(ui: UI, stack: Stack) -> N
     await expect(device_row(ui, DEVICE_PENDING)).to_be_visible()
     await ui.testid("filter-state").select_option("")
     await expect(page.locator('[data-testid="device-row"]')).to_have_count(2)
+
+    # Revoke the bound device's token, with a reason, then lift the revocation.
+    await pending.get_by_test_id("revoke-submit").click()
+    await ui.testid("revoke-reason").fill("lost in transit")
+    await confirm(ui, f"Revoke the token of {DEVICE_PENDING}?")
+    await expect(ui.testid("move-result")).to_have_text(f"Revoked {DEVICE_PENDING}.")
+    await expect(pending.get_by_test_id("device-revoked")).to_have_text(f"revoked by {USER}")
+    answer = await page.request.get(f"{stack.base}/api/devices/{DEVICE_PENDING}")
+    assert (await answer.json())["revoked_reason"] == "lost in transit"
+    await pending.get_by_test_id("revoke-submit").click()
+    await confirm(ui, f"Let {DEVICE_PENDING} connect again?")
+    await expect(ui.testid("move-result")).to_have_text(f"Lifted the revocation of {DEVICE_PENDING}.")
+    await expect(pending.get_by_test_id("device-revoked")).to_have_count(0)
     await ui.shot("devices")
     ui.watch.check()
 

@@ -209,7 +209,7 @@ async def test_cloud_failing_mid_answer_ends_the_turn_with_a_short_apology() -> 
     cloud = FakeCloud(reply="The sky is blue because of scattering.", fail_after=3)
     router = Router(EdgeConfig(), local, routing=FakeRouting(EXAMPLE), cloud=cloud)  # type: ignore[arg-type]
     words, result = await _say(router, "Explain why the sky is blue and how sunsets get their colours")
-    assert words == f"The sky is  {CUT_OFF}" and result.route == "cloud" and local.calls == 0
+    assert words == f"The sky is … {CUT_OFF}" and result.route == "cloud" and local.calls == 0
     assert result.fell_back == ["cut_off"]
 
 

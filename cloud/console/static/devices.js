@@ -1,5 +1,5 @@
 // Devices: the table (filter by state and edge), bind a waiting device by its activation code,
-// move a device to another edge.
+// move a device to another edge, revoke a device's token (and lift the revocation).
 import {
   $, DASH, agoEpoch, api, badge, confirmDialog, errorText, every, fillRows, h, say, session, stamp, start,
 } from "/static/console.js";
@@ -49,12 +49,50 @@ async function move(device, select) {
   }
 }
 
+async function revoke(device) {
+  const box = $("#move-result");
+  const lifting = d => d.revoked_at != null;
+  const reasonInput = h("input", { type: "text", maxlength: "200", testid: "revoke-reason",
+    "aria-label": "reason", placeholder: "reason (kept in the audit log)" });
+  const ok = await confirmDialog(lifting(device)
+    ? {
+      title: "Lift the revocation",
+      body: h("p", {}, "Let ", h("b", {}, device.id),
+        " connect again? It gets a new token at its next configuration check (its next boot)."),
+      ok: "Lift revocation",
+    }
+    : {
+      title: "Revoke device token",
+      body: h("div", {}, h("p", {}, "Revoke the token of ", h("b", {}, device.id), "? ",
+        "Its session is closed now, every edge refuses it and it gets no new token until you lift this."),
+        reasonInput),
+      ok: "Revoke", danger: true,
+    });
+  if (!ok) return;
+  const action = lifting(device) ? "unrevoke" : "revoke";
+  try {
+    const out = await api(`/api/devices/${encodeURIComponent(device.id)}/${action}`, {
+      method: "POST", body: action === "revoke" ? { reason: reasonInput.value.trim() } : undefined,
+    });
+    const later = out.published ? "" : ` Not sent to the edges yet (${out.error}); the console retries.`;
+    say(box, out.published ? "ok" : "error",
+      `${action === "revoke" ? "Revoked" : "Lifted the revocation of"} ${out.device.id}.${later}`);
+    await refresh();
+  } catch (exc) {
+    say(box, "error", `Could not ${action} ${device.id}: ${errorText(exc)}`);
+  }
+}
+
 function row(d) {
   const select = h("select", { testid: "move-edge", "aria-label": `move ${d.id} to edge` });
   edgeOptions(select, "choose edge…", chosen.get(d.id) || "");
   select.addEventListener("change", () => chosen.set(d.id, select.value));
   const button = h("button", { type: "button", class: "small", testid: "move-submit" }, "Move");
   button.addEventListener("click", () => move(d, select));
+  const revoked = d.revoked_at != null;
+  const token = h("button", { type: "button", class: revoked ? "small" : "small danger", testid: "revoke-submit" },
+    revoked ? "Lift revocation" : "Revoke");
+  token.addEventListener("click", () => revoke(d));
   const state = d.state === "pending" ? "pending" : d.state === "active" ? "active" : "seen";
   return h(
     "tr",
@@ -68,6 +106,9 @@ function row(d) {
     h("td", { class: "mono" }, d.firmware || DASH),
     h("td", { title: d.bound_at ? stamp(d.bound_at) : "" }, d.bound_by || DASH),
     h("td", {}, h("div", { class: "actions" }, select, button)),
+    h("td", { testid: "device-token", title: revoked ? `${stamp(d.revoked_at)} ${d.revoked_reason}` : "" },
+      h("div", { class: "actions" }, revoked ? badge(`revoked by ${d.revoked_by}`, "bad", "device-revoked") : null,
+        token)),
   );
 }
 

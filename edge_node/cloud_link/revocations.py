@@ -1,0 +1,163 @@
+"""The fleet's revoked devices, as this edge knows them: the hub's ``xz_revoked`` KV bucket, watched.
+
+The console writes one key per revoked device (``shared.nats.revoked``) and deletes it when an admin
+lifts the revocation. The edge watches the whole bucket through its leaf server. The cloud creates
+the bucket (the console when it connects, ``xiaozhi-cloud buckets``): an edge may not create streams
+(``shared.nats.configs.edge_permissions``), so until it exists the edge knows no revoked device and
+looks again every few seconds. Each (re)watch starts with a
+full snapshot, which replaces the set wholesale, so a change missed while the link was down is
+caught up when it comes back. A watcher can die silently (the hub restarted behind the edge's own
+leaf server, which stays up): whenever the watch is quiet the bucket's last sequence is checked,
+and a change the watcher did not deliver starts a new watch; it is also renewed every
+``resync_s``. While the link is down the last known set stays in force.
+
+A device that becomes revoked is handed to ``on_revoked`` (the server closes its live sessions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import nats.errors
+
+from edge_node import metrics
+from edge_node.cloud_link.link import CloudLink
+from shared.nats import revoked
+from shared.nats import subjects as s
+
+log = logging.getLogger("edge_node.revocations")
+
+__all__ = ["RevocationSource"]
+
+
+class RevocationSource:
+    def __init__(self, link: CloudLink | None, watch: bool = True, resync_s: float = 300.0,
+                 quiet_check_s: float = 3.0) -> None:  # fmt: skip
+        self.link = link
+        self.watch = watch
+        self.resync_s = resync_s
+        self.quiet_check_s = quiet_check_s  # how long the watch may be quiet before the bucket is checked
+        self.revoked: set[str] = set()  # lower-case device ids
+        self.synced = False  # the fleet's list is known: a snapshot was read, or there is no bucket yet
+        self.snapshots = 0  # full snapshots read from the bucket
+        self.on_revoked: list[Callable[[str], None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._restart = asyncio.Event()
+
+    def is_revoked(self, device_id: str) -> bool:
+        return device_id.strip().lower() in self.revoked
+
+    async def start(self) -> None:
+        if self.link is not None and self.link.configured and self.watch:
+            self.link.state.listeners.append(lambda up: self._restart.set() if up else None)
+            self._task = asyncio.create_task(self._watch_forever(), name="revocation-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # -- changes ---------------------------------------------------------------------------------
+    def _revoke(self, device_id: str, why: str) -> None:
+        if device_id in self.revoked:
+            return
+        self.revoked.add(device_id)
+        metrics.REVOKED_DEVICES.set(len(self.revoked))
+        log.warning("device %s revoked (%s)", device_id, why, extra={"device_id": device_id})
+        for callback in list(self.on_revoked):
+            try:
+                callback(device_id)
+            except Exception:  # noqa: BLE001 - one failing listener must not stop the watch
+                log.exception("revocation listener failed for %s", device_id, extra={"device_id": device_id})
+
+    def _unrevoke(self, device_id: str) -> None:
+        if device_id in self.revoked:
+            self.revoked.discard(device_id)
+            metrics.REVOKED_DEVICES.set(len(self.revoked))
+            log.info("device %s un-revoked: it may connect again", device_id, extra={"device_id": device_id})
+
+    def replace(self, snapshot: set[str]) -> None:
+        """Take a full snapshot of the bucket as the set in force."""
+        for device_id in self.revoked - snapshot:
+            self._unrevoke(device_id)
+        for device_id in sorted(snapshot - self.revoked):
+            self._revoke(device_id, f"in KV {s.REVOKED_BUCKET}")
+        if not self.snapshots:
+            log.info("revocation list read from KV %s: %d device(s)", s.REVOKED_BUCKET, len(self.revoked))
+        self.synced = True
+        self.snapshots += 1
+        metrics.REVOKED_DEVICES.set(len(self.revoked))
+
+    # -- KV watch ------------------------------------------------------------------------------
+    async def _watch_forever(self) -> None:
+        assert self.link is not None
+        while True:
+            if not await self.link.wait_connected(5.0):
+                continue
+            try:
+                await self._watch_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the link went down, no JetStream yet...: keep the set
+                log.debug("revocation watch: %r; retrying (keeping %d revoked)", exc, len(self.revoked))
+                self._restart.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._restart.wait(), 2.0)
+
+    async def _watch_once(self) -> None:
+        """One snapshot, then changes, until the link restarts or ``resync_s`` passes."""
+        nc = self.link.nc if self.link is not None else None
+        if nc is None:
+            raise RuntimeError("not connected")
+        self._restart.clear()
+        kv = await revoked.open_bucket(nc.jetstream(timeout=2.0, domain=s.JS_DOMAIN), create=False)
+        if kv is None:
+            if not self.synced:
+                log.info("revocation bucket %s not created yet: no device is revoked", s.REVOKED_BUCKET)
+                self.synced = True
+            raise RuntimeError(f"no KV bucket {s.REVOKED_BUCKET} yet")  # looked for again shortly
+        seen = await self._last_seq(kv)  # everything after it, the watcher must deliver
+        watcher = await kv.watch(">")
+        loop = asyncio.get_running_loop()
+        renew_at = loop.time() + self.resync_s
+        snapshot: set[str] | None = set()  # None once the initial values are in
+        try:
+            while not self._restart.is_set() and loop.time() < renew_at:
+                try:
+                    entry = await watcher.updates(timeout=min(self.quiet_check_s, max(0.1, renew_at - loop.time())))
+                except nats.errors.TimeoutError:
+                    if snapshot is not None:
+                        raise  # the initial values never finished: start over
+                    if await self._last_seq(kv) > seen:
+                        log.info("revocation watch missed a change (the hub restarted?): watching anew")
+                        return
+                    continue
+                if entry is None:  # the end of the initial values
+                    if snapshot is not None:
+                        self.replace(snapshot)
+                        snapshot = None
+                    continue
+                seen = max(seen, int(entry.revision or 0))
+                device_id = revoked.device_of(entry.key)
+                deleted = entry.operation in ("DEL", "PURGE")
+                if snapshot is not None:
+                    (snapshot.discard if deleted else snapshot.add)(device_id)
+                elif deleted:
+                    self._unrevoke(device_id)
+                else:
+                    record = revoked.parse_record(entry.value)
+                    why = f"by {record.get('by') or '?'}: {record.get('reason') or 'no reason given'}"
+                    self._revoke(device_id, why)
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()
+
+    @staticmethod
+    async def _last_seq(kv: Any) -> int:
+        status = await kv.status()
+        return int(status.stream_info.state.last_seq or 0)

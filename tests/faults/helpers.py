@@ -1,0 +1,354 @@
+"""Shared parts of the fault tests: edges on timing engines with a test's own profile, a cloud tier
+on timing stand-ins, a raw WebSocket device, and the one-line record of what a device observed.
+
+Timing engines (edge_node/engines/timing.py) make an edge start in about a second and keep the
+2-core box free for the fault itself; the faults here are about the server's plumbing (sockets,
+pools, caches, the NATS link), not about what the models say. Each test prints one line of what its
+devices observed and appends it to ``test-artifacts/faults-observed.txt`` for the closing note.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import resource
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import yaml
+
+from shared.metrics import sample_sum
+from shared.nats.configs import save_credential
+from shared.nats.local import Hub, Leaf
+from tests.cloud.deployment import Cloud
+from tests.conftest import ARTIFACTS, ROOT, EdgeProcess
+from tests.processes import ready_field, spawn
+
+SHIPPED_PROFILE = ROOT / "bench" / "fleet" / "timing.2026-11-25.yaml"
+# A reply of many sentences: long enough to be mid-way through when a fault hits it.
+LONG_REPLY = " ".join(f"This is sentence number {i} of a long stand-in reply, spoken at the voice's pace." for i in
+                      range(1, 41))  # fmt: skip
+
+
+def observed(line: str) -> None:
+    """Print what the device observed (pytest -s shows it) and keep it for the closing note."""
+    print(f"\nOBSERVED {line}")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with (ARTIFACTS / "faults-observed.txt").open("a", encoding="utf-8") as f:
+        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+
+def write_profile(directory: Path, name: str = "profile.yaml", **changes: Any) -> Path:
+    """The shipped timing profile with top-level sections updated (``llm={"reply": ...}``, ``faults=...``)."""
+    profile = yaml.safe_load(SHIPPED_PROFILE.read_text(encoding="utf-8"))
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(profile.get(key), dict):
+            profile[key].update(value)
+        else:
+            profile[key] = value
+    path = directory / name
+    path.write_text(yaml.safe_dump(profile), encoding="utf-8")
+    return path
+
+
+def timing_env(profile: Path, **extra: str) -> dict[str, str]:
+    """Environment for an edge on timing engines with small pools (the box has 2 cores)."""
+    return {"XIAOZHI__TIMING__PROFILE": str(profile), "XIAOZHI__ASR__WORKERS": "1", "XIAOZHI__TTS__WORKERS": "2",
+            **extra}  # fmt: skip
+
+
+async def metrics_text(edge: EdgeProcess) -> str:
+    async with httpx.AsyncClient() as http:
+        return (await http.get(f"{edge.http}/metrics", timeout=10)).text
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    return sample_sum(text, name, **labels)
+
+
+def rss_mb(pid: int) -> float:
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+class RssSampler:
+    """The edge's RSS every 0.2 s on a thread (never stalls the test's event loop): peak and last."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self.samples.append(rss_mb(self.pid))
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            try:
+                self.samples.append(rss_mb(self.pid))
+            except psutil.Error:
+                return
+
+    @property
+    def growth_mb(self) -> float:
+        return max(self.samples) - self.samples[0]
+
+
+def log_lines(edge: EdgeProcess, needle: str, after: int = 0) -> list[str]:
+    return [line for line in edge.log_text()[after:].splitlines() if needle in line]
+
+
+async def wait_until(predicate: Callable[[], bool], timeout_s: float, step_s: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(step_s)
+    return predicate()
+
+
+# ------------------------------------------------------------------------------------ raw device
+HELLO_NO_MCP = {
+    "type": "hello",
+    "version": 1,
+    "features": {},
+    "transport": "websocket",
+    "audio_params": {"format": "opus", "sample_rate": 16000, "channels": 1, "frame_duration": 60},
+}
+
+
+class RawDevice:
+    """A hand-written WebSocket device on a plain socket, so a test controls the TCP side: its
+    receive buffer size and when it stops reading (``pause``: the kernel stops acknowledging)."""
+
+    def __init__(self, sock: socket.socket, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.sock = sock
+        self.reader = reader
+        self.writer = writer
+        self.frames: list[tuple[int, bytes]] = []
+
+    @classmethod
+    async def connect(cls, port: int, device_id: str, rcvbuf: int | None = None) -> RawDevice:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # before connect: sets the window
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write((f"GET /xiaozhi/v1/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                      f"Device-Id: {device_id}\r\nClient-Id: fault-test\r\n\r\n").encode())  # fmt: skip
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        if b" 101 " not in head.split(b"\r\n", 1)[0]:
+            raise RuntimeError(f"upgrade refused: {head[:80]!r}")
+        return cls(sock, reader, writer)
+
+    async def send_json(self, obj: dict[str, Any]) -> None:
+        await self.send(json.dumps(obj).encode(), opcode=1)
+
+    async def send(self, payload: bytes, opcode: int = 1) -> None:
+        mask = os.urandom(4)
+        n = len(payload)
+        header = bytes([0x80 | opcode])
+        if n < 126:
+            header += bytes([0x80 | n])
+        elif n < 65536:
+            header += bytes([0x80 | 126]) + struct.pack("!H", n)
+        else:
+            header += bytes([0x80 | 127]) + struct.pack("!Q", n)
+        self.writer.write(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+        await self.writer.drain()
+
+    async def recv(self, wait_s: float) -> tuple[int, bytes]:
+        head = await asyncio.wait_for(self.reader.readexactly(2), wait_s)
+        n = head[1] & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", await self.reader.readexactly(2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", await self.reader.readexactly(8))[0]
+        frame = (head[0] & 0x0F, await self.reader.readexactly(n))
+        self.frames.append(frame)
+        return frame
+
+    async def hello(self, message: dict[str, Any] | None = None) -> dict[str, Any]:
+        await self.send_json(message or HELLO_NO_MCP)
+        opcode, data = await self.recv(10)
+        assert opcode == 1, (opcode, data[:80])
+        return json.loads(data)
+
+    def pause(self) -> None:
+        """Stop reading from the socket: the receive buffer fills and the window closes."""
+        self.writer.transport.pause_reading()
+
+    def resume(self) -> None:
+        self.writer.transport.resume_reading()
+
+    async def drain_until_closed(self, limit_s: float) -> tuple[int, str]:
+        """Read what is left until the connection ends: (frames read, how it ended)."""
+        count = 0
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            try:
+                opcode, data = await self.recv(max(0.1, deadline - time.monotonic()))
+            except asyncio.IncompleteReadError:
+                return count, "EOF without a close frame"
+            except ConnectionResetError:
+                return count, "connection reset (no close frame)"
+            except TimeoutError:
+                return count, "still open"
+            count += 1
+            if opcode == 8:
+                code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else 1005
+                return count, f"close frame {code} {data[2:].decode(errors='replace')!r}"
+        return count, "still open"
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass
+
+
+# ------------------------------------------------------------------------------ edge with limits
+def spawn_edge_with_rlimit(name: str, env_extra: dict[str, str], fsize_bytes: int, timeout: float = 60) -> EdgeProcess:
+    """Like tests.conftest.start_edge, with RLIMIT_FSIZE on the edge: every file it writes past
+    ``fsize_bytes`` fails with EFBIG, as writes to a full disk fail with ENOSPC. Its log goes through
+    a pipe (a pipe has no size limit) to a file this process writes, so the log is complete."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log_path = ARTIFACTS / f"{name}-{os.getpid()}.log"
+    env = {**os.environ, "XIAOZHI__SERVER__HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1",
+           "PYTHONDONTWRITEBYTECODE": "1", **env_extra}  # fmt: skip
+    temp_cache = None
+    if "XIAOZHI__CACHE__DIR" not in env:
+        temp_cache = Path(tempfile.mkdtemp(prefix=f"{name}-cache-"))
+        env["XIAOZHI__CACHE__DIR"] = str(temp_cache)
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize_bytes, fsize_bytes))
+
+    proc = subprocess.Popen([sys.executable, "-m", "edge_node", "serve", "--port", "0", "--http-port", "0"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=limit)  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    stderr = proc.stderr
+
+    def pump() -> None:
+        with log_path.open("w", encoding="utf-8") as log:
+            for line in stderr:
+                log.write(line)
+                log.flush()
+
+    log_path.write_text("", encoding="utf-8")
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("READY"):
+            parts = dict(p.split("=", 1) for p in line.split()[1:])
+            return EdgeProcess(proc, int(parts["ws"]), int(parts["http"]), log_path, temp_cache)
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    proc.wait()
+    if temp_cache is not None:
+        shutil.rmtree(temp_cache, ignore_errors=True)
+    raise RuntimeError(f"edge node did not start:\n{log_path.read_text(errors='replace')[-4000:]}")
+
+
+# ---------------------------------------------------------------------------------- cloud tier
+# Open questions go to the cloud; short limits so a fault is noticed in seconds, not a default's minute.
+ROUTING = """
+llm:
+  default: local_llm
+  rules:
+    - {name: open-question, when: {complexity_at_least: 0.6}, route: cloud}
+  overflow: null
+routes:
+  cloud: {accept_timeout_s: 1.0, first_token_timeout_s: 4.0, chunk_timeout_s: 2.0, retries: 1, max_tokens: MAX_TOKENS,
+          breaker: {failures: 3, open_s: 2}}
+  local_llm: {first_token_timeout_s: 20.0}
+asr: {cloud: never}
+"""
+
+
+def routing_file(directory: Path, cloud_max_tokens: int = 40) -> Path:
+    """The fault tests' routing policy; the cloud's answers are cut to ``cloud_max_tokens`` words."""
+    path = directory / "routing.yaml"
+    path.write_text(ROUTING.replace("MAX_TOKENS", str(cloud_max_tokens)), encoding="utf-8")
+    return path
+
+
+ESCALATED = "Explain why the sky is blue and how sunsets get their colours"
+LOCAL = "What should I name my new puppy?"  # personal: the local LLM, never an answer-cache entry
+CLOUD_REPLY = (
+    "The cloud worker answers this one: sunlight scatters off the air, blue light most of all, and at "
+    "sunset the light crosses so much air that mostly the red and orange is left to reach your eyes."
+)
+
+
+def start_timing_cloud(work: Path, edges: list[str], per_token_s: float = 0.05) -> Cloud:
+    """A hub, one leaf per edge and a real cloud LLM worker in front of the timing stand-in for vLLM
+    (bench/fleet/timing_openai.py): the whole escalation path runs, no model uses the CPU."""
+    hub = Hub(work / "hub")
+    for edge in edges:
+        hub.credential(edge)
+    leaves = {e: Leaf(work / e, e, hub) for e in edges}
+    cred_path = work / "cloud.json"
+    save_credential(hub.cloud, cred_path)
+    openai = spawn("fault-timing-openai", [
+        sys.executable, "-m", "bench.fleet.timing_openai", "--host", "127.0.0.1", "--port", "0",
+        "--first-token-s", "0.1", "--per-token-s", str(per_token_s), "--reply", CLOUD_REPLY],
+        "READY timing-openai")  # fmt: skip
+    cloud = Cloud(hub, leaves, openai, cred_path, openai_url=ready_field(openai, "url"))
+    try:
+        hub.start()
+        for leaf in leaves.values():
+            leaf.start()
+        for leaf in leaves.values():
+            leaf.wait_linked(20)
+        cloud.start_llm_worker()
+    except BaseException:
+        cloud.stop()
+        raise
+    return cloud
+
+
+def cloud_edge_env(cloud: Cloud, edge: str, routing: Path, profile: Path, **extra: str) -> dict[str, str]:
+    return timing_env(profile, XIAOZHI__NODE_ID=edge, XIAOZHI__NATS__URL=cloud.leaves[edge].url,
+                      XIAOZHI__NATS__HEARTBEAT_S="1", XIAOZHI__ROUTING__FILE=str(routing),
+                      XIAOZHI__CACHE__ENABLED="false", **extra)  # fmt: skip
+
+
+async def cloud_link_up(edge: EdgeProcess, timeout_s: float = 20) -> bool:
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            try:
+                if (await http.get(f"{edge.http}/stats", timeout=5)).json()["edge"]["cloud_link"]:
+                    return True
+            except (httpx.HTTPError, KeyError, ValueError):
+                pass
+            await asyncio.sleep(0.2)
+    return False
