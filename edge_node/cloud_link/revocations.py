@@ -25,6 +25,7 @@ from typing import Any
 import nats.errors
 
 from edge_node import metrics
+from edge_node.cloud_link.kv_watch import KvWatch
 from edge_node.cloud_link.link import CloudLink
 from shared.nats import revoked
 from shared.nats import subjects as s
@@ -34,33 +35,21 @@ log = logging.getLogger("edge_node.revocations")
 __all__ = ["RevocationSource"]
 
 
-class RevocationSource:
+class RevocationSource(KvWatch):
+    task_name = "revocation-watch"
+
     def __init__(self, link: CloudLink | None, watch: bool = True, resync_s: float = 300.0,
                  quiet_check_s: float = 3.0) -> None:  # fmt: skip
-        self.link = link
-        self.watch = watch
+        super().__init__(link, watch)
         self.resync_s = resync_s
         self.quiet_check_s = quiet_check_s  # how long the watch may be quiet before the bucket is checked
         self.revoked: set[str] = set()  # lower-case device ids
         self.synced = False  # the fleet's list is known: a snapshot was read, or there is no bucket yet
         self.snapshots = 0  # full snapshots read from the bucket
         self.on_revoked: list[Callable[[str], None]] = []
-        self._task: asyncio.Task[None] | None = None
-        self._restart = asyncio.Event()
 
     def is_revoked(self, device_id: str) -> bool:
         return device_id.strip().lower() in self.revoked
-
-    async def start(self) -> None:
-        if self.link is not None and self.link.configured and self.watch:
-            self.link.state.listeners.append(lambda up: self._restart.set() if up else None)
-            self._task = asyncio.create_task(self._watch_forever(), name="revocation-watch")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     # -- changes ---------------------------------------------------------------------------------
     def _revoke(self, device_id: str, why: str) -> None:
@@ -94,20 +83,8 @@ class RevocationSource:
         metrics.REVOKED_DEVICES.set(len(self.revoked))
 
     # -- KV watch ------------------------------------------------------------------------------
-    async def _watch_forever(self) -> None:
-        assert self.link is not None
-        while True:
-            if not await self.link.wait_connected(5.0):
-                continue
-            try:
-                await self._watch_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the link went down, no JetStream yet...: keep the set
-                log.debug("revocation watch: %r; retrying (keeping %d revoked)", exc, len(self.revoked))
-                self._restart.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._restart.wait(), 2.0)
+    def _failed(self, exc: Exception) -> None:
+        log.debug("revocation watch: %r; retrying (keeping %d revoked)", exc, len(self.revoked))
 
     async def _watch_once(self) -> None:
         """One snapshot, then changes, until the link restarts or ``resync_s`` passes."""

@@ -10,7 +10,6 @@ force stays; so does the last good one when the link goes down.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from pathlib import Path
@@ -19,6 +18,7 @@ import nats.errors
 import nats.js.errors
 
 from edge_node import metrics
+from edge_node.cloud_link.kv_watch import RETRY_S, KvWatch
 from edge_node.cloud_link.link import CloudLink
 from shared.nats import subjects as s
 from shared.routing_config import RoutingConfigError, RoutingPolicy, default_policy, load_routing_file, parse_routing
@@ -28,18 +28,18 @@ log = logging.getLogger("edge_node.routing_source")
 __all__ = ["RoutingSource"]
 
 
-class RoutingSource:
+class RoutingSource(KvWatch):
+    task_name = "routing-watch"
+    pause_after_watch_s = RETRY_S
+
     def __init__(self, file: str = "", link: CloudLink | None = None, watch_kv: bool = True) -> None:
+        super().__init__(link, watch_kv)
         self.file = file
-        self.link = link
-        self.watch_kv = watch_kv
         self.policy: RoutingPolicy = default_policy()
         self.origin = "defaults"
         self.revision: int | None = None  # KV revision in force, when it came from KV
         self.last_error = ""
         self.refused_revision: int | None = None  # not retried until a newer revision arrives
-        self._task: asyncio.Task[None] | None = None
-        self._restart = asyncio.Event()
         if file:
             # A bad local file is a start-up error: the operator is at the box and must see it.
             self.policy = load_routing_file(file)
@@ -77,32 +77,6 @@ class RoutingSource:
         return self.apply(text, f"file {self.file}")
 
     # -- KV watch ------------------------------------------------------------------------------
-    async def start(self) -> None:
-        if self.link is not None and self.link.configured and self.watch_kv:
-            self.link.state.listeners.append(lambda up: self._restart.set() if up else None)
-            self._task = asyncio.create_task(self._watch_forever(), name="routing-watch")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _watch_forever(self) -> None:
-        assert self.link is not None
-        while True:
-            if not await self.link.wait_connected(5.0):
-                continue
-            try:
-                await self._watch_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the link went down, the bucket is missing...
-                log.debug("routing watch: %r; retrying", exc)
-            self._restart.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._restart.wait(), 2.0)
-
     async def _watch_once(self) -> None:
         """Follow the key until the watcher breaks; re-checks the revision when it goes quiet."""
         nc = self.link.nc if self.link is not None else None
