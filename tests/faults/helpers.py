@@ -30,7 +30,6 @@ import httpx
 import psutil
 import yaml
 
-from shared.metrics import sample_sum
 from shared.nats.configs import save_credential
 from shared.nats.local import Hub, Leaf
 from tests.cloud.deployment import Cloud
@@ -73,10 +72,6 @@ def timing_env(profile: Path, **extra: str) -> dict[str, str]:
 async def metrics_text(edge: EdgeProcess) -> str:
     async with httpx.AsyncClient() as http:
         return (await http.get(f"{edge.http}/metrics", timeout=10)).text
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    return sample_sum(text, name, **labels)
 
 
 def rss_mb(pid: int) -> float:

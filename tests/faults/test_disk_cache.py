@@ -24,10 +24,9 @@ import pytest
 
 from shared.client.device import Turn
 from tests.conftest import EdgeProcess, start_edge, stop_edge
-from tests.edge.helpers import text_turn
+from tests.edge.helpers import metric_value, text_turn
 from tests.faults.helpers import (
     log_lines,
-    metric,
     metrics_text,
     observed,
     spawn_edge_with_rlimit,
@@ -118,7 +117,7 @@ async def test_corrupt_cache_entries_are_dropped_and_answers_stay_right(tmp_path
         assert third.sentences == fourth.sentences == reference.sentences
         assert _routes(edge, offset) == ["local_llm", "cache"]
         after = await metrics_text(edge)
-        read_corrupt = metric(after, "xiaozhi_cache_errors_total", op="corrupt") - metric(
+        read_corrupt = metric_value(after, "xiaozhi_cache_errors_total", op="corrupt") - metric_value(
             before, "xiaozhi_cache_errors_total", op="corrupt")  # fmt: skip
         assert read_corrupt >= 1 and log_lines(edge, "corrupt entry", offset)
         caches = await _caches(edge)
@@ -151,7 +150,7 @@ async def test_a_full_disk_costs_no_turn_and_logs_once(tmp_path: Path) -> None:
         log = edge.log_text()[offset:]
     finally:
         stop_edge(edge)
-    failed = metric(after, "xiaozhi_cache_errors_total", op="write") - metric(
+    failed = metric_value(after, "xiaozhi_cache_errors_total", op="write") - metric_value(
         before, "xiaozhi_cache_errors_total", op="write")  # fmt: skip
     lines = [line for line in log.splitlines() if "disk cache: cannot write" in line]
     kinds = {line.split("errors are counted")[0].rsplit("further ", 1)[-1].strip() for line in lines}

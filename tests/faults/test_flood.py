@@ -20,8 +20,8 @@ import pytest
 
 from shared.client.device import DeviceClient, DeviceClientError
 from tests.conftest import EdgeProcess, start_edge, stop_edge
-from tests.edge.helpers import speech
-from tests.faults.helpers import RssSampler, log_lines, metric, metrics_text, observed, timing_env, write_profile
+from tests.edge.helpers import metric_value, speech
+from tests.faults.helpers import RssSampler, log_lines, metrics_text, observed, timing_env, write_profile
 
 pytestmark = pytest.mark.slow
 
@@ -133,10 +133,10 @@ async def test_floods_are_closed_and_a_polite_device_keeps_its_latency(edge: Edg
     assert all(code == 1008 and reason == "audio faster than real time" for _, _, code, reason in fastest.closes)
     assert text.closes[0][2:] == (1008, "too many messages")
     name = "xiaozhi_rate_limited_total"
-    audio_closed = metric(after, name, kind="audio") - metric(before, name, kind="audio")
+    audio_closed = metric_value(after, name, kind="audio") - metric_value(before, name, kind="audio")
     recorded = len(fast.closes) + len(fastest.closes)  # a connection closed as the attack stopped is not recorded
     assert recorded <= audio_closed <= recorded + 2
-    assert metric(after, name, kind="text") - metric(before, name, kind="text") == 1
+    assert metric_value(after, name, kind="text") - metric_value(before, name, kind="text") == 1
     # One log line per closed connection, naming the device, not one per frame.
     lines = log_lines(edge, f"rate limit: audio frames from {fast.device_id}", offset)
     assert len(fast.closes) <= len(lines) <= len(fast.closes) + 1

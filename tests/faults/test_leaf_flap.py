@@ -26,7 +26,7 @@ from shared.client.device import DeviceClient, DeviceClientError, Turn
 from shared.config import QueueConfig
 from tests.cloud.deployment import Cloud
 from tests.conftest import EdgeProcess, start_edge, stop_edge
-from tests.edge.helpers import text_turn, words
+from tests.edge.helpers import metric_value, text_turn, words
 from tests.faults.helpers import (
     CLOUD_REPLY,
     ESCALATED,
@@ -35,7 +35,6 @@ from tests.faults.helpers import (
     cloud_edge_env,
     cloud_link_up,
     log_lines,
-    metric,
     metrics_text,
     observed,
     routing_file,
@@ -181,7 +180,7 @@ async def test_leaf_link_flaps_under_load(cloud: Cloud, edge: EdgeProcess) -> No
     assert outcomes["escalated:cloud"] > 0, outcomes
     # Asked while the link was down: the local LLM answers (or, if it could not, a spoken apology or "busy").
     assert set(probed) <= {"local", "apology", "busy"} and probed["local"] > 0, probed
-    assert metric(after, "xiaozhi_protocol_errors_total") == metric(before, "xiaozhi_protocol_errors_total")
+    assert metric_value(after, "xiaozhi_protocol_errors_total") == metric_value(before, "xiaozhi_protocol_errors_total")
     assert stats["edge"]["sessions"] == 0, stats["edge"]["sessions"]  # nobody left behind
     log = edge.log_text()[offset:]
     assert "session crashed" not in log and "Traceback" not in log, log[-3000:]

@@ -28,7 +28,7 @@ from edge_node.routing.router import CUT_OFF
 from shared.client.device import DeviceClient, Turn
 from tests.cloud.deployment import Cloud
 from tests.conftest import EdgeProcess, start_edge, stop_edge
-from tests.edge.helpers import text_turn, words
+from tests.edge.helpers import metric_value, text_turn, words
 from tests.faults.helpers import (
     CLOUD_REPLY,
     ESCALATED,
@@ -37,7 +37,6 @@ from tests.faults.helpers import (
     cloud_edge_env,
     cloud_link_up,
     log_lines,
-    metric,
     metrics_text,
     observed,
     routing_file,
@@ -178,7 +177,7 @@ async def test_edge_model_fails_mid_reply_and_its_worker_restarts(faulty_edge: E
     after = await metrics_text(edge)
 
     def moved(name: str, **labels: str) -> float:
-        return metric(after, name, **labels) - metric(before, name, **labels)
+        return metric_value(after, name, **labels) - metric_value(before, name, **labels)
 
     assert moved("xiaozhi_engine_failures_total", stage="llm") == 1
     assert moved("xiaozhi_engine_restarts_total", stage="llm", result="ok") == 1

@@ -17,13 +17,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EdgeProcess, start_edge, stop_edge
-from tests.edge.helpers import text_turn
+from tests.edge.helpers import metric_value, text_turn
 from tests.faults.helpers import (
     LONG_REPLY,
     RawDevice,
     RssSampler,
     log_lines,
-    metric,
     metrics_text,
     observed,
     timing_env,
@@ -82,7 +81,7 @@ async def test_a_device_that_stops_reading_is_dropped_and_others_are_unaffected(
     after = await metrics_text(edge)
     line = log_lines(edge, "device stopped reading", offset)[0]
     assert f"device={SLOW_ID}" in line
-    assert metric(after, "xiaozhi_send_timeouts_total") - metric(before, "xiaozhi_send_timeouts_total") == 1
+    assert metric_value(after, "xiaozhi_send_timeouts_total") - metric_value(before, "xiaozhi_send_timeouts_total") == 1
     assert ending != "still open"
     # Bounded: the buffers are a few KiB, the reply's remaining audio is never queued for it.
     assert rss.growth_mb < 20, rss.samples

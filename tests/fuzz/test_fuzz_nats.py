@@ -9,36 +9,10 @@ answer or a miss without raising. The regression cases at the bottom are what fu
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
 
-from bench.fuzz_targets import LARGE_INPUT_LIMIT_S, LARGE_INPUTS, TARGETS, LargeInput, run_large_input
 from cloud.workers.llm import LlmRequestError, parse_chat_request
 from shared.nats.heartbeats import HeartbeatError, parse_heartbeat
 from shared.nats.streaming import _json_or_none
-from tests.fuzz.conftest import fuzz_settings
-
-PREFIXES = ("nats.", "cache.")
-
-
-@pytest.mark.parametrize("name", [n for n in TARGETS if n.startswith(PREFIXES)])
-def test_property(name: str) -> None:
-    """Only the documented result or the documented error, for structured and random inputs."""
-    target = TARGETS[name]
-
-    @fuzz_settings(target.weight)
-    @given(target.strategy)
-    def check(example: object) -> None:
-        target.check(example)
-
-    check()
-
-
-@pytest.mark.parametrize("item", [i for i in LARGE_INPUTS if i.name.startswith(PREFIXES)], ids=lambda i: i.name)
-def test_multi_megabyte_input_is_handled_fast(item: LargeInput) -> None:
-    """Bounded work on huge input (NATS carries up to 1 MB; the inputs here are larger)."""
-    outcome, elapsed = run_large_input(item)
-    assert elapsed < LARGE_INPUT_LIMIT_S, f"{item.name} took {elapsed:.1f} s ({outcome})"
-
 
 DEEP = b"[" * 50_000
 

@@ -9,35 +9,9 @@ inputs fuzzing found that crashed or misparsed before the fixes.
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
 
-from bench.fuzz_targets import LARGE_INPUT_LIMIT_S, LARGE_INPUTS, TARGETS, LargeInput, run_large_input
 from shared.protocol import ProtocolError, parse_client_message
 from shared.protocol import errors as perr
-from tests.fuzz.conftest import fuzz_settings
-
-PREFIXES = ("messages.", "framing.", "mcp.")
-
-
-@pytest.mark.parametrize("name", [n for n in TARGETS if n.startswith(PREFIXES)])
-def test_property(name: str) -> None:
-    """Only the documented result or the documented error, for structured and random inputs."""
-    target = TARGETS[name]
-
-    @fuzz_settings(target.weight)
-    @given(target.strategy)
-    def check(example: object) -> None:
-        target.check(example)
-
-    check()
-
-
-@pytest.mark.parametrize("item", [i for i in LARGE_INPUTS if i.name.startswith(PREFIXES)], ids=lambda i: i.name)
-def test_multi_megabyte_input_is_handled_fast(item: LargeInput) -> None:
-    """Bounded work on huge input. The limit is generous for a loaded CI box; the failures it
-    guards against (a parser walking a multi-megabyte frame) take far longer."""
-    outcome, elapsed = run_large_input(item)
-    assert elapsed < LARGE_INPUT_LIMIT_S, f"{item.name} took {elapsed:.1f} s ({outcome})"
 
 
 @pytest.mark.parametrize(
