@@ -48,6 +48,7 @@ class Sample:
     threads: int
     sessions: float
     turns: float
+    anon_mb: float = -1.0  # RssAnon: the heap part of rss_mb (the rest is mostly mapped model files)
 
 
 def _median(values: list[float]) -> float:
@@ -89,8 +90,9 @@ def analyse(samples: list[Sample], records: list[dict[str, Any]], warmup_s: floa
     out: dict[str, Any] = {"samples": len(samples), "warmup_s": warmup_s, "first_block_s": span[0],
                            "last_block_s": span[1], "why": []}  # fmt: skip
     rss0, rss1 = block(first, "rss_mb"), block(last, "rss_mb")
-    out["rss_mb"] = {"first": round(rss0, 1), "last": round(rss1, 1),
-                     "slope_mb_per_h": round(_slope_per_hour([(s.t, s.rss_mb) for s in steady]), 1)}  # fmt: skip
+    out["rss_mb"] = {"first": round(rss0, 1), "last": round(rss1, 1), "max": max(s.rss_mb for s in steady),
+                     "slope_mb_per_h": round(_slope_per_hour([(s.t, s.rss_mb) for s in steady]), 1),
+                     "anon_first": block(first, "anon_mb"), "anon_last": block(last, "anon_mb")}  # fmt: skip
     if rss1 > rss0 * 1.05 + 20:
         out["why"].append(f"RSS grew {rss0:.0f} -> {rss1:.0f} MB")
     free0 = _median([s.fds - s.sessions for s in first])
@@ -122,6 +124,13 @@ def _sample(http: str, pid: int, t: float) -> Sample:
         threads = psutil.Process(pid).num_threads()
     except psutil.Error:
         threads = -1
+    anon_mb = -1.0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                anon_mb = round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass  # not Linux: RSS alone
     return Sample(
         t=round(t, 1),
         rss_mb=round(sample_sum(text, "process_resident_memory_bytes") / 2**20, 1),
@@ -130,6 +139,7 @@ def _sample(http: str, pid: int, t: float) -> Sample:
         threads=threads,
         sessions=sample_sum(text, "xiaozhi_sessions_active"),
         turns=sample_sum(text, "xiaozhi_turns_total"),
+        anon_mb=anon_mb,
     )
 
 
@@ -142,6 +152,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--session-turns", type=float, default=5.0, help="turns per session on average (churn)")
     p.add_argument("--every", type=float, default=15.0, help="seconds between samples")
     p.add_argument("--warmup", type=float, help="seconds not judged (default: 2 min, or a fifth of a short run)")
+    p.add_argument("--edge-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for the edge, e.g. XIAOZHI__TTS__RELEASE_ARENA=false (repeatable)")
     p.add_argument("--out", type=Path, required=True)
     return p
 
@@ -151,7 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     duration = args.minutes * 60.0
     warmup = args.warmup if args.warmup is not None else min(120.0, duration / 5)
     args.out.mkdir(parents=True, exist_ok=True)
-    edge = spawn_edge("soak-edge", {"XIAOZHI__SERVER__IDLE_TIMEOUT_S": "600"}, log_dir=args.out)
+    env = {"XIAOZHI__SERVER__IDLE_TIMEOUT_S": "600"}
+    for item in args.edge_env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"soak: --edge-env wants KEY=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        env[key] = value
+    edge = spawn_edge("soak-edge", env, log_dir=args.out)
     samples: list[Sample] = []
     loadgen_rc = -1
     try:
@@ -180,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     records = [json.loads(line) for line in (args.out / "records.jsonl").read_text().splitlines() if line.strip()]
     loadgen = json.loads((args.out / "loadgen.json").read_text())
     verdict = analyse(samples, records, warmup)
-    report = {"minutes": args.minutes, "devices": args.devices, "rate": args.rate,
+    report = {"minutes": args.minutes, "devices": args.devices, "rate": args.rate, "edge_env": env,
               "session_turns": args.session_turns, "verdict": verdict,
               "loadgen": {k: loadgen.get(k) for k in ("turns", "answered_turns_per_s", "busy_turns", "errors",
                                                       "protocol_errors", "connects", "leaves", "reconnects",
@@ -205,7 +224,9 @@ def render(report: dict[str, Any]) -> str:
         f"errors {lg['errors']}, protocol errors {lg['protocol_errors']}; {lg['connects']} connects, "
         f"{lg['leaves']} leaves; first audio p50 {fa.get('p50')} ms, p95 {fa.get('p95')} ms",
         f"first fifth {v['first_block_s']} s vs last fifth {v['last_block_s']} s (after {v['warmup_s']:g} s warm-up):",
-        f"  RSS {v['rss_mb']['first']} -> {v['rss_mb']['last']} MB (slope {v['rss_mb']['slope_mb_per_h']} MB/h)",
+        f"  RSS {v['rss_mb']['first']} -> {v['rss_mb']['last']} MB (max {v['rss_mb'].get('max')}, slope "
+        f"{v['rss_mb']['slope_mb_per_h']} MB/h; anonymous {v['rss_mb'].get('anon_first')} -> "
+        f"{v['rss_mb'].get('anon_last')} MB)",
         f"  fds {v['fds']['first']:g} -> {v['fds']['last']:g} (not held by sessions "
         f"{v['fds']['not_sessions_first']:g} -> {v['fds']['not_sessions_last']:g})",
         f"  loop tasks {v['tasks']['first']:g} -> {v['tasks']['last']:g} (max {v['tasks']['max']:g}); threads "

@@ -72,7 +72,11 @@ def _nats_config(args: argparse.Namespace) -> int:
 async def _serve(cfg: Any, ssl_context: ssl.SSLContext | None = None) -> None:
     from edge_node.engines.runtime import Engines
     from edge_node.server import EdgeServer
+    from shared.allocator import set_mmap_threshold
 
+    # Before any model allocates: the threshold only governs blocks allocated after it is set.
+    if set_mmap_threshold(cfg.server.malloc_mmap_threshold_kb * 1024):
+        log.info("malloc mmap threshold fixed at %d KiB", cfg.server.malloc_mmap_threshold_kb)
     loop = asyncio.get_running_loop()
     engines = await loop.run_in_executor(None, Engines.load, cfg)
     server = EdgeServer(cfg, engines, ssl_context)

@@ -52,6 +52,10 @@ class ServerConfig(_Section):
     tls_key_file: str = ""
     # Frames bigger than this close the connection with 1009; firmware sends at most 64 KiB.
     max_frame_bytes: int = Field(65536, ge=1024)
+    # glibc's mmap threshold in KiB, fixed when the node starts (0: glibc's dynamic threshold). Fixed,
+    # a freed buffer bigger than this goes back to the kernel instead of staying in a thread's heap;
+    # see shared/allocator.py and docs/performance.md "Soak".
+    malloc_mmap_threshold_kb: int = Field(4096, ge=0, le=32768)
     hello_timeout_s: float = Field(10.0, gt=0)
     # A session with no uplink voice and no reply for this long is closed (protocol.md §2.9).
     idle_timeout_s: float = Field(120.0, gt=0)
@@ -183,6 +187,10 @@ class TtsConfig(_Section):
     workers: int = Field(0, ge=0)  # 0: one per usable core, plus the reserved ones
     # Workers that synthesise only the first sentence of a reply, never later ones.
     reserved_first: int = Field(1, ge=0)
+    # Hand onnxruntime's arena back after every sentence. Off, each voice keeps the memory of the
+    # longest sentence it has spoken, growing for an hour in steps (bench/tts_memory.py: ~360 MB a
+    # voice); on costs ~10-15 % more TTS CPU.
+    release_arena: bool = True
 
 
 class IntentConfig(_Section):

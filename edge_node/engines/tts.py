@@ -34,6 +34,26 @@ class SpeechModel(Protocol):
     def synthesize(self, text: str) -> np.ndarray: ...
 
 
+class _ArenaReleasingSession:
+    """An onnxruntime session whose every ``run`` ends by shrinking the CPU arena.
+
+    Piper calls ``session.run(None, feeds)`` once per sentence. The arena keeps what the longest
+    sentence needed, and its power-of-two extensions come in steps, so an edge node's memory
+    crept up for most of an hour. Shrinking at the end of each run hands the chunks back.
+    """
+
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self._session = session
+        self.run_options = ort.RunOptions()
+        self.run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+
+    def run(self, output_names: list[str] | None, input_feed: dict[str, object], run_options: object = None) -> list:
+        return self._session.run(output_names, input_feed, self.run_options)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._session, name)
+
+
 class PiperTts:
     """A Piper voice loaded once; ``synthesize`` runs on the caller's (TTS) thread."""
 
@@ -57,6 +77,8 @@ class PiperTts:
             opts.intra_op_num_threads = cfg.threads
             opts.inter_op_num_threads = 1
             session = ort.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
+            if cfg.release_arena:
+                session = _ArenaReleasingSession(session)
             self._voice = PiperVoice(session=session, config=PiperConfig.from_dict(config_dict))
         except Exception as exc:  # bad JSON, bad ONNX, or a piper API change
             raise ModelError(f"cannot load Piper voice {model}: {exc}") from exc

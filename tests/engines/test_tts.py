@@ -46,3 +46,38 @@ def test_encode_for_device_60ms_24k(tts: PiperTts) -> None:
     assert np.abs(np.concatenate(decoded)).max() > 1000
     # The shared encoder is reset per call: the same input gives the same packets.
     assert encode_for_device(pcm, tts.sample_rate, encoder) == packets
+
+
+class _RecordingSession:
+    """Wraps the real onnxruntime session and records the run options Piper's calls arrive with."""
+
+    def __init__(self, real: object) -> None:
+        self.real = real
+        self.options: list[object] = []
+
+    def run(self, output_names: object, feeds: object, run_options: object = None) -> object:
+        self.options.append(run_options)
+        return self.real.run(output_names, feeds, run_options)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+
+@pytest.mark.parametrize("release", [True, False])
+def test_release_arena_shrinks_after_every_sentence(release: bool) -> None:
+    tts = PiperTts(TtsConfig(release_arena=release))
+    session = tts._voice.session
+    if release:
+        recorder = _RecordingSession(session._session)  # type: ignore[attr-defined]
+        session._session = recorder  # type: ignore[attr-defined]
+    else:
+        recorder = _RecordingSession(session)
+        tts._voice.session = recorder  # type: ignore[assignment]
+    pcm = tts.synthesize("One sentence here. And a second one there.")
+    assert pcm.size > tts.sample_rate  # both sentences were spoken
+    assert len(recorder.options) == 2  # Piper runs the model once per sentence
+    for options in recorder.options:
+        if release:
+            assert options.get_run_config_entry("memory.enable_memory_arena_shrinkage") == "cpu:0"  # type: ignore[attr-defined]
+        else:
+            assert options is None
