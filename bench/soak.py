@@ -49,6 +49,7 @@ class Sample:
     sessions: float
     turns: float
     anon_mb: float = -1.0  # RssAnon: the heap part of rss_mb (the rest is mostly mapped model files)
+    cache_mb: float = 0.0  # what the memory caches (L1) hold: bounded by cache.l1_max_mb, part of rss_mb
 
 
 def _median(values: list[float]) -> float:
@@ -92,7 +93,8 @@ def analyse(samples: list[Sample], records: list[dict[str, Any]], warmup_s: floa
     rss0, rss1 = block(first, "rss_mb"), block(last, "rss_mb")
     out["rss_mb"] = {"first": round(rss0, 1), "last": round(rss1, 1), "max": max(s.rss_mb for s in steady),
                      "slope_mb_per_h": round(_slope_per_hour([(s.t, s.rss_mb) for s in steady]), 1),
-                     "anon_first": block(first, "anon_mb"), "anon_last": block(last, "anon_mb")}  # fmt: skip
+                     "anon_first": block(first, "anon_mb"), "anon_last": block(last, "anon_mb"),
+                     "cache_first": block(first, "cache_mb"), "cache_last": block(last, "cache_mb")}  # fmt: skip
     if rss1 > rss0 * 1.05 + 20:
         out["why"].append(f"RSS grew {rss0:.0f} -> {rss1:.0f} MB")
     free0 = _median([s.fds - s.sessions for s in first])
@@ -140,6 +142,7 @@ def _sample(http: str, pid: int, t: float) -> Sample:
         sessions=sample_sum(text, "xiaozhi_sessions_active"),
         turns=sample_sum(text, "xiaozhi_turns_total"),
         anon_mb=anon_mb,
+        cache_mb=round(sample_sum(text, "xiaozhi_cache_bytes", level="l1") / 2**20, 1),
     )
 
 
@@ -226,7 +229,8 @@ def render(report: dict[str, Any]) -> str:
         f"first fifth {v['first_block_s']} s vs last fifth {v['last_block_s']} s (after {v['warmup_s']:g} s warm-up):",
         f"  RSS {v['rss_mb']['first']} -> {v['rss_mb']['last']} MB (max {v['rss_mb'].get('max')}, slope "
         f"{v['rss_mb']['slope_mb_per_h']} MB/h; anonymous {v['rss_mb'].get('anon_first')} -> "
-        f"{v['rss_mb'].get('anon_last')} MB)",
+        f"{v['rss_mb'].get('anon_last')} MB; memory caches {v['rss_mb'].get('cache_first')} -> "
+        f"{v['rss_mb'].get('cache_last')} MB)",
         f"  fds {v['fds']['first']:g} -> {v['fds']['last']:g} (not held by sessions "
         f"{v['fds']['not_sessions_first']:g} -> {v['fds']['not_sessions_last']:g})",
         f"  loop tasks {v['tasks']['first']:g} -> {v['tasks']['last']:g} (max {v['tasks']['max']:g}); threads "

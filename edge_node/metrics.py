@@ -106,6 +106,12 @@ ENGINE_RESTARTS = Counter(
 
 # -- caches: tts | answer; level: l1 | l3 | l2 (looked up in that order); result: hit | miss ----
 CACHE_REQUESTS = Counter("xiaozhi_cache_requests_total", "Cache lookups", ["cache", "level", "result"])
+CACHE_BYTES = Gauge(
+    "xiaozhi_cache_bytes",
+    "What a cache holds per level (l1: memory, values plus per-entry overhead; l3: disk), bounded by "
+    "cache.l1_max_mb / cache.l3_max_mb: part of the node's RSS that grows until the cache is full",
+    ["cache", "level"],
+)
 CACHE_ERRORS = Counter(
     "xiaozhi_cache_errors_total",
     "Disk cache (L3) problems, each counted (logged once per kind): op read | write | remove | corrupt, "

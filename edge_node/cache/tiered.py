@@ -56,6 +56,9 @@ class TieredCache:
         # One thread: the disk cache's index is then only touched by it, and writes stay ordered.
         self._io = ThreadPoolExecutor(1, thread_name_prefix=f"cache-{name}")
         self._counts = {(lv, r): 0 for lv in ("l1", "l3", "l2") for r in ("hit", "miss")}
+        metrics.CACHE_BYTES.labels(cache=name, level="l1").set_function(lambda: l1.size_bytes)
+        if l3 is not None:
+            metrics.CACHE_BYTES.labels(cache=name, level="l3").set_function(lambda: l3.size_bytes)
 
     def _count(self, level: str, result: str) -> None:
         self._counts[(level, result)] += 1

@@ -134,6 +134,22 @@ async def test_tiered_promotes_an_l3_hit_into_l1(tmp_path: Path) -> None:
     assert DiskCache(tmp_path, 1 << 20).get("n") == b"later"  # the queued write reached the disk
 
 
+async def test_cache_bytes_gauge_follows_both_levels(tmp_path: Path) -> None:
+    from prometheus_client import REGISTRY
+
+    def gauge(level: str) -> float | None:
+        return REGISTRY.get_sample_value("xiaozhi_cache_bytes", {"cache": "gauge-test", "level": level})
+
+    cache = TieredCache(LruCache(1 << 20), DiskCache(tmp_path, 1 << 20), "gauge-test")
+    try:
+        assert gauge("l1") == 0 and gauge("l3") == 0
+        await cache.put("k", bytes(5000))
+        assert gauge("l1") == cache.l1.size_bytes == 5000 + 1 + ENTRY_OVERHEAD
+        assert gauge("l3") == cache.l3.size_bytes > 5000  # type: ignore[union-attr]
+    finally:
+        cache.close()
+
+
 async def test_answer_cache_ttl_expires_entries(tmp_path: Path) -> None:
     answers = AnswerCache(LruCache(1 << 20), DiskCache(tmp_path, 1 << 20), ttl_s=60)
     try:
