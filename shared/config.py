@@ -188,8 +188,8 @@ class TtsConfig(_Section):
     # Workers that synthesise only the first sentence of a reply, never later ones.
     reserved_first: int = Field(1, ge=0)
     # Hand onnxruntime's arena back after every sentence. Off, each voice keeps the memory of the
-    # longest sentence it has spoken, growing for an hour in steps (bench/tts_memory.py: ~360 MB a
-    # voice); on costs ~10-15 % more TTS CPU.
+    # longest sentence it has spoken, growing for an hour in steps (bench/tts_memory.py: ~300 MB a
+    # voice); on costs ~17 % more TTS time.
     release_arena: bool = True
 
 
