@@ -20,8 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-def start_edge(name: str, env_extra: dict[str, str] | None = None, timeout: float = 120) -> EdgeProcess:
-    return spawn_edge(name, env_extra, timeout=timeout, log_dir=ARTIFACTS)
+def start_edge(
+    name: str, env_extra: dict[str, str] | None = None, timeout: float = 120, fsize_bytes: int | None = None
+) -> EdgeProcess:
+    return spawn_edge(name, env_extra, timeout=timeout, log_dir=ARTIFACTS, fsize_bytes=fsize_bytes)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -66,8 +67,14 @@ def spawn_edge(
     timeout: float = 180,
     log_dir: Path | None = None,
     config: str | None = None,
+    fsize_bytes: int | None = None,
 ) -> EdgeProcess:
-    """Start an edge node on free ports with the bundled models; returns once it printed READY."""
+    """Start an edge node on free ports with the bundled models; returns once it printed READY.
+
+    ``fsize_bytes`` puts RLIMIT_FSIZE on the edge: every file it writes past that size fails with
+    EFBIG, as writes to a full disk fail with ENOSPC (the fault tests). Its log then goes through a
+    pipe (a pipe has no size limit) to a file this process writes, so the log stays complete.
+    """
     log_dir = log_dir or ROOT / "test-artifacts"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}-{os.getpid()}.log"
@@ -80,6 +87,13 @@ def spawn_edge(
     if "XIAOZHI__CACHE__DIR" not in env:
         temp_cache = Path(tempfile.mkdtemp(prefix=f"{name}-cache-"))
         env["XIAOZHI__CACHE__DIR"] = str(temp_cache)
+    limit = None
+    if fsize_bytes is not None:
+        size = fsize_bytes
+
+        def limit() -> None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
     with log_path.open("w", encoding="utf-8") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "edge_node", "serve", "--port", "0", "--http-port", "0"]
@@ -87,10 +101,21 @@ def spawn_edge(
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
-            stderr=log_file,
+            stderr=log_file if limit is None else subprocess.PIPE,
             text=True,
+            preexec_fn=limit,
         )
     assert proc.stdout is not None
+    if proc.stderr is not None:
+        stderr = proc.stderr
+
+        def pump() -> None:
+            with log_path.open("a", encoding="utf-8") as log:
+                for line in stderr:
+                    log.write(line)
+                    log.flush()
+
+        threading.Thread(target=pump, daemon=True).start()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = proc.stdout.readline()

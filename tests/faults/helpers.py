@@ -13,13 +13,9 @@ import asyncio
 import base64
 import json
 import os
-import resource
-import shutil
 import socket
 import struct
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -224,52 +220,6 @@ class RawDevice:
             await self.writer.wait_closed()
         except (ConnectionError, OSError):
             pass
-
-
-# ------------------------------------------------------------------------------ edge with limits
-def spawn_edge_with_rlimit(name: str, env_extra: dict[str, str], fsize_bytes: int, timeout: float = 60) -> EdgeProcess:
-    """Like tests.conftest.start_edge, with RLIMIT_FSIZE on the edge: every file it writes past
-    ``fsize_bytes`` fails with EFBIG, as writes to a full disk fail with ENOSPC. Its log goes through
-    a pipe (a pipe has no size limit) to a file this process writes, so the log is complete."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log_path = ARTIFACTS / f"{name}-{os.getpid()}.log"
-    env = {**os.environ, "XIAOZHI__SERVER__HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1",
-           "PYTHONDONTWRITEBYTECODE": "1", **env_extra}  # fmt: skip
-    temp_cache = None
-    if "XIAOZHI__CACHE__DIR" not in env:
-        temp_cache = Path(tempfile.mkdtemp(prefix=f"{name}-cache-"))
-        env["XIAOZHI__CACHE__DIR"] = str(temp_cache)
-
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize_bytes, fsize_bytes))
-
-    proc = subprocess.Popen([sys.executable, "-m", "edge_node", "serve", "--port", "0", "--http-port", "0"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=limit)  # fmt: skip
-    assert proc.stdout is not None and proc.stderr is not None
-    stderr = proc.stderr
-
-    def pump() -> None:
-        with log_path.open("w", encoding="utf-8") as log:
-            for line in stderr:
-                log.write(line)
-                log.flush()
-
-    log_path.write_text("", encoding="utf-8")
-    threading.Thread(target=pump, daemon=True).start()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("READY"):
-            parts = dict(p.split("=", 1) for p in line.split()[1:])
-            return EdgeProcess(proc, int(parts["ws"]), int(parts["http"]), log_path, temp_cache)
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    proc.wait()
-    if temp_cache is not None:
-        shutil.rmtree(temp_cache, ignore_errors=True)
-    raise RuntimeError(f"edge node did not start:\n{log_path.read_text(errors='replace')[-4000:]}")
 
 
 # ---------------------------------------------------------------------------------- cloud tier

@@ -29,7 +29,6 @@ from tests.faults.helpers import (
     log_lines,
     metrics_text,
     observed,
-    spawn_edge_with_rlimit,
     timing_env,
     write_profile,
 )
@@ -139,7 +138,8 @@ async def test_a_full_disk_costs_no_turn_and_logs_once(tmp_path: Path) -> None:
     profile = write_profile(tmp_path)
     cache = tmp_path / "cache"
     env = timing_env(profile, XIAOZHI__CACHE__DIR=str(cache), XIAOZHI__LLM__MAX_TOKENS="6")
-    edge = spawn_edge_with_rlimit("fault-cache-full", env, fsize_bytes=16)
+    # PYTHONDONTWRITEBYTECODE: the edge's own .pyc writes would fail on the limit too.
+    edge = start_edge("fault-cache-full", {**env, "PYTHONDONTWRITEBYTECODE": "1"}, timeout=60, fsize_bytes=16)
     try:
         before = await metrics_text(edge)
         offset = edge.log_offset()
