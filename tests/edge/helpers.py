@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import socket
 import struct
 from functools import lru_cache
+from typing import Self
 
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
@@ -66,8 +68,19 @@ class RawPeer:
         self.status_line = status_line
 
     @classmethod
-    async def connect(cls, port: int, path: str = "/xiaozhi/v1/", headers: dict[str, str] | None = None) -> RawPeer:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async def connect(
+        cls, port: int, path: str = "/xiaozhi/v1/", headers: dict[str, str] | None = None, rcvbuf: int | None = None
+    ) -> Self:
+        """``rcvbuf`` sets the socket's receive buffer before it connects, which fixes the TCP window
+        the server sees (a device that stops reading then stalls the server's sends quickly)."""
+        if rcvbuf is None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        else:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+            reader, writer = await asyncio.open_connection(sock=sock)
         key = base64.b64encode(os.urandom(16)).decode()
         lines = [
             f"GET {path} HTTP/1.1",

@@ -10,10 +10,7 @@ devices observed and appends it to ``test-artifacts/faults-observed.txt`` for th
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
-import socket
 import struct
 import sys
 import threading
@@ -30,6 +27,7 @@ from shared.nats.configs import save_credential
 from shared.nats.local import Hub, Leaf
 from tests.cloud.deployment import Cloud
 from tests.conftest import ARTIFACTS, ROOT, EdgeProcess
+from tests.edge.helpers import RawPeer
 from tests.processes import ready_field, spawn
 
 SHIPPED_PROFILE = ROOT / "bench" / "fleet" / "timing.2026-11-25.yaml"
@@ -127,64 +125,23 @@ HELLO_NO_MCP = {
 }
 
 
-class RawDevice:
-    """A hand-written WebSocket device on a plain socket, so a test controls the TCP side: its
-    receive buffer size and when it stops reading (``pause``: the kernel stops acknowledging)."""
-
-    def __init__(self, sock: socket.socket, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.sock = sock
-        self.reader = reader
-        self.writer = writer
-        self.frames: list[tuple[int, bytes]] = []
+class RawDevice(RawPeer):
+    """A hand-written device whose test controls the TCP side: its receive buffer size (``rcvbuf``)
+    and when it stops reading (``pause``: the kernel stops acknowledging)."""
 
     @classmethod
-    async def connect(cls, port: int, device_id: str, rcvbuf: int | None = None) -> RawDevice:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # before connect: sets the window
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-        reader, writer = await asyncio.open_connection(sock=sock)
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write((f"GET /xiaozhi/v1/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                      f"Device-Id: {device_id}\r\nClient-Id: fault-test\r\n\r\n").encode())  # fmt: skip
-        await writer.drain()
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-        if b" 101 " not in head.split(b"\r\n", 1)[0]:
-            raise RuntimeError(f"upgrade refused: {head[:80]!r}")
-        return cls(sock, reader, writer)
+    async def device(cls, port: int, device_id: str, rcvbuf: int | None = None) -> RawDevice:
+        peer = await cls.connect(port, headers={"Device-Id": device_id, "Client-Id": "fault-test"}, rcvbuf=rcvbuf)
+        if " 101 " not in peer.status_line:
+            raise RuntimeError(f"upgrade refused: {peer.status_line[:80]!r}")
+        return peer
 
     async def send_json(self, obj: dict[str, Any]) -> None:
         await self.send(json.dumps(obj).encode(), opcode=1)
 
-    async def send(self, payload: bytes, opcode: int = 1) -> None:
-        mask = os.urandom(4)
-        n = len(payload)
-        header = bytes([0x80 | opcode])
-        if n < 126:
-            header += bytes([0x80 | n])
-        elif n < 65536:
-            header += bytes([0x80 | 126]) + struct.pack("!H", n)
-        else:
-            header += bytes([0x80 | 127]) + struct.pack("!Q", n)
-        self.writer.write(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
-        await self.writer.drain()
-
-    async def recv(self, wait_s: float) -> tuple[int, bytes]:
-        head = await asyncio.wait_for(self.reader.readexactly(2), wait_s)
-        n = head[1] & 0x7F
-        if n == 126:
-            n = struct.unpack("!H", await self.reader.readexactly(2))[0]
-        elif n == 127:
-            n = struct.unpack("!Q", await self.reader.readexactly(8))[0]
-        frame = (head[0] & 0x0F, await self.reader.readexactly(n))
-        self.frames.append(frame)
-        return frame
-
     async def hello(self, message: dict[str, Any] | None = None) -> dict[str, Any]:
         await self.send_json(message or HELLO_NO_MCP)
-        opcode, data = await self.recv(10)
+        opcode, data = await self.recv_frame(10)
         assert opcode == 1, (opcode, data[:80])
         return json.loads(data)
 
@@ -201,7 +158,7 @@ class RawDevice:
         deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
             try:
-                opcode, data = await self.recv(max(0.1, deadline - time.monotonic()))
+                opcode, data = await self.recv_frame(max(0.1, deadline - time.monotonic()))
             except asyncio.IncompleteReadError:
                 return count, "EOF without a close frame"
             except ConnectionResetError:
@@ -213,13 +170,6 @@ class RawDevice:
                 code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else 1005
                 return count, f"close frame {code} {data[2:].decode(errors='replace')!r}"
         return count, "still open"
-
-    async def close(self) -> None:
-        self.writer.close()
-        try:
-            await self.writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
 
 
 # ---------------------------------------------------------------------------------- cloud tier

@@ -58,14 +58,14 @@ async def test_a_device_that_stops_reading_is_dropped_and_others_are_unaffected(
     baseline = [await _quick_turn(edge, f"aa:f5:00:00:01:{i:02x}") for i in range(2)]
     before = await metrics_text(edge)
     offset = edge.log_offset()
-    slow = await RawDevice.connect(edge.ws_port, SLOW_ID, rcvbuf=4096)
+    slow = await RawDevice.device(edge.ws_port, SLOW_ID, rcvbuf=4096)
     with RssSampler(edge.pid) as rss:
         await slow.hello()
         await slow.send_json({"type": "listen", "state": "detect", "text": "Tell me a long story about the sea"})
         audio = 0
         deadline = time.monotonic() + 20
         while audio < 15 and time.monotonic() < deadline:  # about a second of the reply, then stop reading
-            opcode, _ = await slow.recv(20)
+            opcode, _ = await slow.recv_frame(20)
             audio += opcode == 2
         slow.pause()
         paused_at = time.monotonic()
