@@ -34,6 +34,7 @@ from shared.protocol import messages as msgs
 from shared.protocol.errors import ProtocolError
 
 if TYPE_CHECKING:
+    from edge_node.limits import TokenBuckets
     from edge_node.server import ServerContext
 
 log = logging.getLogger("edge_node.session")
@@ -175,30 +176,28 @@ class Session:
         """Text frames per second on this connection (limits.text_per_s); over it, close with 1008: a
         device flooding the control lane is broken or hostile, and dropping frames silently would
         leave the protocol in an unknown state."""
-        bucket = self._text_limit.take("")
-        if bucket is None:
-            return True
         limits = self.ctx.cfg.limits
-        self.ctx.limits.refused("text", self.device.device_id, bucket, "text frames", "connection closed (1008)",
-                                f"{limits.text_per_s:g}/s (burst {limits.text_burst})")  # fmt: skip
-        # Its unread frames fill the receive queue, which stops reading, so its answering close frame
-        # may never be read: do not wait the usual 10 s for it.
-        self.ws.close_timeout = 1.0
-        await self.close(1008, "too many messages")
-        return False
+        return await self._frames_allowed(self._text_limit, "text", limits.text_per_s, limits.text_burst,
+                                          "too many messages")  # fmt: skip
 
     async def _audio_allowed(self) -> bool:
         """Binary (audio) frames per second on this connection (limits.audio_per_s); over it, close with
         1008: firmware streams its microphone in real time, so a device far faster is broken or hostile,
         and its frames cost the event loop and the VAD that every device on this edge shares."""
-        bucket = self._audio_limit.take("")
+        limits = self.ctx.cfg.limits
+        return await self._frames_allowed(self._audio_limit, "audio", limits.audio_per_s, limits.audio_burst,
+                                          "audio faster than real time")  # fmt: skip
+
+    async def _frames_allowed(self, limit: TokenBuckets, kind: str, per_s: float, burst: int, reason: str) -> bool:
+        bucket = limit.take("")
         if bucket is None:
             return True
-        limits = self.ctx.cfg.limits
-        self.ctx.limits.refused("audio", self.device.device_id, bucket, "audio frames", "connection closed (1008)",
-                                f"{limits.audio_per_s:g}/s (burst {limits.audio_burst})")  # fmt: skip
-        self.ws.close_timeout = 1.0  # as for a text flood: its answering close frame may never be read
-        await self.close(1008, "audio faster than real time")
+        self.ctx.limits.refused(kind, self.device.device_id, bucket, f"{kind} frames", "connection closed (1008)",
+                                f"{per_s:g}/s (burst {burst})")  # fmt: skip
+        # Its unread frames fill the receive queue, which stops reading, so its answering close frame
+        # may never be read: do not wait the usual 10 s for it.
+        self.ws.close_timeout = 1.0
+        await self.close(1008, reason)
         return False
 
     async def shutdown(self) -> None:
