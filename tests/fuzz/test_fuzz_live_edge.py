@@ -66,18 +66,25 @@ def _hello(version: int) -> str:
                                         "frame_duration": 60}})  # fmt: skip
 
 
+def _json_text(frame: str | bytes, version: int) -> str | None:
+    """The frame's text as a JSON message would be read: a text frame as it is, a binary frame only
+    when it is a v2 frame that carries JSON."""
+    if isinstance(frame, str):
+        return frame
+    try:
+        unpacked = framing.unpack_audio(frame, version)
+    except ProtocolError:
+        return None
+    return unpacked.payload.decode("utf-8", errors="replace") if unpacked.is_json else None
+
+
 def _as_message(frame: str | bytes, version: int) -> msgs.ClientMessage | None:
     """What the edge will make of a frame as a JSON message (a v2 binary frame may carry one)."""
-    if isinstance(frame, bytes):
-        try:
-            unpacked = framing.unpack_audio(frame, version)
-        except ProtocolError:
-            return None
-        if not unpacked.is_json:
-            return None
-        frame = unpacked.payload.decode("utf-8", errors="replace")
+    text = _json_text(frame, version)
+    if text is None:
+        return None
     try:
-        return msgs.parse_client_message(frame, MAX_FRAME)
+        return msgs.parse_client_message(text, MAX_FRAME)
     except ProtocolError:
         return None
 
@@ -85,16 +92,11 @@ def _as_message(frame: str | bytes, version: int) -> msgs.ClientMessage | None:
 def _starts_turn(frame: str | bytes, version: int) -> bool:
     """A ``listen/detect`` with a real text, which starts an LLM/TTS turn. Judged with plain ``json``,
     not the parser under test: a text the edge must refuse (a lone surrogate) is not skipped."""
-    if isinstance(frame, bytes):
-        try:
-            unpacked = framing.unpack_audio(frame, version)
-        except ProtocolError:
-            return False
-        if not unpacked.is_json:
-            return False
-        frame = unpacked.payload.decode("utf-8", errors="replace")
+    text = _json_text(frame, version)
+    if text is None:
+        return False
     try:
-        obj = json.loads(frame)
+        obj = json.loads(text)
     except (ValueError, RecursionError):
         return False
     if not isinstance(obj, dict) or obj.get("type") != "listen" or obj.get("state") != "detect":
