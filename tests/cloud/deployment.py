@@ -53,19 +53,25 @@ def start_cloud(work: Path, edges: list[str]) -> Cloud:
         sys.executable, "-m", "llama_cpp.server", "--model", str(models.smollm2_gguf()), "--host", "127.0.0.1",
         "--port", str(port), "--n_threads", "1", "--n_ctx", "2048", "--model_alias", "smollm2",
         "--interrupt_requests", "False"], "Uvicorn running")  # fmt: skip
+    return start_cloud_around(work, edges, openai, f"http://127.0.0.1:{port}/v1")
+
+
+def start_cloud_around(work: Path, edges: list[str], openai: Proc, openai_url: str, link_s: float = 10.0) -> Cloud:
+    """A hub, one leaf per edge and a cloud LLM worker in front of ``openai`` (already started; it is
+    stopped with the rest); returns once the leaves are linked and the worker is registered."""
     hub = Hub(work / "hub")
     for edge in edges:
         hub.credential(edge)
     leaves = {e: Leaf(work / e, e, hub) for e in edges}
     cred_path = work / "cloud.json"
     save_credential(hub.cloud, cred_path)
-    c = Cloud(hub, leaves, openai, cred_path, openai_url=f"http://127.0.0.1:{port}/v1")
+    c = Cloud(hub, leaves, openai, cred_path, openai_url=openai_url)
     try:
         hub.start()
         for leaf in leaves.values():
             leaf.start()
         for leaf in leaves.values():
-            leaf.wait_linked()
+            leaf.wait_linked(link_s)
         c.start_llm_worker()
     except BaseException:
         c.stop()

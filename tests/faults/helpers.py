@@ -23,9 +23,7 @@ import httpx
 import psutil
 import yaml
 
-from shared.nats.configs import save_credential
-from shared.nats.local import Hub, Leaf
-from tests.cloud.deployment import Cloud
+from tests.cloud.deployment import Cloud, start_cloud_around
 from tests.conftest import ARTIFACTS, ROOT, EdgeProcess
 from tests.edge.helpers import RawPeer
 from tests.processes import ready_field, spawn
@@ -206,28 +204,11 @@ CLOUD_REPLY = (
 def start_timing_cloud(work: Path, edges: list[str], per_token_s: float = 0.05) -> Cloud:
     """A hub, one leaf per edge and a real cloud LLM worker in front of the timing stand-in for vLLM
     (bench/fleet/timing_openai.py): the whole escalation path runs, no model uses the CPU."""
-    hub = Hub(work / "hub")
-    for edge in edges:
-        hub.credential(edge)
-    leaves = {e: Leaf(work / e, e, hub) for e in edges}
-    cred_path = work / "cloud.json"
-    save_credential(hub.cloud, cred_path)
     openai = spawn("fault-timing-openai", [
         sys.executable, "-m", "bench.fleet.timing_openai", "--host", "127.0.0.1", "--port", "0",
         "--first-token-s", "0.1", "--per-token-s", str(per_token_s), "--reply", CLOUD_REPLY],
         "READY timing-openai")  # fmt: skip
-    cloud = Cloud(hub, leaves, openai, cred_path, openai_url=ready_field(openai, "url"))
-    try:
-        hub.start()
-        for leaf in leaves.values():
-            leaf.start()
-        for leaf in leaves.values():
-            leaf.wait_linked(20)
-        cloud.start_llm_worker()
-    except BaseException:
-        cloud.stop()
-        raise
-    return cloud
+    return start_cloud_around(work, edges, openai, ready_field(openai, "url"), link_s=20)
 
 
 def cloud_edge_env(cloud: Cloud, edge: str, routing: Path, profile: Path, **extra: str) -> dict[str, str]:
