@@ -4,7 +4,7 @@ Shared by the CI fuzz tests (``tests/fuzz``, few examples, derandomized) and the
 (``python -m bench.fuzz``, many examples, random seeds), so both check exactly the same thing.
 
 Every property has the same shape: the parser either returns its documented result type, and that
-result is checked against what the input says (an oracle written from protocol.md / the parser's
+result is checked against what the input says (an oracle written from docs/protocol.md / the parser's
 docstring, not from its code), or it raises the parser's documented error type with a non-empty
 message. Any other exception, or a wrong result, is an ``AssertionError`` naming the example. A
 property returns a short *outcome kind* ("ok:Hello", "rejected:bad_field", ...) that the long run
@@ -541,7 +541,7 @@ def client_frames() -> st.SearchStrategy[str | bytes]:
 
 
 # --------------------------------------------------------------------------------------------------
-# binary audio framing (shared/protocol/framing.py), oracle from protocol.md §2.7
+# binary audio framing (shared/protocol/framing.py), oracle from docs/protocol.md §2.7
 
 
 def _expected_frame(frame: bytes, version: int) -> framing.AudioFrame | None:
@@ -568,7 +568,7 @@ def _check_frame(example: tuple[bytes, int]) -> str:
         assert exc.code == perr.BAD_FRAME, f"framing raised {exc.code}, not bad_frame"
         assert expected is None, f"v{version} frame refused ({exc}) but it is valid per §2.7"
         return _rejected(exc)
-    assert got == expected, f"v{version}: got {got!r}, protocol.md §2.7 says {expected!r}"
+    assert got == expected, f"v{version}: got {got!r}, docs/protocol.md §2.7 says {expected!r}"
     return f"ok:v{version}{'-json' if got.is_json else ''}"
 
 
@@ -788,7 +788,7 @@ def _check_call_result(result: Any) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# OTA request (shared/protocol/ota.py), oracle from protocol.md §1.2/§1.3
+# OTA request (shared/protocol/ota.py), oracle from docs/protocol.md §1.2/§1.3
 
 _VALID_OTA_BODY: dict[str, Any] = {
     "version": 2,
@@ -885,7 +885,7 @@ def _check_ota(example: tuple[list[tuple[str, str]], bytes]) -> str:
     try:
         got = parse_ota_request(headers, raw)
     except OtaRequestError as exc:
-        assert expected is None, f"refused ({exc}) but protocol.md §1 makes it {expected}"
+        assert expected is None, f"refused ({exc}) but docs/protocol.md §1 makes it {expected}"
         return _rejected(exc)
     assert isinstance(got, OtaRequest)
     assert (got.device_id, got.firmware, got.board) == expected, f"got {got!r}, expected {expected}"

@@ -1,4 +1,5 @@
-"""The edge node's HTTP port: OTA (protocol.md §1), health, readiness, Prometheus metrics and /stats.
+"""The edge node's HTTP port: OTA (docs/protocol.md §1), health, readiness, Prometheus metrics and
+/stats.
 
 The OTA answer is what points a device at this node, so it is exact: status 200, a
 ``websocket`` section and never an ``mqtt`` one (that would switch the firmware to MQTT),

@@ -1,4 +1,4 @@
-"""``xiaozhi-provision serve``: the fleet's OTA and activation endpoints (protocol.md §1.2-§1.5).
+"""``xiaozhi-provision serve``: the fleet's OTA and activation endpoints (docs/protocol.md §1.2-§1.5).
 
 Every device POSTs here at boot. The answer is exact, because the firmware is strict:
 
@@ -16,7 +16,7 @@ A device whose token an admin revoked in the console still gets a 200, with ``we
 empty and no activation or firmware offer. Not a 403: any status but 200 is a failed check that
 the firmware retries ten times and then abandons for MQTT, while its NVS keeps the old token; a 200
 is parsed, and every ``websocket`` member is copied into NVS, so the empty token overwrites the
-stored one (protocol.md §1.4). The device then opens its socket without a token and the edge
+stored one (docs/protocol.md §1.4). The device then opens its socket without a token and the edge
 answers 401 (and refuses it by its revocation list anyway, whatever token it shows).
 
 When no edge is healthy the answer is 503: the device retries (10 s, doubling), which is better
@@ -207,7 +207,7 @@ class ProvisionService:
         return {"version": image.version, "url": url, "force": 1 if image.force else 0}
 
     async def ota_info(self, request: web.Request) -> web.Response:
-        return web.Response(text="xiaozhi provisioning: POST here with Device-Id (protocol.md §1)\n")
+        return web.Response(text="xiaozhi provisioning: POST here with Device-Id (docs/protocol.md §1)\n")
 
     # -- activation -----------------------------------------------------------------------------
     async def activate(self, request: web.Request) -> web.Response:

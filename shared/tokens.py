@@ -4,7 +4,7 @@
 with the fleet's token key (a secret file the provisioning service and every edge share). The
 device id is not in the token: the edge takes it from the ``Device-Id`` header, so a token copied
 to another device is useless. Expiry is Unix seconds. The firmware stores the token from its OTA
-answer (protocol.md §1.4) and sends it as ``Authorization: Bearer <token>``; devices run OTA at
+answer (docs/protocol.md §1.4) and sends it as ``Authorization: Bearer <token>``; devices run OTA at
 every boot, so a token lives for ``ttl`` and is renewed by the next boot.
 """
 

@@ -1,9 +1,10 @@
 """A device client that behaves like unmodified Xiaozhi ESP32 firmware (WebSocket transport).
 
 Used by the integration tests, the ``xiaozhi-device`` simulator and the load generator. It is an
-*independent* implementation of the wire format (protocol.md §2 and §3) written from the reference,
-not from ``shared.protocol``: a misunderstanding shared by server and client would otherwise go
-unnoticed. It speaks raw JSON and raw binary frames and uses ``opuslib_next`` directly.
+*independent* implementation of the wire format (docs/protocol.md §2 and §3, whose section numbers
+the ``§`` references below cite) written from the firmware's behaviour, not from ``shared.protocol``:
+a misunderstanding shared by server and client would otherwise go unnoticed. It speaks raw JSON and
+raw binary frames and uses ``opuslib_next`` directly.
 
 What it simulates from the firmware, besides the messages themselves:
 
@@ -292,7 +293,7 @@ class DeviceClient:
         return self.url, headers
 
     def hello_message(self) -> dict[str, Any]:
-        """The firmware hello (protocol.md §2.2) for this client's settings."""
+        """The firmware hello (docs/protocol.md §2.2) for this client's settings."""
         hello: dict[str, Any] = {"type": "hello", "version": self.protocol_version}
         if self.features is not None:
             hello["features"] = dict(self.features)

@@ -1,4 +1,4 @@
-"""The OTA check the firmware makes at boot (protocol.md §1.2-§1.3), as a request to send.
+"""The OTA check the firmware makes at boot (docs/protocol.md §1.2-§1.3), as a request to send.
 
 Used by the fleet run's simulated devices and the tests: one place that says which headers and
 body fields unmodified firmware sends, so a server change that breaks them shows up everywhere.

@@ -1,7 +1,8 @@
 """Xiaozhi device wire protocol: JSON text messages, binary audio framing, and MCP payloads.
 
 Pure, synchronous, dependency-free code (stdlib ``json``/``struct``/``re`` only) so the server, the
-test client and the benchmarks share one definition of the protocol in reference/protocol.md.
+test client and the benchmarks share one definition of the protocol described in docs/protocol.md
+(whose section numbers the ``§`` references in this package cite).
 
 Name note: the server->device MCP *message builder* is ``messages.mcp``; at package level it is
 re-exported as ``mcp_message`` because ``shared.protocol.mcp`` is the MCP submodule and must stay so

@@ -1,4 +1,5 @@
-"""MCP over the Xiaozhi channel (protocol.md §3): the device is the MCP *server*, we are the client.
+"""MCP over the Xiaozhi channel (docs/protocol.md §3): the device is the MCP *server*, we are the
+client.
 
 JSON-RPC 2.0 objects travel inside ``{"type":"mcp","payload":{...}}``. This module builds the
 requests the server sends (``initialize``, paginated ``tools/list``, ``tools/call``), classifies what

@@ -1,4 +1,4 @@
-"""JSON text-frame messages of the Xiaozhi WebSocket protocol (protocol.md §2.2, §2.5, §2.6).
+"""JSON text-frame messages of the Xiaozhi WebSocket protocol (docs/protocol.md §2.2, §2.5, §2.6).
 
 Device -> server messages are parsed by :func:`parse_client_message` into small frozen dataclasses,
 so the session code dispatches on a Python type instead of poking at dicts, and every rule about

@@ -1,5 +1,5 @@
-"""The OTA request a device sends at boot (protocol.md §1.2, §1.3), parsed once for every server
-that answers it: an edge's own OTA endpoint and the fleet's provisioning service."""
+"""The OTA request a device sends at boot (docs/protocol.md §1.2, §1.3), parsed once for every
+server that answers it: an edge's own OTA endpoint and the fleet's provisioning service."""
 
 from __future__ import annotations
 

@@ -136,7 +136,7 @@ class FakeConnection:
         emotion: str = "happy",
         pace_s: float = 0.0,
     ) -> None:
-        """The canonical reply (protocol.md §2.10): stt, tts/start, llm, per sentence start + audio, stop."""
+        """The canonical reply (docs/protocol.md §2.10): stt, tts/start, llm, per sentence start + audio, stop."""
         sid = {"session_id": "S1"}
         await self.send_json({**sid, "type": "stt", "text": stt})
         await self.send_json({**sid, "type": "tts", "state": "start"})

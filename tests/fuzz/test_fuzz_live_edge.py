@@ -249,8 +249,8 @@ def test_edge_survives_fuzzed_frames(fuzz_edge: EdgeProcess, version: int) -> No
 
 
 def test_ota_endpoint_answers_fuzzed_requests_with_200_or_4xx(fuzz_edge: EdgeProcess) -> None:
-    """Random and near-valid OTA requests: exactly the requests protocol.md §1 can answer get 200 with
-    a websocket section; the rest a 400 with a JSON error (413 for bodies over 64 KiB). Never 5xx."""
+    """Random and near-valid OTA requests: exactly the requests docs/protocol.md §1 can answer get 200
+    with a websocket section; the rest a 400 with a JSON error (413 for bodies over 64 KiB). Never 5xx."""
     offset = fuzz_edge.log_offset()
     url = f"{fuzz_edge.http}/xiaozhi/ota/"
     printable = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80)

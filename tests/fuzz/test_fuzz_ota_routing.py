@@ -1,7 +1,7 @@
 """Fuzzing the OTA request parser, the routing config schema and firmware version strings.
 
 Properties and strategies live in bench/fuzz_targets.py: an OTA request is answered with exactly
-the device id / firmware / board protocol.md §1 gives it, or refused with OtaRequestError (HTTP
+the device id / firmware / board docs/protocol.md §1 gives it, or refused with OtaRequestError (HTTP
 400); a routing config validates or raises RoutingConfigError naming the key path it is about.
 The regression cases at the bottom are what fuzzing found.
 """

@@ -1,4 +1,4 @@
-"""The OTA request parser both OTA servers use (protocol.md §1.2, §1.3)."""
+"""The OTA request parser both OTA servers use (docs/protocol.md §1.2, §1.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Binary audio framing v1/v2/v3 (protocol.md §2.7)."""
+"""Binary audio framing v1/v2/v3 (docs/protocol.md §2.7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MCP client side (protocol.md §3): requests, payload classification, tools, name mapping, IoT."""
+"""MCP client side (docs/protocol.md §3): requests, payload classification, tools, name mapping, IoT."""
 
 from __future__ import annotations
 

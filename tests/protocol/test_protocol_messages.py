@@ -1,4 +1,4 @@
-"""Device -> server JSON messages (protocol.md §2.2, §2.5)."""
+"""Device -> server JSON messages (docs/protocol.md §2.2, §2.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Server -> device builders (protocol.md §2.6) and encode()."""
+"""Server -> device builders (docs/protocol.md §2.6) and encode()."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_server_hello_shape() -> None:
         "session_id": "S1",
         "audio_params": {"format": "opus", "sample_rate": 24000, "channels": 1, "frame_duration": 60},
     }
-    # key order as in protocol.md §2.2 (cosmetic, but keeps captures diffable)
+    # key order as in docs/protocol.md §2.2 (cosmetic, but keeps captures diffable)
     assert list(msg) == ["type", "transport", "session_id", "audio_params"]
 
 

@@ -1,6 +1,6 @@
 """The provisioning service end to end, all real: a NATS hub, two edge nodes (each with its leaf
 nats-server, sending heartbeats, checking device tokens), and ``xiaozhi-provision serve`` answering
-a real HTTP client the way the firmware calls it (protocol.md §1.2-§1.5).
+a real HTTP client the way the firmware calls it (docs/protocol.md §1.2-§1.5).
 
 An unknown device goes through activation (bound in the console's database, as the console's
 bind endpoint does); its token works at its edge while a forged, another device's and an expired
@@ -114,7 +114,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 def _ota(fleet: Fleet, device: str, version: str = "2.4.2", path: str = "/xiaozhi/ota/",
          body: Any = None) -> httpx.Response:  # fmt: skip
-    """What the firmware sends (protocol.md §1.2, §1.3); ``body`` replaces the firmware's body."""
+    """What the firmware sends (docs/protocol.md §1.2, §1.3); ``body`` replaces the firmware's body."""
     headers, content = ota_request(device, str(uuid.uuid4()), version)
     if body is not None:
         content = body if isinstance(body, bytes) else json.dumps(body).encode()
