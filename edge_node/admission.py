@@ -1,7 +1,7 @@
 """Admission control from a measured capacity.
 
-Connections are cheap (an idle session is tens of KB and no CPU); turns are not (models.md §8:
-about two CPU-seconds each without caches). So the node admits a new connection unless the
+Connections are cheap (an idle session is tens of KB and no CPU); turns are not (docs/models.md
+§8: about two CPU-seconds each without caches). So the node admits a new connection unless the
 turns it is already serving use up what its cores can do: capacity is measured, not assumed —
 CPU-seconds the process really spent per completed turn, over a sliding window, against the
 cores it may use — and demand is the rate of turns started recently. A refused device gets a

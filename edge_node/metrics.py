@@ -1,4 +1,5 @@
-"""Prometheus metrics of an edge node (the names peers.md §5 suggests, ``xiaozhi_`` prefix).
+"""Prometheus metrics of an edge node, named the Prometheus way: one ``xiaozhi_`` prefix, base units
+(seconds, bytes), ``_total`` on counters, labels only where a sum over them means something.
 
 The metrics a cloud worker exports too (stage durations, tokens, link state, build info, loop
 lag) live in ``shared.metrics`` and are re-exported here, so edge code has one place to import

@@ -8,7 +8,7 @@ one turn's first audio is ASR + the whole LLM reply + the first sentence's synth
 
 Each utterance gets 0.3 s of silence on either side, about what the edge node's VAD hands its ASR
 (pre-roll and end-of-speech hangover). The uplink Opus decode and the VAD are left out: they are a
-few percent of a turn (models.md §8) and leaving them out only flatters the baseline.
+few percent of a turn (docs/models.md §8) and leaving them out only flatters the baseline.
 """
 
 from __future__ import annotations

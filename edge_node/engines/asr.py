@@ -161,8 +161,9 @@ def window_needs_fallback(text: str, cut: bool) -> bool:
     ``cut``: generation stopped at its token budget instead of at end-of-text. Otherwise a phrase
     repeated 3+ times in a row (what :func:`collapse_repeats` would remove), or a phrase of 3+ words
     said twice back to back, marks a loop. With a short window Whisper tends to transcribe the
-    utterance and then start it again: models.md §9 saw "Turn on the kitchen light." x6 at 6 s, and
-    an 8 s window gave "Play some music. Play some music." on espeak speech with trailing silence.
+    utterance and then start it again: a 6 s window gave "Turn on the kitchen light." six times, and
+    an 8 s window gave "Play some music. Play some music." on espeak speech with trailing silence
+    (docs/models.md §9).
     """
     if cut:
         return True
@@ -190,7 +191,7 @@ class WhisperAsr:
     Greedy with a single temperature keeps the cost per utterance bounded (no fallback
     re-decodes); loops are cut by ``max_new_tokens`` and :func:`collapse_repeats`.
 
-    ``encoder_window="utterance"`` (models.md §9): the encoder's cost is set by its window, not by
+    ``encoder_window="utterance"`` (docs/models.md §9): the encoder's cost is set by its window, not by
     the speech in it, and faster-whisper always pads to 30 s. Here the log-mel features are padded
     only to the utterance's length plus a margin (>= ``min_window_s``) and the CTranslate2 model is
     called directly (encode + greedy generate). A decode that hits its token budget or looks like a

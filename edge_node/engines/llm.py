@@ -1,8 +1,8 @@
 """Local chat LLM on llama.cpp (llama-cpp-python), streamed token by token.
 
 Why in-process rather than ``llama_cpp.server``: no HTTP hop, no server that cancels concurrent
-requests by default (models.md §10), and cancellation is a flag checked between tokens. The model
-context is not thread safe, so the caller runs every call on one dedicated LLM thread.
+requests by default (docs/models.md §10), and cancellation is a flag checked between tokens. The
+model context is not thread safe, so the caller runs every call on one dedicated LLM thread.
 """
 
 from __future__ import annotations

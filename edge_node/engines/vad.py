@@ -1,7 +1,8 @@
 """Silero VAD on onnxruntime, batched across sessions.
 
 Why batched: one onnxruntime call costs ~0.16 ms for one stream but only ~0.06 ms per stream when
-8+ streams share the call (models.md §2), and Python overhead per call dominates at small sizes.
+8+ streams share the call (docs/models.md §2), and Python overhead per call dominates at small
+sizes.
 So every session only queues its Opus packets (cheap, on the event loop) and one ``VadBatcher``
 task, every ``tick_ms``, hands all pending audio to ONE worker thread that decodes, cuts 512-sample
 chunks and runs a single ``infer`` for the next chunk of every stream. Events go back to the event

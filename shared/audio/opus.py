@@ -2,7 +2,7 @@
 
 Why ``opuslib-next-bundled`` (import name ``opuslib_next``) and not ``opuslib``: it ships its own
 ``libopus.so``, so an edge node needs no apt package, and its API is the same as opuslib's. It was
-also faster here: 0.58 ms vs 0.80 ms to encode one 60 ms frame (docs: models.md §6).
+also faster here: 0.58 ms vs 0.80 ms to encode one 60 ms frame (docs/models.md §6).
 
 The uplink is 16 kHz mono from the device; the downlink is whatever the server hello announced
 (24 kHz, 60 ms frames by default). Both wrappers speak int16 numpy arrays so callers never touch
