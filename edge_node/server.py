@@ -1,9 +1,9 @@
 """The edge node's front: WebSocket for devices, HTTP for OTA, health and metrics.
 
-One asyncio process holds every socket and never runs a model (anchor-server.md §8: the
-reference server stalls because it does). No per-connection threads, no WebSocket keepalive
-pings (some firmware never answers them, protocol.md §2.1), and idle sessions are closed by one
-sweeper task rather than a timer per connection.
+One asyncio process holds every socket and never runs a model: a server that decodes audio or runs
+its VAD on the event loop stalls every device whenever one of them is busy. No per-connection
+threads, no WebSocket keepalive pings (some firmware never answers them, docs/protocol.md §2.1),
+and idle sessions are closed by one sweeper task rather than a timer per connection.
 """
 
 from __future__ import annotations
@@ -286,7 +286,7 @@ class EdgeServer:
             s.host,
             s.port,
             process_request=self._process_request,
-            ping_interval=None,  # protocol.md §2.1: never depend on device pongs
+            ping_interval=None,  # docs/protocol.md §2.1: never depend on device pongs
             max_size=s.max_frame_bytes,
             compression=None,  # firmware offers no extensions
             max_queue=64,

@@ -248,7 +248,7 @@ async def _check_edge(dep: Deployment, base: str, http: httpx.AsyncClient, repor
 
 
 async def _ota(http: httpx.AsyncClient, url: str) -> dict[str, str]:
-    """POST the way the firmware does (protocol.md §1.2) and check the answer keeps it on WebSocket."""
+    """POST the way the firmware does (docs/protocol.md §1.2) and check the answer keeps it on WebSocket."""
     headers = {"Device-Id": PROBE_DEVICE, "Client-Id": str(uuid.uuid4()), "User-Agent": "xiaozhi-validate/1",
                "Accept-Language": "en-US", "Content-Type": "application/json"}  # fmt: skip
     body = {"version": 2, "mac_address": PROBE_DEVICE, "uuid": headers["Client-Id"],

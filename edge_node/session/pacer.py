@@ -1,6 +1,6 @@
 """Downlink pacing: Opus packets leave at the rate the device plays them.
 
-The device queues at most 40 packets and silently drops the rest (protocol.md §2.8), and an
+The device queues at most 40 packets and silently drops the rest (docs/protocol.md §2.8), and an
 abort only silences what has not been sent yet. So the pacer keeps a small lead (the
 pre-buffer) and otherwise sends each packet when the device is about to need it, scheduled
 against an absolute clock so that a late wake-up is made up by the next packet instead of

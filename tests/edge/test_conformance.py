@@ -1,4 +1,4 @@
-"""protocol.md §5, one test per checklist item that applies to a WebSocket edge node.
+"""docs/protocol.md §5, one test per checklist item that applies to a WebSocket edge node.
 
 Real edge node process, real models, real sockets; the device side is the firmware-like
 DeviceClient (an independent implementation of the wire format).
