@@ -48,6 +48,12 @@ AUDIO_SEND_LAG = Histogram(
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5),
 )
 MCP_CALLS = Counter("xiaozhi_mcp_tool_calls_total", "Device MCP tool calls by result", ["result"])
+MCP_TOOL_WAITS = Counter(
+    "xiaozhi_mcp_tool_waits_total",
+    "Turns that needed a device tool before the device's MCP tools list had arrived, by outcome: ready (it "
+    "arrived within mcp.tool_wait_s) or timeout (the turn was answered without it)",
+    ["outcome"],
+)
 SEND_TIMEOUTS = Counter(
     "xiaozhi_send_timeouts_total",
     "Connections dropped because the device stopped reading: a send to it waited server.send_timeout_s",
@@ -156,5 +162,7 @@ def init_series() -> None:
         ROUTING_RELOADS.labels(result=result)
     for kind in ("connect", "turn", "text", "audio"):
         RATE_LIMITED.labels(kind=kind)
+    for outcome in ("ready", "timeout"):
+        MCP_TOOL_WAITS.labels(outcome=outcome)
     for action in ("refused", "closed"):
         REVOCATIONS_ENFORCED.labels(action=action)

@@ -1,6 +1,6 @@
 """The intent fast path: device commands and built-ins answered by rules, without the LLM.
 
-The bundled LLM answers commands with nonsense (docs/models.md §4) and costs a second of CPU, while a
+The bundled LLM answers commands with nonsense (models.md §4) and costs a second of CPU, while a
 rule costs microseconds and is right. Rules cover volume, brightness and theme (mapped to the
 device's MCP tools, or to legacy IoT things on old firmware), time and date, the wake greeting,
 and any other MCP tool whose name words all appear in the utterance.
@@ -73,6 +73,9 @@ class DeviceCapabilities:
     tools: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> inputSchema
     iot_methods: dict[str, set[str]] = field(default_factory=dict)  # thing -> methods
     state: dict[str, Any] = field(default_factory=dict)  # last known volume/brightness
+    # The device announced MCP but its tools list has not arrived (yet, or ever): "no such control"
+    # would then be a guess, so the answer says the device is not ready instead.
+    tools_pending: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,12 @@ _BRIGHTNESS = _Setting(
     ("up", "brighter", "increase", "raise"), ("down", "dimmer", "dim", "lower", "decrease"),
     "self.screen.set_brightness", ("Backlight", "SetBrightness"),
 )  # fmt: skip
+_THEME = r"\b(dark|light)\s+(mode|theme)\b"
+# Words of a device command whose tool is known only from the device's list (the generic rule): on,
+# off, open, close... Broad on purpose: a false hit only costs a turn mcp.tool_wait_s while a new
+# device's tools list is still on its way.
+_COMMAND = (r"\b(turn|switch|put)\b.*\b(on|off)\b|\b(open|close|enable|disable|lock|unlock|activate|"
+            r"deactivate|start|stop|play|pause|resume|mute|unmute|reboot|restart)\b|打开|关闭|开灯|关灯")  # fmt: skip
 
 
 class IntentMatcher:
@@ -109,6 +118,15 @@ class IntentMatcher:
         if self._tz_offset is None:
             return datetime.now().astimezone()
         return datetime.now(timezone(timedelta(minutes=self._tz_offset)))
+
+    def may_need_device(self, text: str) -> bool:
+        """Could ``text`` be a command for one of the device's own tools? Decides whether a turn
+        waits (briefly) for a tools list still on its way: the time, the date, a greeting, a
+        cached answer or an LLM question never do."""
+        t = normalise(text)
+        if not t or t in self._wake or t.rstrip("!.?") in self._wake:
+            return False
+        return any(re.search(pattern, t) for pattern in (_VOLUME.trigger, _BRIGHTNESS.trigger, _THEME, _COMMAND))
 
     def match(self, text: str, caps: DeviceCapabilities) -> IntentMatch | None:
         t = normalise(text)
@@ -148,6 +166,9 @@ class IntentMatcher:
             return None
         action = self._device_action(caps, setting.tool, {setting.key: level}, setting.iot)
         if action is None:
+            if caps.tools_pending:
+                return IntentMatch(setting.key, f"Sorry, I can't reach the {setting.spoken} yet. Please try again.",
+                                   "sad")  # fmt: skip
             return IntentMatch(setting.key, f"Sorry, this device has no {setting.spoken} I can reach.", "sad")
         caps.state[setting.key] = level
         return IntentMatch(setting.key, f"Okay, {setting.key} set to {level}.", "happy", action)
@@ -159,7 +180,7 @@ class IntentMatcher:
         return self._setting(t, caps, _BRIGHTNESS)
 
     def _theme(self, t: str, caps: DeviceCapabilities) -> IntentMatch | None:
-        found = re.search(r"\b(dark|light)\s+(mode|theme)\b", t)
+        found = re.search(_THEME, t)
         if not found or "self.screen.set_theme" not in caps.tools:
             return None
         theme = found.group(1)

@@ -62,6 +62,9 @@ class TurnContext:
     gen: int = 0
     device_id: str = ""  # for the cloud worker's log lines only
     session_id: str = ""
+    # Waits up to the given seconds for the device's MCP tools list; None when there is nothing to wait
+    # for (no MCP, or the list is in). Only a turn that may need a device tool calls it.
+    await_tools: Callable[[float], Awaitable[bool]] | None = None
 
 
 @dataclass(slots=True)
@@ -145,7 +148,7 @@ class Router:
         """
         order = self.policy.order
         if "intent" in order and self._cfg.intent.enabled:
-            peek = DeviceCapabilities(caps.tools, caps.iot_methods, dict(caps.state))
+            peek = DeviceCapabilities(caps.tools, caps.iot_methods, dict(caps.state), caps.tools_pending)
             if self._intents.match(text, peek) is not None:
                 return True
         cache = self.answer_cache
@@ -170,6 +173,9 @@ class Router:
         return RouteResult("fallback", "no route accepted the turn", "sad", _once(APOLOGY))
 
     async def _intent(self, ctx: TurnContext) -> RouteResult | None:
+        if ctx.await_tools is not None and self._intents.may_need_device(ctx.text):
+            # A new device's tools list may still be on its way: a command waits for it, briefly.
+            await ctx.await_tools(self._cfg.mcp.tool_wait_s)
         match = self._intents.match(ctx.text, ctx.caps)
         if match is None:
             return None

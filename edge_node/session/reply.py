@@ -124,10 +124,10 @@ class Reply:
                 return
             self.user_text = text
             await self._send(msgs.stt(s.session_id, text))
-            await s.tools_ready()
             ctx = TurnContext(text, s.conversation(), s.caps, s.run_action, s.log, deadline=self.deadline,
                               language=self.language, turn_id=self.turn_id, gen=self.gen,
-                              device_id=s.device.device_id, session_id=s.session_id)  # fmt: skip
+                              device_id=s.device.device_id, session_id=s.session_id,
+                              await_tools=s.wait_for_tools if s.caps.tools_pending else None)  # fmt: skip
             result = self.result = await s.ctx.router.route(ctx)
             s.log.info("turn: %r -> route=%s (%s)", text, result.route, result.reason)
             self.state = ReplyState.SPEAKING

@@ -92,6 +92,8 @@ class Session:
         self.mcp: DeviceMcp | None = None
         self._mcp_task: asyncio.Task[None] | None = None
         self._manual_packets: list[bytes] = []
+        # Uplink Opus frame length from the device's hello: firmware sends 60 ms, other clients 20-60 ms.
+        self.uplink_frame_ms = msgs.AudioParams().frame_duration
         self.vad = VadStream(ctx.cfg.vad, self._on_vad_event, self._on_vad_error)
         self.last_activity = time.monotonic()
         self.closing = False
@@ -262,6 +264,8 @@ class Session:
         await self.send_json(msgs.server_hello(self.session_id, audio.downlink_sample_rate, audio.downlink_frame_ms))
         self.hello_done = True
         uplink = hello.audio_params
+        if uplink is not None:
+            self.uplink_frame_ms = int(uplink.frame_duration)
         self.log.info(
             "hello: protocol v%d, uplink %s Hz / %s ms, features %s",
             self.protocol_version,
@@ -273,17 +277,31 @@ class Session:
             self.mcp = DeviceMcp(self._send_mcp, self.ctx.cfg.mcp, self.log)
             self._mcp_task = asyncio.create_task(self.mcp.start(), name="mcp-init")
             self._mcp_task.add_done_callback(lambda _t: self._sync_tools())
-
-    async def tools_ready(self, timeout_s: float = 3.0) -> None:
-        """Wait (briefly) for the device's tool list: firmware may ask for a command right after hello."""
-        if self.mcp is not None and not self.mcp.ready.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.mcp.ready.wait(), timeout_s)
         self._sync_tools()
+
+    async def wait_for_tools(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the device's tools list; True once it is in.
+
+        Only a turn that may need a device tool waits (the router decides): firmware that announces
+        MCP and answers slowly, or never, must not cost every other turn its wait.
+        """
+        if self.mcp is None or self.mcp.ready.is_set():
+            return True
+        try:
+            await asyncio.wait_for(self.mcp.ready.wait(), timeout_s)
+        except TimeoutError:
+            metrics.MCP_TOOL_WAITS.labels(outcome="timeout").inc()
+            self.log.info("device tools list not in after %.0f ms: answering without it", timeout_s * 1000)
+            return False
+        finally:
+            self._sync_tools()
+        metrics.MCP_TOOL_WAITS.labels(outcome="ready").inc()
+        return True
 
     def _sync_tools(self) -> None:
         if self.mcp is not None:
             self.caps.tools = {name: tool.input_schema for name, tool in self.mcp.tools.items()}
+        self.caps.tools_pending = self.mcp is not None and not self.mcp.ready.is_set()
 
     async def _send_mcp(self, payload: dict[str, Any]) -> None:
         await self.send_json(msgs.mcp(self.session_id, payload))
@@ -378,7 +396,8 @@ class Session:
         if not self.listening:
             return  # e.g. the wake-word burst before detect, or mic audio while we speak
         if self.mode == "manual":
-            if len(self._manual_packets) * 20 < self.ctx.cfg.vad.max_utterance_s * 1000:
+            # Push-to-talk holds the whole utterance until listen/stop: capped at vad.max_utterance_s of audio.
+            if len(self._manual_packets) * self.uplink_frame_ms < self.ctx.cfg.vad.max_utterance_s * 1000:
                 self._manual_packets.append(frame.payload)
             return
         self.vad.feed_opus(frame.payload)
