@@ -140,7 +140,11 @@ ESCALATIONS = Counter(
 FALLBACKS = Counter(
     "xiaozhi_fallbacks_total", "A route failed and the next in its chain answered", ["from_route", "to_route"]
 )
-ROUTING_RELOADS = Counter("xiaozhi_routing_reloads_total", "Routing configs applied or refused", ["result"])
+ROUTING_RELOADS = Counter(
+    "xiaozhi_routing_reloads_total",
+    "Routing configs applied, refused, or (an edited local file while the hub's config is in force) kept on standby",
+    ["result"],
+)
 NATS_REQUESTS = Counter(
     "xiaozhi_nats_requests_total",
     "Requests to the cloud tier by subject class (llm, asr) and result "
@@ -158,7 +162,7 @@ def init_series() -> None:
     for kind in ("llm", "asr"):
         for result in ("ok", "no_responders", "timeout", "refused", "failed"):
             NATS_REQUESTS.labels(subject_class=kind, result=result)
-    for result in ("applied", "refused"):
+    for result in ("applied", "refused", "standby"):
         ROUTING_RELOADS.labels(result=result)
     for kind in ("connect", "turn", "text", "audio"):
         RATE_LIMITED.labels(kind=kind)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import signal
 import socket
 import ssl
 import time
@@ -92,7 +93,7 @@ class EdgeServer:
         # load, so a bad certificate fails in a second rather than after the engines.
         self.ssl_context = ssl_context or server_context(cfg.server.tls_cert_file, cfg.server.tls_key_file)
         cloud = CloudLink(cfg)
-        routing = RoutingSource(cfg.routing.file, cloud, cfg.routing.watch_kv)
+        routing = RoutingSource(cfg.routing.file, cloud, cfg.routing.watch_kv, cfg.routing.file_poll_s)
         router = Router(cfg, engines, routing=routing, cloud=cloud, llm_queue_depth=lambda: engines.llm_pool.depth())
         self.ctx = ServerContext(cfg, engines, router, CapacityModel(cfg.admission), cloud, routing,
                                  DeviceLimits(cfg.limits))  # fmt: skip
@@ -298,6 +299,7 @@ class EdgeServer:
         )
         self.ws_port = self._ws.sockets[0].getsockname()[1] if s.port == 0 else s.port
         await self.http.start()
+        self._handle_sighup(True)
         self._tasks = [
             asyncio.create_task(self._sweep_idle(), name="idle-sweeper"),
             asyncio.create_task(metrics.watch_loop_lag(), name="loop-lag"),
@@ -312,7 +314,25 @@ class EdgeServer:
             log.warning("server.public_ws_url %s is ws:// but this port speaks TLS: devices need wss://",
                         s.public_ws_url)  # fmt: skip
 
+    def _handle_sighup(self, on: bool) -> None:
+        """SIGHUP re-reads the routing file at once (the usual daemon reload; it is also polled)."""
+        loop = asyncio.get_running_loop()
+        # Not in the main thread (an edge embedded in a test) or not on a POSIX loop: polling only.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            if on:
+                loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+            else:
+                loop.remove_signal_handler(signal.SIGHUP)
+
+    def _on_sighup(self) -> None:
+        if self.ctx.routing.file:
+            log.info("SIGHUP: re-reading the routing file %s", self.ctx.routing.file)
+            self.ctx.routing.check_file_now()
+        else:
+            log.info("SIGHUP: no routing.file configured, nothing to re-read")
+
     async def stop(self) -> None:
+        self._handle_sighup(False)
         for task in self._tasks:
             task.cancel()
         if self._ws is not None:

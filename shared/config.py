@@ -207,6 +207,8 @@ class RoutingConfig(_Section):
     """
 
     file: str = ""  # empty: the built-in defaults
+    # How often the file is checked for edits (seconds); 0: only when the node gets SIGHUP.
+    file_poll_s: float = Field(2.0, ge=0)
     watch_kv: bool = True
 
 

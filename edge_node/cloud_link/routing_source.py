@@ -3,15 +3,20 @@
 Every edge watches ``xz_routing/routing`` in the hub's JetStream KV, so an admin changes routing
 for the whole fleet in one place and it takes effect within a second, without a restart. The
 local ``routing.yaml`` is the fallback: it is what the node uses before it has reached the hub
-and if the bucket holds nothing. A config that does not validate is refused (logged with every
-problem, counted in ``xiaozhi_routing_reloads_total{result="refused"}``) and the policy in
-force stays; so does the last good one when the link goes down.
+and if the bucket holds nothing. It is watched too (checked every ``routing.file_poll_s`` and at
+SIGHUP), so a field tech's edit takes effect without a restart; while the hub's policy is in force
+an edited file is only validated and kept as the fallback. A config that does not validate, from
+either source, is refused (logged with every problem, counted in
+``xiaozhi_routing_reloads_total{result="refused"}``) and the policy in force stays; so does the
+last good one when the link goes down.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import os
 from pathlib import Path
 
 import nats.errors
@@ -32,17 +37,29 @@ class RoutingSource(KvWatch):
     task_name = "routing-watch"
     pause_after_watch_s = RETRY_S
 
-    def __init__(self, file: str = "", link: CloudLink | None = None, watch_kv: bool = True) -> None:
+    def __init__(
+        self, file: str = "", link: CloudLink | None = None, watch_kv: bool = True, file_poll_s: float = 2.0
+    ) -> None:
         super().__init__(link, watch_kv)
         self.file = file
+        self.file_poll_s = file_poll_s
         self.policy: RoutingPolicy = default_policy()
         self.origin = "defaults"
         self.revision: int | None = None  # KV revision in force, when it came from KV
         self.last_error = ""
         self.refused_revision: int | None = None  # not retried until a newer revision arrives
+        # The local file as last read: its stat (to notice an edit cheaply) and its text (to tell an
+        # edit from a touch), and the policy it holds while the hub's is in force.
+        self._file_stamp: tuple[int, int, int] | None = None
+        self._file_text: str | None = None
+        self.file_policy: RoutingPolicy | None = None
+        self._file_task: asyncio.Task[None] | None = None
+        self._file_check: asyncio.Event | None = None
         if file:
             # A bad local file is a start-up error: the operator is at the box and must see it.
-            self.policy = load_routing_file(file)
+            self._file_stamp = _stamp(file)
+            self.policy = self.file_policy = load_routing_file(file)
+            self._file_text = _read(file)
             self.origin = f"file {file}"
         self._apply_limits()
 
@@ -66,15 +83,79 @@ class RoutingSource(KvWatch):
         log.info("routing config applied from %s", origin)
         return True
 
-    def reload_file(self) -> bool:
+    # -- the local file -------------------------------------------------------------------------
+    async def start(self) -> None:
+        await super().start()
+        if self.file:
+            self._file_check = asyncio.Event()
+            self._file_task = asyncio.create_task(self._watch_file(), name="routing-file-watch")
+
+    async def stop(self) -> None:
+        if self._file_task is not None:
+            self._file_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._file_task
+        await super().stop()
+
+    def check_file_now(self) -> None:
+        """Re-read the file at once (SIGHUP) instead of at the next poll."""
+        if self._file_check is not None:
+            self._file_check.set()
+
+    async def _watch_file(self) -> None:
+        assert self._file_check is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._file_check.wait(), self.file_poll_s if self.file_poll_s > 0 else None)
+            asked = self._file_check.is_set()
+            self._file_check.clear()
+            stamp = await asyncio.to_thread(_stamp, self.file)
+            if stamp == self._file_stamp and not asked:
+                continue
+            self._file_stamp = stamp
+            try:
+                await self.reload_file()
+            except Exception:  # noqa: BLE001 - the watch must outlive any one bad edit
+                log.exception("routing file %s: reload failed, keeping %s", self.file, self.origin)
+
+    async def reload_file(self) -> bool:
+        """Read the file again; True when its policy now answers turns.
+
+        The same parser as at start and as the KV watch: a file that does not validate is refused
+        and the policy in force stays. While the hub's policy is in force, a valid file is only kept
+        as the fallback (the fleet's copy wins, as at start).
+        """
         if not self.file:
             return False
         try:
-            text = Path(self.file).read_text(encoding="utf-8")
-        except OSError as exc:
-            log.error("routing file %s unreadable, keeping %s: %s", self.file, self.origin, exc)
+            text = await asyncio.to_thread(_read, self.file)
+        except (OSError, UnicodeDecodeError) as exc:
+            self.last_error = f"routing file {self.file} unreadable: {exc}"
+            metrics.ROUTING_RELOADS.labels(result="refused").inc()
+            log.error("routing file %s unreadable, keeping the config from %s: %s", self.file, self.origin, exc)
             return False
-        return self.apply(text, f"file {self.file}")
+        origin = f"file {self.file}"
+        if text == self._file_text:  # touched, or edited back to what is already in use
+            if self.origin == origin:
+                self.last_error = ""
+            return self.origin == origin
+        if self.revision is not None:  # the hub's policy is in force
+            try:
+                policy = parse_routing(text, origin)
+            except RoutingConfigError as exc:
+                self.last_error = str(exc)
+                metrics.ROUTING_RELOADS.labels(result="refused").inc()
+                log.error("routing file %s refused (the hub's policy stays in force): %s", self.file, exc)
+                return False
+            self.file_policy, self._file_text = policy, text
+            metrics.ROUTING_RELOADS.labels(result="standby").inc()
+            log.info("routing file %s changed and is valid; kept as the fallback, %s stays in force",
+                     self.file, self.origin)  # fmt: skip
+            return False
+        if not self.apply(text, origin):
+            return False
+        self.file_policy, self._file_text = self.policy, text
+        return True
 
     # -- KV watch ------------------------------------------------------------------------------
     async def _watch_once(self) -> None:
@@ -110,3 +191,16 @@ class RoutingSource(KvWatch):
         finally:
             with contextlib.suppress(Exception):
                 await watcher.stop()
+
+
+def _stamp(path: str) -> tuple[int, int, int] | None:
+    """What changes when a file is edited in place or replaced (an editor's rename): None if missing."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def _read(path: str) -> str:
+    return Path(path).read_text(encoding="utf-8")
