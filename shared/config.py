@@ -4,6 +4,10 @@ Defaults run an edge node on the bundled models with no file at all. A YAML file
 defaults, and environment variables override the file (``XIAOZHI__SERVER__PORT=9000``: prefix
 ``XIAOZHI__``, nested keys joined by ``__``), so a field tech can change one value on a box
 without editing the file that Ansible renders.
+
+``load_settings`` is the one loader of every service's settings: the edge (``XIAOZHI__``), the cloud
+tier (``cloud/config.py``, ``XIAOZHI_CLOUD__``) and provisioning (``provisioning/config.py``,
+``XIAOZHI_PROVISION__``), each with the same precedence and the same errors (docs/configuration.md).
 """
 
 from __future__ import annotations
@@ -356,7 +360,7 @@ def _env_overrides(environ: dict[str, str], prefix: str = ENV_PREFIX) -> dict[st
         try:
             node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError as exc:
-            raise ConfigError(f"environment override {key}: {exc}") from exc
+            raise ConfigError(f"environment override {key}: {yaml_problem(exc)}") from exc
     return tree
 
 
@@ -370,6 +374,15 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML parse error on one line: what is wrong and where (PyYAML's own text spans several lines)."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem is None:
+        return " ".join(str(exc).split())
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
+
+
 def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     """A YAML file whose top level is a mapping (empty file: empty mapping); ConfigError otherwise."""
     try:
@@ -379,7 +392,7 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"config {path} is not valid YAML: {yaml_problem(exc)}") from exc
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

@@ -16,7 +16,7 @@ from nats.aio.client import Client
 
 log = logging.getLogger("shared.nats")
 
-__all__ = ["LinkState", "connect", "connect_until_up"]
+__all__ = ["LinkState", "connect", "connect_once", "connect_until_up"]
 
 
 @dataclass
@@ -47,13 +47,19 @@ async def connect(
     user: str | None = None,
     password: str | None = None,
     inbox_prefix: str | None = None,
+    max_reconnect_attempts: int = -1,
 ) -> Client:
     """Connect (raising if the first attempt fails); afterwards reconnect forever every second.
 
     ``inbox_prefix``: where this client's reply inboxes live (an edge's ``_INBOX.<edge>``, the only
     inboxes the hub delivers to its leaf link); nats-py's ``_INBOX`` when None.
+
+    ``max_reconnect_attempts``: -1 (forever) suits a service. Note that nats-py dials a server that
+    refuses or times out again and again *inside the first connect* until this many attempts failed,
+    even with ``allow_reconnect=False``; a one-shot command passes a small number (see ``connect_once``).
     """
     link = state if state is not None else LinkState()
+    up = False  # before the first connection the caller reports the failure; a warning per attempt is noise
 
     async def disconnected() -> None:
         link.disconnects += 1
@@ -66,7 +72,7 @@ async def connect(
         link._set(True)
 
     async def error(exc: Exception) -> None:
-        log.warning("nats %s: %s", name, exc)
+        log.log(logging.WARNING if up else logging.DEBUG, "nats %s: %s", name, exc)
 
     nc = await nats.connect(
         servers=[url],
@@ -76,7 +82,7 @@ async def connect(
         max_outstanding_pings=2,
         allow_reconnect=allow_reconnect,
         reconnect_time_wait=1.0,
-        max_reconnect_attempts=-1,
+        max_reconnect_attempts=max_reconnect_attempts,
         disconnected_cb=disconnected,
         reconnected_cb=reconnected,
         error_cb=error,
@@ -84,8 +90,23 @@ async def connect(
         password=password,
         **({"inbox_prefix": inbox_prefix} if inbox_prefix else {}),
     )
+    up = True
     link._set(True)
     return nc
+
+
+async def connect_once(
+    url: str, name: str, timeout_s: float, user: str | None = None, password: str | None = None
+) -> Client:
+    """One connection for a command that does one thing and exits: it fails within ``timeout_s``
+    (TimeoutError, OSError or a nats error) instead of dialling an unreachable hub forever."""
+    import asyncio
+
+    return await asyncio.wait_for(
+        connect(url, name, user=user, password=password, connect_timeout_s=timeout_s, allow_reconnect=False,
+                max_reconnect_attempts=1),
+        timeout_s,
+    )  # fmt: skip
 
 
 async def connect_until_up(url: str, name: str, state: LinkState, credential: str = "") -> Client:
