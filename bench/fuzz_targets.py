@@ -566,7 +566,7 @@ def _check_frame(example: tuple[bytes, int]) -> str:
         got = framing.unpack_audio(frame, version)
     except ProtocolError as exc:
         assert exc.code == perr.BAD_FRAME, f"framing raised {exc.code}, not bad_frame"
-        assert expected is None, f"v{version} frame refused ({exc}) but it is valid per §2.7"
+        assert expected is None, f"v{version} frame refused ({exc}) but it is valid per docs/protocol.md §2.7"
         return _rejected(exc)
     assert got == expected, f"v{version}: got {got!r}, docs/protocol.md §2.7 says {expected!r}"
     return f"ok:v{version}{'-json' if got.is_json else ''}"
@@ -856,7 +856,7 @@ def ota_request(
 
 
 def expected_ota(headers: CIMultiDict[str], raw: bytes) -> tuple[str, str, str] | None:
-    """(device id, firmware, board) per §1.2/§1.3, or None when the request cannot be answered."""
+    """(device id, firmware, board) per docs/protocol.md §1.2/§1.3, or None when the request cannot be answered."""
     body: Any = {}
     if raw:
         try:

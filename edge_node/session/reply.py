@@ -335,7 +335,7 @@ class Reply:
             else:
                 # A route that failed mid-answer surfaces here, before the turn is declared over.
                 await tasks[0]
-            # Let the device play what it holds before telling it the turn is over (§2.8).
+            # Let the device play what it holds before telling it the turn is over (docs/protocol.md §2.8).
             await asyncio.sleep(pacer.remaining_playout() + audio_cfg.downlink_frame_ms / 1000.0)
             await self._send(msgs.tts_stop(s.session_id))
             self.stopped = True
