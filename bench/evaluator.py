@@ -1,7 +1,8 @@
 """Component evaluator: latency, throughput and CPU cost of each engine on its own, in one process.
 
-    xiaozhi-eval --components vad,asr,llm,tts [--workers N] [--requests M] [--json out.json] [--config edge.yaml]
+    xiaozhi-eval --components vad,asr,llm,tts [--workers N] [--requests M] [--out eval.json] [--config edge.yaml]
                  [--vad-requests K]
+    xiaozhi-eval --components vad,asr,llm,tts --workers 2 --requests 40 --out eval.json
 
 Every component is loaded once per worker (the models are not thread safe: N workers, N instances,
 each used only by its own thread, as the node's StagePool does) and then serves M requests in all,
@@ -34,6 +35,8 @@ from typing import Any
 
 import numpy as np
 import psutil
+
+from shared import cli
 
 COMPONENTS = ("vad", "asr", "llm", "tts")
 VAD_STREAMS = (1, 8, 32)
@@ -287,10 +290,8 @@ def _print_table(results: dict[str, Any]) -> None:
             print(f"    errors ({r['error_count']}): {r['errors'][0]}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="xiaozhi-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def _parser() -> argparse.ArgumentParser:
+    parser = cli.parser("xiaozhi-eval", __doc__)
     parser.add_argument("--components", default=",".join(COMPONENTS), help="comma-separated: vad,asr,llm,tts")
     parser.add_argument("--workers", type=int, default=1, help="worker threads, one engine instance each")
     parser.add_argument("--requests", type=int, default=20, help="requests per component (all workers together)")
@@ -298,12 +299,22 @@ def main(argv: list[str] | None = None) -> int:
         "--vad-requests",
         type=int,
         default=VAD_REQUESTS,
-        help=f"VAD calls per stream count (sub-millisecond each, so more than --requests; default {VAD_REQUESTS})",
+        help="VAD calls per stream count (sub-millisecond each, so more than --requests)",
     )
-    parser.add_argument("--json", help="write the results to this file")
-    parser.add_argument("--config", help="edge node YAML config (defaults + XIAOZHI__ environment otherwise)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--out", metavar="FILE", help="write the results to this JSON file")
+    cli.hidden_alias(parser, "--json", "out")
+    parser.add_argument(
+        "--config", metavar="FILE", help="edge node YAML config (defaults + XIAOZHI__ environment otherwise)"
+    )
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    return cli.run("xiaozhi-eval", lambda: _main(parser, cli.parse(parser, argv)))
+
+
+def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     components = [c.strip() for c in args.components.split(",") if c.strip()]
     unknown = [c for c in components if c not in EVALUATORS]
     if unknown or not components:
@@ -311,20 +322,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 1 or args.requests < 1 or args.vad_requests < 1:
         parser.error("--workers, --requests and --vad-requests must be at least 1")
 
-    from shared.config import ConfigError, load_config
+    from edge_node.engines.errors import ModelError
+    from shared.config import load_config
 
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(f"xiaozhi-eval: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config)  # ConfigError: one line, exit 2
 
     results: dict[str, Any] = {"machine": machine_info()}
     for name in components:
         loaded = time.perf_counter()
         print(f"xiaozhi-eval: {name}: {args.workers} worker(s), {args.requests} requests ...", file=sys.stderr)
         count = args.vad_requests if name == "vad" else args.requests
-        component_results = EVALUATORS[name](cfg, args.workers, count)
+        try:
+            component_results = EVALUATORS[name](cfg, args.workers, count)
+        except ModelError as exc:
+            raise cli.CliError(str(exc), cli.EXIT_USAGE) from exc
         for value in component_results.values():
             value["component"] = name
             value["total_s"] = round(time.perf_counter() - loaded, 2)
@@ -332,8 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"]["rss_mb_end"] = round(psutil.Process().memory_info().rss / 2**20, 1)
 
     _print_table(results)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)
     return 0
 

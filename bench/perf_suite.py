@@ -46,7 +46,7 @@ def _run(args: list[str], log: Path) -> None:
 
 def _loadgen(out: Path, name: str, extra: list[str]) -> dict[str, Any] | None:
     report = out / f"{name}.json"
-    _run([PY, "-m", "bench.loadgen.cli", "--spawn", "--quiet", "--report", str(report), *extra], out / f"{name}.log")
+    _run([PY, "-m", "bench.loadgen.cli", "--spawn", "--quiet", "--out", str(report), *extra], out / f"{name}.log")
     return json.loads(report.read_text()) if report.is_file() else None
 
 
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     _run([PY, "-m", "bench.asr_window", "--threads", "1", "--repeats", "1" if q else "3",
           "--json", str(out / "asr_window.json")], out / "asr_window.log")  # fmt: skip
     _run([PY, "-m", "bench.evaluator", "--components", "vad,asr,llm,tts", "--workers", "2",
-          "--requests", "10" if q else "40", "--json", str(out / "eval.json")], out / "eval.log")  # fmt: skip
+          "--requests", "10" if q else "40", "--out", str(out / "eval.json")], out / "eval.log")  # fmt: skip
     warm = ["--warmup", "20" if q else "60"]
     for n in [int(x) for x in args.sweep.split(",") if x]:
         results[f"devices-{n}"] = _loadgen(

@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cmd = [sys.executable, "-m", "bench.loadgen.cli", "--url", edge.url, "--http", edge.http,
                "--devices", str(args.devices), "--duration", str(duration), "--rate", args.rate,
-               "--ramp", "20", "--session-turns", str(args.session_turns), "--report", str(args.out / "loadgen.json"),
+               "--ramp", "20", "--session-turns", str(args.session_turns), "--out", str(args.out / "loadgen.json"),
                "--records", str(args.out / "records.jsonl"), "--quiet"]  # fmt: skip
         started = time.monotonic()
         with (args.out / "loadgen.log").open("w") as log:

@@ -5,11 +5,16 @@
     xiaozhi-cloud worker --role llm|asr [--nats URL] [--config cloud.yaml] [--openai-url URL] [--model NAME]
     xiaozhi-cloud routing push routing.yaml [--nats URL]      # validate, then publish to every edge
     xiaozhi-cloud routing show [--nats URL]
+    xiaozhi-cloud routing check routing.yaml                  # validate only, offline
     xiaozhi-cloud buckets [--nats URL]                         # create the KV buckets (idempotent)
+    xiaozhi-cloud console [--config cloud.yaml] [--db URL] [--nats URL]
 
 ``nats-config`` writes the hub's config (passwords as bcrypt hashes) and one credential file per
 edge and for the cloud's own clients; run it again with more edges and the existing credentials are
-kept, so only new edges need a visit. Exit status: 0, 1 when the action failed, 2 for bad input.
+kept, so only new edges need a visit. Settings of ``worker`` and ``console``: defaults <
+``--config`` YAML < ``XIAOZHI_CLOUD__SECTION__KEY`` environment < flags. ``buckets`` and ``routing``
+give up on a hub that does not answer within ``--timeout``. Exit status: 0, 1 when the action
+failed (the hub unreachable), 2 for bad input.
 """
 
 from __future__ import annotations
@@ -18,11 +23,11 @@ import argparse
 import asyncio
 import logging
 import os
-import sys
 from pathlib import Path
 
 from cloud.config import ENV_PREFIX, CloudConfig, client_overrides
-from shared.config import ConfigError, load_settings
+from shared import cli
+from shared.config import load_settings
 from shared.nats import revoked
 from shared.nats import subjects as s
 from shared.nats.configs import Credential, cloud_config, load_credential, new_credential, save_credential
@@ -30,62 +35,88 @@ from shared.routing_config import RoutingConfigError, load_routing_file, parse_r
 
 __all__ = ["main"]
 
+PROG = "xiaozhi-cloud"
+CONFIG_HELP = "YAML settings file (defaults < file < XIAOZHI_CLOUD__* environment < flags)"
+HUB = "nats://127.0.0.1:4222"
+TIMEOUT_S = 5.0
+
+
+def _hub_flags(p: argparse.ArgumentParser) -> None:
+    """How a one-shot command reaches the hub."""
+    p.add_argument("--nats", default=HUB, help="hub URL")
+    p.add_argument("--credential", help="credential file from nats-config (credentials/cloud.json); none: no auth")
+    p.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds to wait for the hub before giving up")
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xiaozhi-cloud", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    sub = p.add_subparsers(dest="command", required=True)
+    p = cli.parser(PROG, __doc__)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    nc = sub.add_parser("nats-config", help="write the hub's nats-server config and per-edge credentials")
+    nc = cli.add_command(sub, "nats-config", "write the hub's nats-server config and per-edge credentials",
+                         examples=["xiaozhi-cloud nats-config --edges edge-1,edge-2 --out /srv/hub"])  # fmt: skip
     nc.add_argument("--edges", required=True, help="comma-separated edge ids (their leaf-node users)")
     nc.add_argument("--out", required=True, help="directory for cloud.conf and credentials/")
-    nc.add_argument("--server-name", default="xiaozhi-cloud-1")
-    nc.add_argument("--host", default="0.0.0.0")
-    nc.add_argument("--port", type=int, default=4222)
-    nc.add_argument("--leaf-port", type=int, default=7422)
+    nc.add_argument("--server-name", default="xiaozhi-cloud-1", help="the hub's server name")
+    nc.add_argument("--host", default="0.0.0.0", help="client listen address")
+    nc.add_argument("--port", type=int, default=4222, help="client port (workers, console)")
+    nc.add_argument("--leaf-port", type=int, default=7422, help="port the edges' leaf nodes connect to")
     nc.add_argument("--http-port", type=int, default=8222, help="monitoring port (0: none)")
-    nc.add_argument("--store-dir", default="/var/lib/xiaozhi/nats")
+    nc.add_argument("--store-dir", default="/var/lib/xiaozhi/nats", help="JetStream storage directory")
     nc.add_argument("--cluster-port", type=int, help="join a cluster of hubs on this route port")
     nc.add_argument("--routes", default="", help="comma-separated nats-route:// URLs of the other hubs")
 
-    wk = sub.add_parser("worker", help="serve LLM or ASR requests from the edges")
-    wk.add_argument("--role", choices=["llm", "asr"], required=True)
-    wk.add_argument("--config", help="YAML file (defaults < file < XIAOZHI_CLOUD__* env < flags)")
-    wk.add_argument("--nats", help="hub URL, e.g. nats://127.0.0.1:4222")
+    wk = cli.add_command(sub, "worker", "serve LLM or ASR requests from the edges",
+                         examples=["xiaozhi-cloud worker --role llm --nats nats://hub:4222 --credential cloud.json "
+                                   "--openai-url http://vllm:8000/v1 --model qwen-7b"])  # fmt: skip
+    wk.add_argument("--role", choices=["llm", "asr"], required=True, help="what this worker serves")
+    wk.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    wk.add_argument("--nats", help="hub URL (default: nats.url, nats://127.0.0.1:4222)")
     wk.add_argument("--credential", help="credential file from nats-config (credentials/cloud.json)")
     wk.add_argument("--openai-url", help="OpenAI-compatible base URL (vLLM), e.g. http://127.0.0.1:8000/v1")
-    wk.add_argument("--model", help="model name served there")
+    wk.add_argument("--model", help="model name served there (default: llm.model, qwen-7b)")
     wk.add_argument("--id", help="worker id (default: role-host-pid)")
     wk.add_argument("--http-port", type=int, help="port of /metrics, /health, /ready (default 9400; 0: any)")
-    wk.add_argument("--log-level", help="log level (default INFO, or log.level from the config)")
 
-    rt = sub.add_parser("routing", help="the fleet's routing config in the hub's KV bucket")
-    rt.add_argument("action", choices=["push", "show", "check"])
-    rt.add_argument("file", nargs="?", help="routing.yaml (push, check)")
-    rt.add_argument("--nats", default="nats://127.0.0.1:4222")
-    rt.add_argument("--credential")
+    rt = cli.add_command(sub, "routing", "the fleet's routing config in the hub's KV bucket",
+                         examples=["xiaozhi-cloud routing push routing.yaml --nats nats://hub:4222 "
+                                   "--credential cloud.json", "xiaozhi-cloud routing show"])  # fmt: skip
+    rsub = rt.add_subparsers(dest="action", required=True, metavar="ACTION")
+    push = cli.add_command(rsub, "push", "validate a routing config, then publish it: every edge applies it at once",
+                           examples=["xiaozhi-cloud routing push routing.yaml --nats nats://hub:4222 "
+                                     "--credential credentials/cloud.json"])  # fmt: skip
+    push.add_argument("file", help="the routing YAML file")
+    _hub_flags(push)
+    show = cli.add_command(rsub, "show", "print the routing config the edges follow, with its revision",
+                           examples=["xiaozhi-cloud routing show --nats nats://hub:4222 --timeout 3"])  # fmt: skip
+    _hub_flags(show)
+    check = cli.add_command(rsub, "check", "validate a routing config file (offline)",
+                            examples=["xiaozhi-cloud routing check routing.yaml"])  # fmt: skip
+    check.add_argument("file", help="the routing YAML file")
 
-    co = sub.add_parser("console", help="serve the admin console (fleet, devices, routing, live view, audit)")
-    co.add_argument("--config", help="YAML file (defaults < file < XIAOZHI_CLOUD__* env < flags)")
-    co.add_argument("--db", help="SQLAlchemy URL (default sqlite:///xiaozhi-console.db)")
-    co.add_argument("--host", help="listen address (default 127.0.0.1)")
-    co.add_argument("--port", type=int, help="listen port (default 8090; 0: any)")
+    co = cli.add_command(sub, "console", "serve the admin console (fleet, devices, routing, live view, audit)",
+                         examples=["xiaozhi-cloud console --nats nats://127.0.0.1:4222 --credential cloud.json "
+                                   "--insecure-cookies"])  # fmt: skip
+    co.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    co.add_argument("--db", help="SQLAlchemy URL (default: console.db, sqlite:///xiaozhi-console.db)")
+    co.add_argument("--host", help="listen address (default: console.host, 127.0.0.1)")
+    co.add_argument("--port", type=int, help="listen port; 0: any (default: console.port, 8090)")
     co.add_argument("--nats", help="hub URL: heartbeats in, routing configs out")
     co.add_argument("--credential", help="credential file from nats-config (credentials/cloud.json)")
     co.add_argument("--insecure-cookies", action="store_true",
                     help="session cookies without the Secure flag: plain-HTTP try-outs on loopback only")
-    co.add_argument("--log-level", help="log level (default INFO)")
 
-    ad = sub.add_parser("console-admin",
-                        help="create a console admin (password from XIAOZHI_CONSOLE_PASSWORD or a prompt)")
-    ad.add_argument("--username", required=True)
+    example = "XIAOZHI_CONSOLE_PASSWORD='...' xiaozhi-cloud console-admin --username admin"
+    ad = cli.add_command(sub, "console-admin",
+                         "create a console admin (password from XIAOZHI_CONSOLE_PASSWORD or a prompt)",
+                         examples=[example])  # fmt: skip
+    ad.add_argument("--username", required=True, help="the admin's login")
     ad.add_argument("--db", default=os.environ.get("XIAOZHI_CLOUD__CONSOLE__DB", "sqlite:///xiaozhi-console.db"),
                     help="the console's SQLAlchemy URL (default: XIAOZHI_CLOUD__CONSOLE__DB, as the console reads it)")
 
-    bk = sub.add_parser("buckets", help="create the routing, L2 cache and revoked-device KV buckets (idempotent)")
-    bk.add_argument("--nats", default="nats://127.0.0.1:4222")
-    bk.add_argument("--credential")
-    bk.add_argument("--cache-ttl-s", type=float, default=7 * 24 * 3600)
+    bk = cli.add_command(sub, "buckets", "create the routing, L2 cache and revoked-device KV buckets (idempotent)",
+                         examples=["xiaozhi-cloud buckets --nats nats://hub:4222 --credential cloud.json"])  # fmt: skip
+    _hub_flags(bk)
+    bk.add_argument("--cache-ttl-s", type=float, default=7 * 24 * 3600, help="how long L2 cache entries live")
     return p
 
 
@@ -95,8 +126,7 @@ def _nats_config(args: argparse.Namespace) -> int:
     edges = [e.strip() for e in args.edges.split(",") if e.strip()]
     bad = [e for e in edges if s.safe_token(e) != e]
     if not edges or bad:
-        print(f"xiaozhi-cloud: edge ids must be non-empty [A-Za-z0-9_-] names: {bad or args.edges!r}", file=sys.stderr)
-        return 2
+        raise cli.CliError(f"edge ids must be non-empty [A-Za-z0-9_-] names: {bad or args.edges!r}", cli.EXIT_USAGE)
 
     def credential(user: str, role: str) -> Credential:
         path = creds_dir / f"{user}.json"
@@ -130,20 +160,35 @@ def _nats_config(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _nc(url: str, credential: str | None):  # type: ignore[no-untyped-def]
-    from shared.nats.connect import connect
+async def _nc(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The hub, or one line saying why not within ``--timeout`` (nats-py alone would dial it forever)."""
+    import nats.errors
+
+    from shared.nats.connect import connect_once
 
     user = password = None
-    if credential:
-        cred = load_credential(Path(credential))
+    if args.credential:
+        try:
+            cred = load_credential(Path(args.credential))
+        except ValueError as exc:
+            raise cli.CliError(str(exc), cli.EXIT_USAGE) from exc
         user, password = cred.user, cred.password
-    return await connect(url, "xiaozhi-cloud cli", user=user, password=password, allow_reconnect=False)
+    try:
+        return await connect_once(args.nats, "xiaozhi-cloud cli", args.timeout, user=user, password=password)
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
+        why = str(exc) or type(exc).__name__
+        if isinstance(exc, nats.errors.NoServersError):
+            why = "unreachable (connection refused or no route)"
+        elif isinstance(exc, TimeoutError):
+            why = f"no answer within {args.timeout:g} s"
+        raise cli.CliError(f"hub {args.nats}: {why}") from exc
 
 
-async def _buckets(url: str, credential: str | None, cache_ttl_s: float) -> None:
+async def _buckets(args: argparse.Namespace) -> int:
     from nats.js.api import KeyValueConfig, StorageType
 
-    nc = await _nc(url, credential)
+    cache_ttl_s = args.cache_ttl_s
+    nc = await _nc(args)
     try:
         js = nc.jetstream(domain=s.JS_DOMAIN)
         await js.create_key_value(KeyValueConfig(bucket=s.ROUTING_BUCKET, history=10, storage=StorageType.FILE))
@@ -152,6 +197,7 @@ async def _buckets(url: str, credential: str | None, cache_ttl_s: float) -> None
                                                      max_value_size=512 * 1024, storage=StorageType.FILE))  # fmt: skip
         await revoked.open_bucket(js, create=True)  # the console writes it, every edge watches it
         print(f"buckets ready: {s.ROUTING_BUCKET}, {', '.join(s.CACHE_BUCKETS.values())}, {s.REVOKED_BUCKET}")
+        return 0
     finally:
         await nc.close()
 
@@ -160,7 +206,10 @@ async def _routing(args: argparse.Namespace) -> int:
     import nats.js.errors
     from nats.js.api import KeyValueConfig, StorageType
 
-    nc = await _nc(args.nats, args.credential)
+    if args.action == "push":  # refused here, before the hub or any edge sees it
+        text = await asyncio.to_thread(Path(args.file).read_text, encoding="utf-8")
+        parse_routing(text, args.file)
+    nc = await _nc(args)
     try:
         js = nc.jetstream(domain=s.JS_DOMAIN)
         if args.action == "show":
@@ -173,8 +222,6 @@ async def _routing(args: argparse.Namespace) -> int:
             print(f"# revision {entry.revision}")
             print((entry.value or b"").decode("utf-8"), end="")
             return 0
-        text = await asyncio.to_thread(Path(args.file).read_text, encoding="utf-8")
-        parse_routing(text, args.file)  # refused here, before any edge sees it
         kv = await js.create_key_value(KeyValueConfig(bucket=s.ROUTING_BUCKET, history=10, storage=StorageType.FILE))
         revision = await kv.put(s.ROUTING_KEY, text.encode("utf-8"))
         print(f"routing config {args.file} published as revision {revision}: every edge applies it now")
@@ -191,11 +238,7 @@ def _console(args: argparse.Namespace) -> int:
     if args.insecure_cookies:
         console["cookie_secure"] = "false"
     overrides = {"console": console, **client_overrides(args.nats, args.credential, args.log_level)}
-    try:
-        cfg = load_settings(CloudConfig, args.config, overrides, prefix=ENV_PREFIX)
-    except ConfigError as exc:
-        print(f"xiaozhi-cloud: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_settings(CloudConfig, args.config, overrides, prefix=ENV_PREFIX)
     from cloud.console.serve import serve
     from shared.logs import setup_logging
 
@@ -203,36 +246,17 @@ def _console(args: argparse.Namespace) -> int:
     return serve(cfg)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "nats-config":
-        return _nats_config(args)
-    if args.command == "buckets":
-        asyncio.run(_buckets(args.nats, args.credential, args.cache_ttl_s))
-        return 0
-    if args.command == "routing":
-        if args.action in ("push", "check") and not args.file:
-            print("xiaozhi-cloud: routing push/check needs a file", file=sys.stderr)
-            return 2
-        try:
-            if args.action == "check":
-                load_routing_file(args.file)
-                print(f"{args.file}: valid")
-                return 0
-            return asyncio.run(_routing(args))
-        except RoutingConfigError as exc:
-            print(f"xiaozhi-cloud: {exc}", file=sys.stderr)
-            return 2
-        except OSError as exc:
-            print(f"xiaozhi-cloud: {exc}", file=sys.stderr)
-            return 1
-    if args.command == "console-admin":
-        from cloud.console.serve import create_admin
+async def _hub_command(args: argparse.Namespace) -> int:
+    """``buckets`` and ``routing push/show``; a nats error after connecting is one line too."""
+    import nats.errors
 
-        return create_admin(args.db, args.username, None)
-    if args.command == "console":
-        return _console(args)
-    # worker
+    try:
+        return await (_buckets(args) if args.command == "buckets" else _routing(args))
+    except nats.errors.Error as exc:
+        raise cli.CliError(f"hub {args.nats}: {exc or type(exc).__name__}") from exc
+
+
+def _worker(args: argparse.Namespace) -> int:
     overrides = {"worker": {"role": args.role}, **client_overrides(args.nats, args.credential, args.log_level)}
     if args.openai_url:
         overrides.setdefault("llm", {})["base_url"] = args.openai_url
@@ -242,11 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides["worker"]["id"] = args.id
     if args.http_port is not None:
         overrides["worker"]["http_port"] = str(args.http_port)
-    try:
-        cfg = load_settings(CloudConfig, args.config, overrides, prefix=ENV_PREFIX)
-    except ConfigError as exc:
-        print(f"xiaozhi-cloud: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_settings(CloudConfig, args.config, overrides, prefix=ENV_PREFIX)
     from cloud.workers.runner import run_worker
     from shared.logs import setup_logging
 
@@ -260,6 +280,31 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("cloud.worker").error("worker failed: %r", exc)
         return 1
     return 0
+
+
+def _main(args: argparse.Namespace) -> int:
+    if args.command == "nats-config":
+        return _nats_config(args)
+    if args.command in ("buckets", "routing"):
+        try:
+            if args.command == "routing" and args.action == "check":
+                load_routing_file(args.file)
+                print(f"{args.file}: valid")
+                return 0
+            return asyncio.run(_hub_command(args))
+        except RoutingConfigError as exc:
+            raise cli.CliError(str(exc), cli.EXIT_USAGE) from exc
+    if args.command == "console-admin":
+        from cloud.console.serve import create_admin
+
+        return create_admin(args.db, args.username, None)
+    if args.command == "console":
+        return _console(args)
+    return _worker(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(PROG, lambda: _main(cli.parse(_parser(), argv)))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,10 @@
     xiaozhi-edge config [--config edge.yaml]            # the effective configuration
     xiaozhi-edge nats-config --cloud nats-leaf://hub:7422 --credential edge-1.json --out edge-nats.conf
     xiaozhi-edge routing-check routing.yaml             # validate a routing config
+
+Settings: defaults < ``--config`` YAML < ``XIAOZHI__SECTION__KEY`` environment < flags
+(docs/configuration.md). Exit status: 0; 1 when serving failed (a port in use); 2 for a bad
+configuration, certificate or model file, named in one line on stderr.
 """
 
 from __future__ import annotations
@@ -13,40 +17,50 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import ssl
-import sys
+from pathlib import Path
 from typing import Any
 
-from shared.config import ConfigError, load_config
+from shared import cli
+from shared.config import EdgeConfig, load_config
 
 log = logging.getLogger("edge_node")
 
+PROG = "xiaozhi-edge"
+CONFIG_HELP = "YAML settings file (defaults < file < XIAOZHI__* environment < flags)"
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xiaozhi-edge", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve devices on the configured (default: bundled) models")
-    serve.add_argument("--config", help="YAML file (defaults < file < XIAOZHI__* env < flags)")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int, help="WebSocket port (0 picks a free one)")
-    serve.add_argument("--http-port", type=int, help="HTTP port for OTA, /health, /metrics")
-    serve.add_argument("--node-id")
-    sub.add_parser("config", help="print the effective configuration as YAML").add_argument("--config")
-    nc = sub.add_parser("nats-config", help="write this edge's leaf nats-server config")
+    parser = cli.parser(PROG, __doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    examples = ["xiaozhi-edge serve --config /etc/xiaozhi/edge.yaml",
+                "XIAOZHI__LLM__MODEL_PATH=/opt/qwen.gguf xiaozhi-edge serve --port 9000"]  # fmt: skip
+    serve = cli.add_command(sub, "serve", "serve devices on the configured (default: bundled) models", examples)
+    serve.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    serve.add_argument("--host", help="listen address (default: server.host, 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="WebSocket port; 0 picks a free one (default: server.port, 8000)")
+    serve.add_argument("--http-port", type=int, help="port of OTA, /health, /metrics (default: server.http_port, 8003)")
+    serve.add_argument("--node-id", help="this node's id (default: node_id, edge-1)")
+    config = cli.add_command(sub, "config", "print the effective configuration as YAML",
+                             examples=["xiaozhi-edge config --config edge.yaml"])  # fmt: skip
+    config.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    nc = cli.add_command(sub, "nats-config", "write this edge's leaf nats-server config",
+                         examples=["xiaozhi-edge nats-config --cloud nats-leaf://hub:7422 --credential edge-1.json "
+                                   "--out /etc/xiaozhi/nats.conf"])  # fmt: skip
     nc.add_argument("--cloud", required=True, help="the hub's leaf URL(s), comma-separated: nats-leaf://hub:7422")
     nc.add_argument("--credential", help="this edge's credential file from `xiaozhi-cloud nats-config`")
     nc.add_argument("--out", required=True, help="where to write the config (e.g. /etc/xiaozhi/nats.conf)")
-    nc.add_argument("--server-name", help="default: the credential's user")
+    nc.add_argument("--server-name", help="the leaf server's name (default: the credential's user)")
     nc.add_argument("--port", type=int, default=4222, help="loopback port edge processes connect to")
     nc.add_argument("--http-port", type=int, help="loopback monitoring port (none by default)")
-    rc = sub.add_parser("routing-check", help="validate a routing config file")
-    rc.add_argument("file")
+    rc = cli.add_command(sub, "routing-check", "validate a routing config file",
+                         examples=["xiaozhi-edge routing-check deploy/routing.example.yaml"])  # fmt: skip
+    rc.add_argument("file", help="the routing YAML file")
     return parser
 
 
 def _nats_config(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from shared.nats.configs import edge_config, load_credential
 
     try:
@@ -59,14 +73,49 @@ def _nats_config(args: argparse.Namespace) -> int:
             http_port=args.http_port,
         )
     except ValueError as exc:
-        print(f"xiaozhi-edge: {exc}", file=sys.stderr)
-        return 2
+        raise cli.CliError(str(exc), cli.EXIT_USAGE) from exc
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     out.chmod(0o600)  # holds this edge's password
     print(f"wrote {out}; serve with nats.url: nats://127.0.0.1:{args.port} and nats.embedded_config: {out}")
     return 0
+
+
+def _check_model_files(cfg: EdgeConfig) -> None:
+    """A configured model file that is not there, named by its key, before a minute of loading the others."""
+    if cfg.timing.profile:
+        paths = {"timing.profile": cfg.timing.profile, "vad.model_path": cfg.vad.model_path}
+    else:
+        paths = {"vad.model_path": cfg.vad.model_path, "asr.model_path": cfg.asr.model_path,
+                 "asr.sherpa_tokens": cfg.asr.sherpa_tokens if cfg.asr.backend == "sherpa" else "",
+                 "llm.model_path": cfg.llm.model_path, "tts.voice_path": cfg.tts.voice_path,
+                 "tts.voice_config_path": cfg.tts.voice_config_path}  # fmt: skip
+    for key, path in paths.items():
+        if path and not Path(path).exists():
+            raise cli.CliError(f"{key}: model file not found: {path}", cli.EXIT_USAGE)
+
+
+def _check_ports(cfg: EdgeConfig) -> None:
+    """Bind each configured port once, as the server will: a port in use is reported before the models load."""
+    host = cfg.server.host or None
+    for key, port in (("server.port", cfg.server.port), ("server.http_port", cfg.server.http_port)):
+        if port == 0:
+            continue
+        try:
+            addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        except socket.gaierror as exc:
+            raise cli.CliError(f"server.host {cfg.server.host!r}: {exc.strerror}", cli.EXIT_USAGE) from exc
+        for family, kind, proto, _, address in addresses:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's servers do
+                if family == socket.AF_INET6:
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    probe.bind(address)
+                except OSError as exc:
+                    raise cli.CliError(f"cannot listen on {cfg.server.host}:{port} ({key}): "
+                                       f"{exc.strerror or exc}") from exc  # fmt: skip
 
 
 async def _serve(cfg: Any, ssl_context: ssl.SSLContext | None = None) -> None:
@@ -92,8 +141,7 @@ async def _serve(cfg: Any, ssl_context: ssl.SSLContext | None = None) -> None:
     await server.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _main(args: argparse.Namespace) -> int:
     if args.command == "nats-config":
         return _nats_config(args)
     if args.command == "routing-check":
@@ -102,8 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             load_routing_file(args.file)
         except RoutingConfigError as exc:
-            print(f"xiaozhi-edge: {exc}", file=sys.stderr)
-            return 2
+            raise cli.CliError(str(exc), cli.EXIT_USAGE) from exc
         print(f"{args.file}: valid")
         return 0
     overrides: dict[str, Any] = {}
@@ -114,28 +161,32 @@ def main(argv: list[str] | None = None) -> int:
             overrides["server"] = server
         if args.node_id:
             overrides["node_id"] = args.node_id
-    try:
-        cfg = load_config(args.config, overrides)
-    except ConfigError as exc:
-        print(f"xiaozhi-edge: {exc}", file=sys.stderr)
-        return 2
+    if args.log_level:
+        overrides["log"] = {"level": args.log_level}
+    cfg = load_config(args.config, overrides)  # ConfigError: one line naming the key, exit 2
     if args.command == "config":
         import yaml
 
         print(yaml.safe_dump(cfg.model_dump(), sort_keys=False, allow_unicode=True), end="")
         return 0
-    from shared.tls import TlsError, server_context
-
-    try:  # before the models load: a bad certificate path should not cost a minute of loading
-        ssl_context = server_context(cfg.server.tls_cert_file, cfg.server.tls_key_file)
-    except TlsError as exc:
-        print(f"xiaozhi-edge: {exc}", file=sys.stderr)
-        return 2
+    from edge_node.engines.errors import ModelError
     from shared.logs import setup_logging
+    from shared.tls import server_context
 
+    # Before the models load: a bad certificate, a missing model or a port in use should not cost a minute.
+    ssl_context = server_context(cfg.server.tls_cert_file, cfg.server.tls_key_file)
+    _check_model_files(cfg)
+    _check_ports(cfg)
     setup_logging(cfg.log)
-    asyncio.run(_serve(cfg, ssl_context))
+    try:
+        asyncio.run(_serve(cfg, ssl_context))
+    except ModelError as exc:  # a model file that is there but cannot be loaded
+        raise cli.CliError(str(exc), cli.EXIT_USAGE) from exc
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(PROG, lambda: _main(cli.parse(_parser(), argv)))
 
 
 if __name__ == "__main__":

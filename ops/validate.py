@@ -10,7 +10,10 @@ deployment description itself is wrong.
 
     xiaozhi-validate --edge http://10.0.0.5:8003 --nats nats://hub:4222 --credential cloud.json \\
         --worker http://llm-0:9400 --expect-workers llm=1,asr=1 --prometheus http://prom:9090
-    xiaozhi-validate --deployment site.yaml --json --output-text report.txt
+    xiaozhi-validate --config site.yaml --json --out report.txt
+
+``--config FILE`` is a YAML file with the same fields as the flags (``edges``, ``nats``,
+``timeout_s``...); flags override it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import argparse
 import asyncio
 import json
 import ssl
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -33,6 +35,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from shared import cli
+
 __all__ = ["Check", "Deployment", "main", "validate"]
 
 PROBE_DEVICE = "02:00:00:00:7a:01"  # a locally administered MAC: never a real device's
@@ -42,7 +46,7 @@ STAGES = ("vad", "asr", "llm", "tts")
 
 
 class Deployment(BaseModel):
-    """What to check. From ``--deployment FILE`` (YAML), with the command-line flags on top."""
+    """What to check. From ``--config FILE`` (YAML), with the command-line flags on top."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -492,8 +496,9 @@ async def validate(dep: Deployment) -> Report:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xiaozhi-validate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--deployment", help="YAML file with the fields below (flags override it)")
+    p = cli.parser("xiaozhi-validate", __doc__)
+    p.add_argument("--config", metavar="FILE", help="YAML file with the fields below (flags override it)")
+    cli.hidden_alias(p, "--deployment", "config")
     p.add_argument("--edge", action="append", default=[], help="edge HTTP base URL, e.g. http://10.0.0.5:8003 (repeat)")
     p.add_argument("--ota", help="the fleet's OTA URL (provisioning service)")
     p.add_argument("--nats", help="hub URL, e.g. nats://hub:4222")
@@ -504,19 +509,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--token-key", help="the fleet's device-token key, for edges that check device tokens")
     p.add_argument("--ca-file", help="PEM CA that signed the edges' / provisioning's TLS certificates (https, wss)")
     p.add_argument("--probe-text", help="what the probe device says (default: 'What time is it?')")
-    p.add_argument("--max-first-audio-s", type=float, help="probe turn budget, end of speech to first audio")
-    p.add_argument("--timeout-s", type=float, help="per request")
+    p.add_argument("--max-first-audio-s", type=float, help="seconds from end of speech to first audio (default 3)")
+    p.add_argument("--timeout", type=float, dest="timeout_s", help="seconds per request (default 10)")
+    cli.hidden_alias(p, "--timeout-s", "timeout_s", type=float)
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
-    p.add_argument("--output-text", help="also write the readable report to this file")
+    p.add_argument("--out", help="also write the readable report to this file")
+    cli.hidden_alias(p, "--output-text", "out")
     return p
 
 
 def _deployment(args: argparse.Namespace) -> Deployment:
     data: dict[str, Any] = {}
-    if args.deployment:
-        loaded = yaml.safe_load(Path(args.deployment).read_text(encoding="utf-8")) or {}
+    if args.config:
+        loaded = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
         if not isinstance(loaded, dict):
-            raise ValueError(f"{args.deployment}: expected a mapping of settings")
+            raise ValueError(f"{args.config}: expected a mapping of settings")
         data.update(loaded)
     if args.edge:
         data["edges"] = args.edge
@@ -537,22 +544,24 @@ def _deployment(args: argparse.Namespace) -> Deployment:
     return dep
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _main(args: argparse.Namespace) -> int:
     try:
         dep = _deployment(args)
     except (OSError, ValueError, ValidationError, yaml.YAMLError) as exc:
-        print(f"xiaozhi-validate: {exc}", file=sys.stderr)
-        return 2
+        raise cli.CliError(str(exc), cli.EXIT_USAGE) from exc
     report = asyncio.run(validate(dep))
     text = report.to_text()
-    if args.output_text:
-        Path(args.output_text).write_text(text, encoding="utf-8")
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
         print(text, end="")
     return 0 if report.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run("xiaozhi-validate", lambda: _main(cli.parse(_parser(), argv)))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
     xiaozhi-provision serve --config provision.yaml
     xiaozhi-provision enroll-edge --edge-id site-a-1 --site site-a --hub-dir /srv/xiaozhi/hub \\
         --hub-leaf-url nats-leaf://hub.example:7422 --token-key /srv/xiaozhi/device-token.key --out bundles/site-a-1
+
+Settings of ``serve``: defaults < ``--config`` YAML < ``XIAOZHI_PROVISION__SECTION__KEY`` environment
+< flags. Exit status: 0; 1 when serving or writing the bundle failed; 2 for a bad configuration.
 """
 
 from __future__ import annotations
@@ -15,14 +18,13 @@ import logging
 import shutil
 import signal
 import ssl
-import sys
 import time
 from pathlib import Path
 
 import yaml
 
 from cloud.config import client_overrides
-from shared import tokens
+from shared import cli, tokens
 from shared.config import ConfigError, EdgeConfig, load_settings
 from shared.nats import subjects as s
 from shared.nats.configs import edge_config, load_credential, new_credential, save_credential
@@ -34,25 +36,31 @@ __all__ = ["main"]
 
 log = logging.getLogger("provisioning")
 
+PROG = "xiaozhi-provision"
 EDGE_CONFIG_DIR = "/etc/xiaozhi"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xiaozhi-provision", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    sub = p.add_subparsers(dest="command", required=True)
-    sv = sub.add_parser("serve", help="the fleet's OTA and activation endpoints")
-    sv.add_argument("--config", help="YAML file (defaults < file < XIAOZHI_PROVISION__* env < flags)")
-    sv.add_argument("--host")
-    sv.add_argument("--port", type=int, help="default 8004; 0: any free port")
+    p = cli.parser(PROG, __doc__)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sv = cli.add_command(sub, "serve", "the fleet's OTA and activation endpoints",
+                         examples=["xiaozhi-provision serve --config provision.yaml",
+                                   "xiaozhi-provision serve --nats nats://hub:4222 --credential cloud.json "
+                                   "--public-url http://provision.example:8004"])  # fmt: skip
+    config_help = "YAML settings file (defaults < file < XIAOZHI_PROVISION__* environment < flags)"
+    sv.add_argument("--config", metavar="FILE", help=config_help)
+    sv.add_argument("--host", help="listen address (default: host, 0.0.0.0)")
+    sv.add_argument("--port", type=int, help="listen port; 0: any free port (default: port, 8004)")
     sv.add_argument("--db", help="the console's SQLAlchemy URL (devices and activation codes live there)")
     sv.add_argument("--nats", help="hub URL: the edges' heartbeats")
     sv.add_argument("--credential", help="credential file from `xiaozhi-cloud nats-config` (cloud.json)")
     sv.add_argument("--token-key", help="the fleet's device-token key file")
     sv.add_argument("--public-url", help="this service as devices reach it (firmware URLs)")
-    sv.add_argument("--log-level")
 
-    en = sub.add_parser("enroll-edge", help="an edge's identity, NATS leaf credentials and config bundle")
+    en = cli.add_command(sub, "enroll-edge", "an edge's identity, NATS leaf credentials and config bundle",
+                         examples=["xiaozhi-provision enroll-edge --edge-id site-a-1 --site site-a --hub-dir "
+                                   "/srv/xiaozhi/hub --hub-leaf-url nats-leaf://hub.example:7422 --token-key "
+                                   "/srv/xiaozhi/device-token.key --out bundles/site-a-1"])  # fmt: skip
     en.add_argument("--edge-id", required=True, help="[A-Za-z0-9_-]: the edge's node id and NATS user")
     en.add_argument("--site", default="", help="where it stands; devices of this site are sent to it")
     en.add_argument("--hub-dir", required=True, help="the directory `xiaozhi-cloud nats-config --out` wrote")
@@ -66,8 +74,7 @@ def _parser() -> argparse.ArgumentParser:
 def _enroll(args: argparse.Namespace) -> int:
     edge = args.edge_id.strip()
     if not edge or s.safe_token(edge) != edge:
-        print(f"xiaozhi-provision: edge ids are [A-Za-z0-9_-] names, not {args.edge_id!r}", file=sys.stderr)
-        return 2
+        raise cli.CliError(f"edge ids are [A-Za-z0-9_-] names, not {args.edge_id!r}", cli.EXIT_USAGE)
     key_path = Path(args.token_key)
     if not key_path.is_file():
         tokens.generate_key(key_path)
@@ -101,11 +108,7 @@ def _enroll(args: argparse.Namespace) -> int:
     edge_yaml = out / "edge.yaml"
     edge_yaml.write_text("# written by xiaozhi-provision enroll-edge\n" + yaml.safe_dump(config, sort_keys=False),
                          encoding="utf-8")  # fmt: skip
-    try:
-        load_settings(EdgeConfig, edge_yaml, {}, environ={})  # the edge would refuse it otherwise
-    except ConfigError as exc:
-        print(f"xiaozhi-provision: {exc}", file=sys.stderr)
-        return 2
+    load_settings(EdgeConfig, edge_yaml, {}, environ={})  # the edge would refuse it otherwise: exit 2
     (out / "enrollment.json").write_text(json.dumps({"edge_id": edge, "site": args.site,
                                                      "hub_leaf_url": args.hub_leaf_url,
                                                      "created_at": int(time.time())}, indent=2) + "\n")  # fmt: skip
@@ -132,25 +135,21 @@ async def _serve(cfg: ProvisionConfig, ssl_context: ssl.SSLContext | None = None
         await service.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _main(args: argparse.Namespace) -> int:
     if args.command == "enroll-edge":
         try:
             return _enroll(args)
+        except ConfigError:
+            raise
         except (OSError, ValueError) as exc:
-            print(f"xiaozhi-provision: {exc}", file=sys.stderr)
-            return 1
+            raise cli.CliError(str(exc)) from exc
     overrides: dict[str, dict[str, str] | str] = {**client_overrides(args.nats, args.credential, args.log_level)}
     for flag, key in (("host", "host"), ("port", "port"), ("db", "db"), ("token_key", "token_key_file"),
                       ("public_url", "public_url")):  # fmt: skip
         if getattr(args, flag) is not None:
             overrides[key] = str(getattr(args, flag))
-    try:
-        cfg = load_settings(ProvisionConfig, args.config, overrides, prefix=ENV_PREFIX)
-        ssl_context = server_context(cfg.tls_cert_file, cfg.tls_key_file)  # names a bad file before serving
-    except ConfigError as exc:
-        print(f"xiaozhi-provision: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_settings(ProvisionConfig, args.config, overrides, prefix=ENV_PREFIX)
+    ssl_context = server_context(cfg.tls_cert_file, cfg.tls_key_file)  # names a bad file before serving
     from shared.logs import setup_logging
 
     setup_logging(cfg.log)
@@ -158,10 +157,13 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_serve(cfg, ssl_context))
     except KeyboardInterrupt:
         pass
-    except (OSError, ValueError) as exc:
-        log.error("provisioning failed: %s", exc)
-        return 1
+    except (OSError, ValueError) as exc:  # a port in use, a database it cannot open
+        raise cli.CliError(f"serving failed: {exc}") from exc
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(PROG, lambda: _main(cli.parse(_parser(), argv)))
 
 
 if __name__ == "__main__":

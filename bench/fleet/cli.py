@@ -2,7 +2,7 @@
 
     xiaozhi-fleet run --devices 1000 --edges 8 --talkers 0.1 --rate 4/min --duration 150 --kill-at 90 \\
         --out docs/perf/fleet-2026-11-25
-    xiaozhi-fleet calibrate docs/perf/2026-11-25/eval.json -o bench/fleet/timing.2026-11-25.yaml
+    xiaozhi-fleet calibrate docs/perf/2026-11-25/eval.json --out bench/fleet/timing.2026-11-25.yaml
 
 ``run`` starts a NATS hub, one leaf nats-server and one edge per ``--edges``, the provisioning
 service and a cloud LLM worker, then boots the devices: OTA, WebSocket, hold, talk. The edges use
@@ -28,20 +28,21 @@ from bench.fleet.run import RunSpec, run_fleet
 from bench.fleet.topology import DEFAULT_PROFILE, FleetSpec, FleetTopology
 from bench.loadgen.cli import parse_rate
 from bench.loadgen.mix import MixError, default_mix, load_mix
+from shared import cli
 
 __all__ = ["main", "passed", "render"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xiaozhi-fleet", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run a fleet and report")
-    r.add_argument("--devices", type=int, default=1000)
-    r.add_argument("--edges", type=int, default=8)
-    r.add_argument("--max-sessions", type=int, default=150, help="per edge")
-    r.add_argument("--talkers", type=float, default=0.1, help="share of devices taking turns (default 0.1)")
-    r.add_argument("--rate", default="4/min", help="turns per talking device (default 4/min)")
+    p = cli.parser("xiaozhi-fleet", __doc__)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    r = cli.add_command(sub, "run", "run a fleet and report",
+                        examples=["xiaozhi-fleet run --devices 1000 --edges 8 --out fleet-report"])  # fmt: skip
+    r.add_argument("--devices", type=int, default=1000, help="simulated devices")
+    r.add_argument("--edges", type=int, default=8, help="edge nodes (each with its own leaf nats-server)")
+    r.add_argument("--max-sessions", type=int, default=150, help="sessions per edge")
+    r.add_argument("--talkers", type=float, default=0.1, help="share of devices taking turns")
+    r.add_argument("--rate", default="4/min", help="turns per talking device")
     r.add_argument("--boot", type=float, default=30.0, help="seconds over which the devices boot")
     r.add_argument("--duration", type=float, default=150.0, help="seconds from the first boot to the end")
     r.add_argument("--kill-at", type=float, default=90.0, help="kill one edge this many seconds in; <0: never")
@@ -49,11 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--balance-tolerance", type=float, default=0.1, help="(max - min) / mean devices per edge")
     r.add_argument("--profile", type=Path, default=DEFAULT_PROFILE, help="the edges' timing profile")
     r.add_argument("--mix", type=Path, help="the talkers' utterance mix (default: the load generator's)")
-    r.add_argument("--out", type=Path, help="directory for report.json, report.txt and the processes' logs")
-    r.add_argument("--seed", type=int, default=7)
-    c = sub.add_parser("calibrate", help="write a timing profile from an xiaozhi-eval report")
-    c.add_argument("eval_json", type=Path)
-    c.add_argument("-o", "--out", type=Path, required=True)
+    r.add_argument("--out", type=Path, help="directory for report.json, report.txt and the processes' logs "
+                   "(default: a new temporary directory)")  # fmt: skip
+    r.add_argument("--seed", type=int, default=7, help="random seed")
+    c = cli.add_command(sub, "calibrate", "write a timing profile from an xiaozhi-eval report",
+                        examples=["xiaozhi-fleet calibrate eval.json --out timing.yaml"])  # fmt: skip
+    c.add_argument("eval_json", type=Path, help="the JSON report of `xiaozhi-eval --out`")
+    c.add_argument("-o", "--out", type=Path, required=True, help="the timing profile (YAML) to write")
     c.add_argument("--mix", type=Path, help="the phrases the timing ASR hands out (default: the load generator's)")
     return p
 
@@ -117,20 +120,20 @@ def render(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return cli.run("xiaozhi-fleet", lambda: _main(cli.parse(_parser(), argv)))
+
+
+def _main(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per OTA request of a thousand devices
     try:
         mix = load_mix(args.mix) if args.mix else default_mix()
     except (OSError, MixError) as exc:
-        print(f"xiaozhi-fleet: {exc}", file=sys.stderr)
-        return 2
+        raise cli.CliError(str(exc), cli.EXIT_USAGE) from exc
     if args.command == "calibrate":
         try:
             write_profile(args.eval_json, args.out, mix)
         except (OSError, ValueError, CalibrationError) as exc:
-            print(f"xiaozhi-fleet calibrate: {exc}", file=sys.stderr)
-            return 2
+            raise cli.CliError(f"calibrate: {exc}", cli.EXIT_USAGE) from exc
         print(f"wrote {args.out}")
         return 0
     try:
@@ -139,14 +142,11 @@ def main(argv: list[str] | None = None) -> int:
                        kill_at_s=args.kill_at if args.kill_at >= 0 else None, kill_edge=args.kill_edge,
                        balance_tolerance=args.balance_tolerance, seed=args.seed)  # fmt: skip
     except ValueError as exc:
-        print(f"xiaozhi-fleet: {exc}", file=sys.stderr)
-        return 2
+        raise cli.CliError(str(exc), cli.EXIT_USAGE) from exc
     if args.devices < 1 or args.edges < 1 or not 0 <= args.talkers <= 1:
-        print("xiaozhi-fleet: --devices and --edges must be >= 1, --talkers within 0..1", file=sys.stderr)
-        return 2
+        raise cli.CliError("--devices and --edges must be >= 1, --talkers within 0..1", cli.EXIT_USAGE)
     if args.kill_edge and not args.kill_edge.startswith("edge-"):
-        print("xiaozhi-fleet: --kill-edge names an edge like edge-01", file=sys.stderr)
-        return 2
+        raise cli.CliError("--kill-edge names an edge like edge-01", cli.EXIT_USAGE)
     out = args.out or Path(tempfile.mkdtemp(prefix="xiaozhi-fleet-"))
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="xiaozhi-fleet-work-"))

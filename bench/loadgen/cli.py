@@ -1,11 +1,11 @@
 """``xiaozhi-loadgen``: simulated Xiaozhi devices against an edge node, with a naive baseline.
 
     xiaozhi-loadgen --url ws://127.0.0.1:8000/xiaozhi/v1/ --http http://127.0.0.1:8003 \\
-        --devices 100 --duration 600 --rate 4/min --ramp 60 --report report.json --plot latency.png
-    xiaozhi-loadgen --spawn --devices 20 --duration 60 --rate 4/min --report r.json --naive
-    xiaozhi-loadgen --smoke --report smoke.json     # CI: 20 devices, 20 s, own edge node
-    xiaozhi-loadgen --spawn --devices 0 --idle-devices 1000 --duration 10 --report idle.json
-    xiaozhi-loadgen --spawn --devices 10 --streaming-devices 150 --duration 60 --report streams.json
+        --devices 100 --duration 600 --rate 4/min --ramp 60 --out report.json --plot latency.png
+    xiaozhi-loadgen --spawn --devices 20 --duration 60 --rate 4/min --out r.json --naive
+    xiaozhi-loadgen --smoke --out smoke.json     # CI: 20 devices, 20 s, own edge node
+    xiaozhi-loadgen --spawn --devices 0 --idle-devices 1000 --duration 10 --out idle.json
+    xiaozhi-loadgen --spawn --devices 10 --streaming-devices 150 --duration 60 --out streams.json
 
 With --warmup S the same load runs S seconds first, uncounted, so caches and queues are in their
 steady state when the measured window starts (the spawned node always starts with a cold cache).
@@ -42,6 +42,7 @@ from bench.loadgen.device import LoadState, run_device
 from bench.loadgen.mix import MixError, load_mix
 from bench.loadgen.report import HISTOGRAMS, build_report, parse_histograms
 from bench.loadgen.server import ResourceSampler, spawn_edge, stop_edge
+from shared import cli
 
 __all__ = ["main", "parse_rate"]
 
@@ -64,9 +65,7 @@ def parse_rate(text: str) -> float:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="xiaozhi-loadgen", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = cli.parser("xiaozhi-loadgen", __doc__)
     p.add_argument("--url", help="edge node WebSocket URL (ws://host:port/xiaozhi/v1/)")
     p.add_argument("--http", help="edge node HTTP base URL for /metrics (default: none, or the spawned node's)")
     p.add_argument("--devices", type=int, help=f"simulated devices (default {DEFAULTS['devices']})")
@@ -85,11 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--streaming-devices", type=int, default=0, help="extra devices streaming non-speech audio for the whole run"
     )
-    p.add_argument("--report", default="loadgen-report.json", help="where to write report.json")
+    p.add_argument("--out", default="loadgen-report.json", metavar="FILE", help="where to write the JSON report")
+    cli.hidden_alias(p, "--report", "out")
     p.add_argument("--plot", help="PNG of latency percentiles and connected devices over time")
     p.add_argument("--records", help="also write every turn as JSON lines here")
     p.add_argument("--spawn", action="store_true", help="start an edge node (bundled models) for the run")
-    p.add_argument("--edge-config", help="YAML config for the spawned edge node and the naive baseline")
+    p.add_argument("--config", metavar="FILE", help="edge YAML config for the spawned edge node and the naive baseline")
+    cli.hidden_alias(p, "--edge-config", "config")
     p.add_argument(
         "--edge-env",
         action="append",
@@ -99,13 +100,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--server-pid", type=int, help="sample CPU and RSS of this process (and its children)")
     p.add_argument("--naive", action="store_true", help="also run the naive sequential baseline after the load")
-    p.add_argument("--naive-duration", type=float, default=60.0, help="seconds of naive baseline (default 60)")
+    p.add_argument("--naive-duration", type=float, default=60.0, help="seconds of naive baseline")
     p.add_argument(
         "--smoke",
         action="store_true",
         help="CI smoke run: --spawn --devices 20 --duration 20 --ramp 5 --rate 12/min unless given",
     )
-    p.add_argument("--turn-timeout", type=float, default=60.0, help="seconds to wait for tts/stop (default 60)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a turn's tts/stop")
+    cli.hidden_alias(p, "--turn-timeout", "timeout", type=float)
     p.add_argument("--seed", type=int, help="random seed (default: the mix's seed, else 1)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     return p
@@ -191,12 +193,12 @@ async def _run_load(
     ]
     tasks = [
         asyncio.create_task(
-            run_device(i, args.url, bank, sampler, state, rate, _start_delay(args, i, warmed), args.turn_timeout,
+            run_device(i, args.url, bank, sampler, state, rate, _start_delay(args, i, warmed), args.timeout,
                        session_turns=args.session_turns)  # fmt: skip
         )
         for i in range(args.devices)
     ]
-    grace = args.turn_timeout + 20
+    grace = args.timeout + 20
     pending: set[asyncio.Task[None]] = set()
     if tasks:
         _done, pending = await asyncio.wait(tasks, timeout=args.duration + grace)
@@ -250,12 +252,12 @@ async def _warm_up(
         print(f"warm-up: {args.devices} devices for {args.warmup:.0f} s (not counted) ...", file=sys.stderr)
     tasks = [
         asyncio.create_task(
-            run_device(i, args.url, bank, sampler, state, rate, _start_delay(args, i, False), args.turn_timeout)
+            run_device(i, args.url, bank, sampler, state, rate, _start_delay(args, i, False), args.timeout)
         )
         for i in range(args.devices)
     ]
     if tasks:
-        _done, pending = await asyncio.wait(tasks, timeout=args.warmup + args.turn_timeout + 20)
+        _done, pending = await asyncio.wait(tasks, timeout=args.warmup + args.timeout + 20)
         for task in pending:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -297,7 +299,10 @@ async def _connect_idle(args: argparse.Namespace, bg: Background) -> dict[str, A
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    return cli.run("xiaozhi-loadgen", lambda: _main(parser, cli.parse(parser, argv)))
+
+
+def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     _settings(args)
     try:
         rate = parse_rate(args.rate)
@@ -319,8 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         mix = load_mix(args.mix)
     except MixError as exc:
-        print(f"xiaozhi-loadgen: {exc}", file=sys.stderr)
-        return 2
+        raise cli.CliError(str(exc), cli.EXIT_USAGE) from exc
     seed = args.seed if args.seed is not None else (mix.seed if mix.seed is not None else 1)
 
     bank = build_bank(mix, verbose=not args.quiet)
@@ -330,7 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.spawn:
         if not args.quiet:
             print("starting an edge node ...", file=sys.stderr, flush=True)
-        edge = spawn_edge("loadgen-edge", edge_env, config=args.edge_config)
+        try:
+            edge = spawn_edge("loadgen-edge", edge_env, config=args.config)
+        except RuntimeError as exc:  # its log's last line says why (a port, a model, a config file)
+            raise cli.CliError(f"the spawned edge node did not start: {str(exc).strip().splitlines()[-1]}") from exc
         args.url = args.url or edge.url
         args.http = args.http or edge.http
         if args.server_pid is None:
@@ -379,14 +386,14 @@ def main(argv: list[str] | None = None) -> int:
         from shared.config import load_config
 
         naive = run_naive(
-            load_config(args.edge_config), bank, mix.sampler(seed), args.naive_duration, verbose=not args.quiet
+            load_config(args.config), bank, mix.sampler(seed), args.naive_duration, verbose=not args.quiet
         )
         report["naive"] = naive
         report["naive_turns_per_s"] = naive["naive_turns_per_s"]
         tps, ntps = report["turns_per_s"], naive["naive_turns_per_s"]
         report["speedup"] = round(tps / ntps, 2) if tps and ntps else None
 
-    path = Path(args.report)
+    path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     if args.records:

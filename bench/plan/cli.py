@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import yaml
+
+from shared import cli
 
 from .planner import Requirements, devices_held, plan_fleet
 from .sim import EdgeModel
@@ -33,10 +34,9 @@ def _rate(text: str) -> float:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xiaozhi-plan", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--devices", type=int, default=1000)
-    p.add_argument("--rate", type=_rate, default=4.0, help="turns per device, e.g. 4/min (default)")
+    p = cli.parser("xiaozhi-plan", __doc__)
+    p.add_argument("--devices", type=int, default=1000, help="devices in the fleet")
+    p.add_argument("--rate", type=_rate, default="4/min", help="turns per device, e.g. 4/min, 240/h")
     p.add_argument("--mix", type=Path, default=DEFAULT_MIX, help="measured per-turn costs and route shares (YAML)")
     p.add_argument("--edge-cores", default="2,4,8", help="edge sizes to plan for, comma-separated core counts")
     p.add_argument("--prices", type=Path, help="YAML: edge_per_month {cores: price}, gpu_worker_per_month")
@@ -44,20 +44,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--target-p95", type=float, help="p95 end of speech to first audio, seconds (optional)")
     p.add_argument("--minutes", type=float, default=20.0, help="simulated minutes per point")
     p.add_argument("--validate", nargs="+", type=Path, help="loadgen report.json files of one edge: compare")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON on stdout")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    return cli.run("xiaozhi-plan", lambda: _main(cli.parse(_parser(), argv)))
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         mix = yaml.safe_load(args.mix.read_text(encoding="utf-8")) or {}
         model = EdgeModel.from_dict(mix)
         cores = [int(c) for c in args.edge_cores.split(",") if c.strip()]
         prices = yaml.safe_load(args.prices.read_text(encoding="utf-8")) if args.prices else None
     except (OSError, ValueError, TypeError, yaml.YAMLError) as exc:
-        print(f"xiaozhi-plan: {exc}", file=sys.stderr)
-        return 2
+        raise cli.CliError(str(exc), cli.EXIT_USAGE) from exc
     req = Requirements(args.max_busy, args.target_p95, args.minutes)
     if args.validate:
         measured, points = measured_held(args.validate, args.max_busy)

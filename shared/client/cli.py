@@ -2,34 +2,38 @@
 
     xiaozhi-device --url ws://127.0.0.1:8000/xiaozhi/v1/ --say "what time is it"
     xiaozhi-device --url ws://127.0.0.1:8000/xiaozhi/v1/ --wav question.wav --out reply.wav
-    xiaozhi-device --url ws://127.0.0.1:8000/xiaozhi/v1/ --text "tell me a joke"
+    xiaozhi-device --url ws://127.0.0.1:8000/xiaozhi/v1/ --text "tell me a joke" --json
 
 Each turn: ``listen/start`` (mode), then the speech as Opus at real-time pace (manual mode:
 ``listen/stop`` after it; auto/realtime: trailing silence until the server's VAD answers), or a
-``listen/detect`` text turn. Prints the transcript, the reply, the latencies and saves the decoded
-reply audio as WAV at the rate the server hello announced. Exit code 0 when every turn completed.
+``listen/detect`` text turn. Prints the transcript, the reply and the latencies (``--json``: one
+JSON object per turn, on one line); with ``--out`` it also saves the decoded reply audio as WAV at
+the rate the server hello announced (``reply-1.wav``, ``reply-2.wav``... with several turns).
+Exit code 0 when every turn completed, 1 when one did not or the server could not be reached.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from shared import cli
 from shared.client.device import DeviceClient, DeviceClientError, Turn
 from shared.client.speech import load_wav_16k, save_wav, synthesize_16k
 
 __all__ = ["main"]
 
+PROG = "xiaozhi-device"
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="xiaozhi-device",
-        description="A firmware-like Xiaozhi device: one conversation over WebSocket + Opus.",
-    )
+    p = cli.parser(PROG, __doc__)
     p.add_argument("--url", required=True, help="server WebSocket URL, e.g. ws://host:8000/xiaozhi/v1/")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--wav", type=Path, help="speak this WAV file (any rate / channels)")
@@ -42,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol-version", type=int, choices=(1, 2, 3), default=1, help="binary framing version")
     p.add_argument("--frame-ms", type=int, choices=(20, 40, 60), default=60, help="uplink Opus frame duration")
     p.add_argument("--query", action="store_true", help="send device-id/client-id/token as query parameters")
-    p.add_argument("--out", type=Path, default=Path("reply.wav"), help="where to save the reply audio")
+    p.add_argument("--out", type=Path, help="save the reply audio as this WAV file (default: not saved)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per turn instead of the text report")
     p.add_argument("--turns", type=int, default=1, help="number of turns on one connection")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each turn to finish")
     p.add_argument(
@@ -60,6 +65,38 @@ def _fmt_ms(value: float | None) -> str:
 
 def _out_path(out: Path, turn: int, turns: int) -> Path:
     return out if turns == 1 else out.with_name(f"{out.stem}-{turn}{out.suffix or '.wav'}")
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def _turn_json(n: int, turns: int, turn: Turn, client: DeviceClient, saved: Path | None) -> dict[str, Any]:
+    """What ``--json`` prints for one turn: the text report's fields, as numbers and lists."""
+    return {
+        "turn": n,
+        "turns": turns,
+        "session_id": client.session_id,
+        "transcript": turn.stt_text,
+        "reply": " ".join(turn.sentences),
+        "sentences": turn.sentences,
+        "emotion": turn.emotion,
+        "latency_ms": {
+            "stt": _ms(turn.stt_ms),
+            "first_audio": _ms(turn.first_audio_ms),
+            "tts_stop": _ms(turn.tts_stop_ms),
+            "hello": _ms(client.hello_latency_ms),
+        },  # fmt: skip
+        "audio": {
+            "packets": turn.audio_packets,
+            "duration_s": round(turn.duration_s, 3),
+            "sample_rate": turn.sample_rate,
+            "max_queue_depth": turn.max_queue_depth,
+            "dropped_packets": turn.dropped_packets,
+        },  # fmt: skip
+        "order": turn.order,
+        "saved": None if saved is None else str(saved),
+    }
 
 
 def _print_turn(n: int, turns: int, turn: Turn, saved: Path | None) -> None:
@@ -90,8 +127,7 @@ async def _run(args: argparse.Namespace) -> int:
         try:
             speech = load_wav_16k(args.wav)
         except (OSError, ValueError, EOFError) as exc:
-            print(f"error: cannot read {args.wav}: {exc}", file=sys.stderr)
-            return 1
+            raise cli.CliError(f"cannot read {args.wav}: {exc}", cli.EXIT_USAGE) from exc
     elif args.say is not None:
         speech = synthesize_16k(args.say)
     trailing = args.trailing_silence_ms
@@ -110,13 +146,13 @@ async def _run(args: argparse.Namespace) -> int:
     try:
         await client.connect()
     except DeviceClientError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise cli.CliError(str(exc)) from exc
     params = client.server_audio_params or {}
-    print(
-        f"connected   session {client.session_id!r}, hello {_fmt_ms(client.hello_latency_ms)}, "
-        f"downlink {params.get('format', 'opus')} {client.downlink_rate} Hz / {client.downlink_frame_ms} ms"
-    )
+    if not args.json:
+        print(
+            f"connected   session {client.session_id!r}, hello {_fmt_ms(client.hello_latency_ms)}, "
+            f"downlink {params.get('format', 'opus')} {client.downlink_rate} Hz / {client.downlink_frame_ms} ms"
+        )
     try:
         for n in range(1, args.turns + 1):
             await client.listen_start(args.mode)
@@ -128,20 +164,21 @@ async def _run(args: argparse.Namespace) -> int:
                     await client.listen_stop()
             try:
                 turn = await client.wait_turn_end(args.timeout)
-            except TimeoutError:
-                print(f"error: turn {n}: no tts/stop within {args.timeout:g} s", file=sys.stderr)
-                return 1
+            except TimeoutError as exc:
+                raise cli.CliError(f"turn {n}: no tts/stop within {args.timeout:g} s") from exc
             saved = None
-            if turn.pcm.size:
+            if args.out is not None and turn.pcm.size:
                 saved = _out_path(args.out, n, args.turns)
                 save_wav(saved, turn.pcm, turn.sample_rate)
-            _print_turn(n, args.turns, turn, saved)
+            if args.json:
+                print(json.dumps(_turn_json(n, args.turns, turn, client, saved), ensure_ascii=False), flush=True)
+            else:
+                _print_turn(n, args.turns, turn, saved)
             if n < args.turns and args.mode != "manual":
                 # Like the firmware: wait for the reply to finish playing before listening again.
                 await asyncio.sleep(client.playback_remaining_s() + 0.1)
     except DeviceClientError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise cli.CliError(str(exc)) from exc
     finally:
         await client.close()
         problems = {
@@ -155,20 +192,18 @@ async def _run(args: argparse.Namespace) -> int:
         }
         for what, count in problems.items():
             if count:
-                print(f"warning: {count} {what}", file=sys.stderr)
+                print(f"{PROG}: warning: {count} {what}", file=sys.stderr)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _main(args: argparse.Namespace) -> int:
     if args.turns < 1:
-        print("error: --turns must be >= 1", file=sys.stderr)
-        return 1
-    try:
-        return asyncio.run(_run(args))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 1
+        raise cli.CliError("--turns must be >= 1", cli.EXIT_USAGE)
+    return asyncio.run(_run(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(PROG, lambda: _main(cli.parse(_parser(), argv)))
 
 
 if __name__ == "__main__":

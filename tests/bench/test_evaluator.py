@@ -14,7 +14,7 @@ FIELDS = {"p50_ms", "p95_ms", "mean_ms", "qps", "cpu_s_per_req", "requests", "wo
 
 def test_evaluator_vad_and_tts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "eval.json"
-    assert main(["--components", "vad,tts", "--requests", "3", "--json", str(out)]) == 0
+    assert main(["--components", "vad,tts", "--requests", "3", "--out", str(out)]) == 0
     data = json.loads(out.read_text(encoding="utf-8"))
     assert {"machine", "vad_x1", "vad_x8", "vad_x32", "tts"} <= set(data)
     assert data["machine"]["cpu_count"] >= 1 and data["machine"]["python"]
@@ -32,7 +32,7 @@ def test_evaluator_vad_and_tts(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def test_evaluator_two_workers(tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
-    assert main(["--components", "vad", "--workers", "2", "--vad-requests", "4", "--json", str(out)]) == 0
+    assert main(["--components", "vad", "--workers", "2", "--vad-requests", "4", "--out", str(out)]) == 0
     data = json.loads(out.read_text(encoding="utf-8"))
     assert data["vad_x8"]["workers"] == 2 and data["vad_x8"]["requests"] == 4
 

@@ -20,7 +20,7 @@ def test_loadgen_smoke(tmp_path) -> None:
     records = tmp_path / "turns.jsonl"
     # A subprocess: the load generator runs its own event loop and its own edge node.
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.loadgen.cli", "--smoke", "--quiet", "--report", str(report_path),
+        [sys.executable, "-m", "bench.loadgen.cli", "--smoke", "--quiet", "--out", str(report_path),
          "--plot", str(plot_path), "--records", str(records)],
         cwd=ROOT,
         capture_output=True,

@@ -84,7 +84,7 @@ def _validate(site: Site, name: str) -> tuple[int, dict[str, Any], str]:
     """Run the real command line; returns (exit status, JSON report, text report)."""
     text_path = ARTIFACTS / f"validate-{name}.txt"
     ARTIFACTS.mkdir(exist_ok=True)
-    args = [sys.executable, "-m", "ops.validate", *site.args(), "--json", "--output-text", str(text_path)]
+    args = [sys.executable, "-m", "ops.validate", *site.args(), "--json", "--out", str(text_path)]
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.stdout, proc.stderr
     return proc.returncode, json.loads(proc.stdout), text_path.read_text(encoding="utf-8")
@@ -141,7 +141,7 @@ def test_validate_fails_when_nats_is_stopped(site: Site) -> None:
 def test_a_bad_deployment_description_is_a_usage_error(tmp_path: Path) -> None:
     bad = tmp_path / "site.yaml"
     bad.write_text("edges: [http://127.0.0.1:1]\nexpect_worker: {llm: 1}\n")  # misspelt key
-    proc = subprocess.run([sys.executable, "-m", "ops.validate", "--deployment", str(bad)], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "ops.validate", "--config", str(bad)], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 2
     assert "expect_worker" in proc.stderr and "Extra inputs are not permitted" in proc.stderr
