@@ -1,4 +1,12 @@
-"""Whisper's utterance-length encoder window: same words as the 30 s window, loops fall back to it."""
+"""Whisper's utterance-length encoder window: same words as the 30 s window, loops fall back to it.
+
+CPU-dependent: the test speech is synthesised by Piper and transcribed by Whisper, and both pick
+their float kernels by the CPU's ISA (onnxruntime's MLAS and CTranslate2 dispatch on AVX2 / AVX-512
+at run time), so the exact words can differ between machines ("Switch to dark mode." is heard as
+"Switch to Dart mode." on AVX-512 EPYC and Xeon machines, word for word on an AVX2 EPYC). These tests
+pin what the code decides: whether a window loops, falls back, or matches the other window on the same
+audio; transcripts are compared with a WER bound only to show that the phrase was heard at all.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +29,13 @@ PHRASES = [
     "What is the weather like in Berlin tomorrow?",
     "Remind me to call my mother about the birthday dinner on Saturday evening, and tell me tomorrow's weather.",
 ]
+
+
+# A phrase counts as heard when at most a quarter of its words (at least one) differ. Loose on purpose:
+# the words are the models' (and the CPU's), the tests are about the window.
+def heard(reference: str, hypothesis: str) -> bool:
+    words = len(normalise(reference))
+    return wer(reference, hypothesis) * words <= max(1.0, 0.25 * words)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +130,7 @@ def test_token_budget_cut_falls_back_to_full_window(
     assert asr.window_fallbacks == before + 1
     assert "30 s window" in caplog.text
     assert normalise(result.text) == normalise(engines["full"].transcribe(pcm).text)
-    assert wer(text, result.text) == 0.0
+    assert heard(text, result.text), result.text
 
 
 def test_looping_decode_falls_back_to_full_window(
@@ -128,7 +143,8 @@ def test_looping_decode_falls_back_to_full_window(
     before = asr.window_fallbacks
     result = asr.transcribe(pcm)
     assert asr.window_fallbacks == before + 1
-    assert wer(text, result.text) == 0.0
+    assert normalise(result.text) == normalise(engines["full"].transcribe(pcm).text)  # the 30 s window's words
+    assert heard(text, result.text), result.text
 
 
 def test_full_mode_never_uses_the_short_window(
@@ -140,16 +156,22 @@ def test_full_mode_never_uses_the_short_window(
         raise AssertionError("short window used in full mode")
 
     monkeypatch.setattr(asr, "_transcribe_window", boom)
-    assert wer(bank[0][0], asr.transcribe(bank[0][1]).text) == 0.0
+    assert heard(bank[0][0], asr.transcribe(bank[0][1]).text)
     assert asr.window_fallbacks == 0
 
 
 @pytest.mark.parametrize("text", ["Set the volume to thirty.", "Switch to dark mode."])
 def test_speech_from_the_first_sample_does_not_loop(engines: dict[str, WhisperAsr], text: str) -> None:
-    """Both looped ("... to 30." x7) in the short window with no silence before the speech."""
+    """Both looped ("... to 30." x7) in the short window with no silence before the speech.
+
+    The property is the absence of a loop: no fallback to the 30 s window, no repeated phrase, no
+    more words than were said. Which words Whisper hears depends on the CPU (module docstring).
+    """
     (_ref, pcm), = utterance_bank([text], raw=True)
     asr = engines["utterance"]
     before = asr.window_fallbacks
     result = asr.transcribe(pcm)
     assert asr.window_fallbacks == before, "the short window looped and fell back"
-    assert wer(text, result.text) == 0.0, result.text
+    assert not window_needs_fallback(result.text, False), result.text
+    assert len(normalise(result.text)) <= len(normalise(text)) + 1, result.text
+    assert heard(text, result.text), result.text
