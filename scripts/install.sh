@@ -20,7 +20,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     $sudo apt-get install -y -qq "${missing[@]}"
 fi
 
-python_bin="$(command -v python3.11 || command -v python3)"
+# Python 3.11 (what CI runs) unless PYTHON names another interpreter (3.12 and 3.13 are declared
+# supported but untested: README, "Python versions").
+python_bin="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 [ -x .venv/bin/python ] || "$python_bin" -m venv .venv
 
 # llama-cpp-python ships no Linux wheel: pip compiles it once (~9 min on 2 cores) and reuses its
