@@ -61,7 +61,7 @@ class ServerConfig(_Section):
     # see shared/allocator.py and docs/performance.md "Soak".
     malloc_mmap_threshold_kb: int = Field(4096, ge=0, le=32768)
     hello_timeout_s: float = Field(10.0, gt=0)
-    # A session with no uplink voice and no reply for this long is closed (protocol.md §2.9).
+    # A session with no uplink voice and no reply for this long is closed (docs/protocol.md §2.9).
     idle_timeout_s: float = Field(120.0, gt=0)
     max_sessions: int = Field(1000, ge=1)
     # Bytes the edge queues for one device before a send to it waits: the WebSocket write buffer
@@ -107,7 +107,7 @@ class AudioConfig(_Section):
     # What the server hello announces and what the TTS path really encodes.
     downlink_sample_rate: Literal[8000, 12000, 16000, 24000, 48000] = 24000
     downlink_frame_ms: Literal[20, 40, 60] = 60
-    # Packets sent before real-time pacing starts; the device buffer holds 40 (protocol.md §2.8).
+    # Packets sent before real-time pacing starts; the device buffer holds 40 (docs/protocol.md §2.8).
     prebuffer_packets: int = Field(5, ge=1, le=20)
     device_buffer_packets: int = Field(40, ge=2)
 
@@ -148,7 +148,7 @@ class AsrConfig(_Section):
     sherpa_model_type: Literal["sense_voice", "paraformer"] = "sense_voice"
     sherpa_tokens: str = ""
     max_new_tokens: int = Field(96, ge=8)
-    # Whisper encoder window (models.md §9): "utterance" encodes max(min_window_s, length + window_margin_s)
+    # Whisper encoder window (docs/models.md §9): "utterance" encodes max(min_window_s, length + window_margin_s)
     # rounded up to a whole second (<= 30 s); "full" is faster-whisper's fixed 30 s window (the baseline).
     encoder_window: Literal["utterance", "full"] = "utterance"
     min_window_s: float = Field(8.0, gt=0, le=30)
@@ -166,7 +166,7 @@ class LlmConfig(_Section):
     temperature: float = Field(0.2, ge=0)
     # Small models loop ("a joke about a joke about a joke"); a mild penalty stops most of it.
     repeat_penalty: float = Field(1.2, ge=1.0)
-    # Short and stable so llama.cpp's prompt cache keeps it (models.md §10); the bundled SmolLM2
+    # Short and stable so llama.cpp's prompt cache keeps it (docs/models.md §10); the bundled SmolLM2
     # answered trivia correctly with this wording and drifted into French with a persona prompt.
     system_prompt: str = "You are a helpful voice assistant. Give short, correct answers."
     # Conversation context: every earlier turn in the prompt is prompt evaluation paid again on
@@ -291,7 +291,7 @@ class AdmissionConfig(_Section):
 
     enabled: bool = True
     target_utilization: float = Field(0.85, gt=0, le=1)
-    # Before enough turns have been measured: CPU-seconds per turn (models.md §8 measured ~2.2
+    # Before enough turns have been measured: CPU-seconds per turn (docs/models.md §8 measured ~2.2
     # without caches or the short ASR window; 1.0 is the optimistic start for this server).
     cpu_s_per_turn_prior: float = Field(1.0, gt=0)
     window_s: float = Field(30.0, gt=0)

@@ -1,6 +1,6 @@
 """The intent fast path: device commands and built-ins answered by rules, without the LLM.
 
-The bundled LLM answers commands with nonsense (models.md §4) and costs a second of CPU, while a
+The bundled LLM answers commands with nonsense (docs/models.md §4) and costs a second of CPU, while a
 rule costs microseconds and is right. Rules cover volume, brightness and theme (mapped to the
 device's MCP tools, or to legacy IoT things on old firmware), time and date, the wake greeting,
 and any other MCP tool whose name words all appear in the utterance.
