@@ -10,6 +10,7 @@ import struct
 from functools import lru_cache
 from typing import Self
 
+import httpx
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -52,6 +53,21 @@ async def text_turn(url: str, device_id: str, text: str, limit_s: float = 90) ->
         return await client.wait_turn_end(limit_s)
     finally:
         await client.close()
+
+
+async def metric_at_least(http: str, name: str, value: float, timeout_s: float = 30, **labels: str) -> float:
+    """Wait until the edge's /metrics shows ``name`` (summed over samples matching ``labels``) at
+    ``value`` or more; returns the last reading. Work the edge does after a turn's tts/stop (storing
+    the answer, the cache writes, the turn's own count) lands later on a busy machine: a test waits
+    for it with a deadline instead of reading once."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    async with httpx.AsyncClient() as client:
+        while True:
+            current = sample_sum((await client.get(f"{http}/metrics", timeout=10)).text, name, **labels)
+            if current >= value or loop.time() > deadline:
+                return current
+            await asyncio.sleep(0.1)
 
 
 def words(text: str) -> list[str]:
