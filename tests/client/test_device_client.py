@@ -484,10 +484,11 @@ async def test_realtime_pacing_of_uplink() -> None:
             assert len(packets) == 20
             started = time.monotonic()
             assert await client.send_opus_packets(packets, realtime=True) == 20
-            assert 0.35 <= time.monotonic() - started < 0.6  # 19 gaps of 20 ms
+            # 19 gaps of 20 ms: paced, never faster (the upper bound only leaves room for a busy machine).
+            assert 0.35 <= time.monotonic() - started < 1.0
             started = time.monotonic()
             assert await client.wake_word_burst(tone(16000, 2.0)) == 100
-            assert time.monotonic() - started < 0.3  # a burst, not paced
+            assert time.monotonic() - started < 1.0  # a burst: paced, 100 packets would take 1.98 s
         finally:
             await client.close()
 

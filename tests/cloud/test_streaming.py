@@ -97,7 +97,8 @@ async def test_no_responders_fails_fast(server: NatsServerProcess) -> None:
         with pytest.raises(RemoteUnavailable) as exc:
             await _collect(request_stream(enc, "xz.nobody.home", b"{}", turn_id="t2", gen=1, accept_timeout_s=2.0))
         assert exc.value.stage == "accept"
-        assert time.perf_counter() - started < 0.5, "no responders must not wait for the timeout"
+        # Well under the 2 s accept timeout (the margin is for a busy machine, not for a wait).
+        assert time.perf_counter() - started < 1.5, "no responders must not wait for the timeout"
     finally:
         await enc.close()
 

