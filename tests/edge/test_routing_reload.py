@@ -6,7 +6,6 @@ file polled never (``routing.file_poll_s: 0``) so that only the signal can have 
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from pathlib import Path
 
@@ -14,10 +13,12 @@ import httpx
 import pytest
 
 from tests.conftest import start_edge, stop_edge
-from tests.edge.helpers import metric_value, text_turn
+from tests.edge.helpers import metric_at_least, metric_value, text_turn
 from tests.faults.helpers import log_lines, metrics_text, timing_env, write_profile
 
 pytestmark = pytest.mark.slow
+
+RELOADS = "xiaozhi_routing_reloads_total"
 
 
 async def _route(edge_url: str, device_id: str, edge: object, question: str) -> str:
@@ -26,15 +27,6 @@ async def _route(edge_url: str, device_id: str, edge: object, question: str) -> 
     lines = log_lines(edge, "-> route=", offset)  # type: ignore[arg-type]
     assert lines, "no route decision logged"
     return lines[-1].split("route=")[1].split()[0]
-
-
-async def _wait_metric(edge: object, result: str, above: float, timeout_s: float = 15.0) -> float:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = metric_value(await metrics_text(edge), "xiaozhi_routing_reloads_total", result=result)  # type: ignore[arg-type]
-        if value > above or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(0.1)
 
 
 async def test_sighup_reloads_the_routing_file_and_a_bad_file_is_refused(tmp_path: Path) -> None:
@@ -46,17 +38,17 @@ async def test_sighup_reloads_the_routing_file_and_a_bad_file_is_refused(tmp_pat
     try:
         assert await _route(edge.url, "aa:bb:cc:00:09:01", edge, "What time is it?") == "intent"
 
-        applied = metric_value(await metrics_text(edge), "xiaozhi_routing_reloads_total", result="applied")
+        applied = metric_value(await metrics_text(edge), RELOADS, result="applied")
         routing.write_text("order: [llm]\n", encoding="utf-8")
         edge.proc.send_signal(signal.SIGHUP)
-        assert await _wait_metric(edge, "applied", applied) == applied + 1
+        assert await metric_at_least(edge.http, RELOADS, applied + 1, result="applied") == applied + 1
         assert await _route(edge.url, "aa:bb:cc:00:09:02", edge, "What time is it?") == "local_llm"
 
-        refused = metric_value(await metrics_text(edge), "xiaozhi_routing_reloads_total", result="refused")
+        refused = metric_value(await metrics_text(edge), RELOADS, result="refused")
         offset = edge.log_offset()
         routing.write_text("order: [intent, nonsense]\n", encoding="utf-8")
         edge.proc.send_signal(signal.SIGHUP)
-        assert await _wait_metric(edge, "refused", refused) == refused + 1
+        assert await metric_at_least(edge.http, RELOADS, refused + 1, result="refused") == refused + 1
         refusal = log_lines(edge, "routing config refused", offset)
         assert refusal and "order.1" in refusal[0], edge.log_text()[offset:]
         async with httpx.AsyncClient() as http:
