@@ -117,8 +117,8 @@ def utterance_bank(texts: list[str] | None = None, raw: bool = False) -> list[tu
 
 
 def measure(threads: int, repeats: int, bank: list[tuple[str, np.ndarray]]) -> dict:
-    from edge_node.engines.asr import WhisperAsr
-    from shared.config import AsrConfig
+    from shared.engines.asr import WhisperAsr
+    from shared.engines.config import AsrConfig
 
     engines = {mode: WhisperAsr(AsrConfig(threads=threads, encoder_window=mode)) for mode in ("full", "utterance")}
     for engine in engines.values():  # first calls pay for lazy initialisation

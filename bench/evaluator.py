@@ -178,7 +178,7 @@ def eval_vad(cfg: Any, workers: int, requests: int) -> dict[str, dict[str, Any]]
 
 def eval_asr(cfg: Any, workers: int, requests: int) -> dict[str, dict[str, Any]]:
     from bench.asr_window import utterance_bank, wer
-    from edge_node.engines.asr import load_asr
+    from shared.engines.asr import load_asr
 
     bank = utterance_bank()
     engines = [load_asr(cfg.asr) for _ in range(workers)]
@@ -322,8 +322,8 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.workers < 1 or args.requests < 1 or args.vad_requests < 1:
         parser.error("--workers, --requests and --vad-requests must be at least 1")
 
-    from edge_node.engines.errors import ModelError
-    from shared.config import load_config
+    from edge_node.config import load_config
+    from shared.engines.errors import ModelError
 
     cfg = load_config(args.config)  # ConfigError: one line, exit 2
 

@@ -38,8 +38,8 @@ _WORDS = ("the quick brown fox jumps over a lazy dog while seven small birds sin
 def _child(variant: str, voices: int, rounds: int, per_round: int) -> None:
     import psutil
 
+    from edge_node.config import TtsConfig
     from shared.allocator import set_mmap_threshold
-    from shared.config import TtsConfig
 
     release, threshold_kb = VARIANTS[variant]
     set_mmap_threshold(threshold_kb * 1024)

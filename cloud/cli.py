@@ -25,13 +25,14 @@ import logging
 import os
 from pathlib import Path
 
-from cloud.config import ENV_PREFIX, CloudConfig, client_overrides
+from cloud.config import ENV_PREFIX, CloudConfig
 from shared import cli
-from shared.config import load_settings
 from shared.nats import revoked
 from shared.nats import subjects as s
 from shared.nats.configs import Credential, cloud_config, load_credential, new_credential, save_credential
+from shared.nats.settings import client_overrides
 from shared.routing_config import RoutingConfigError, load_routing_file, parse_routing
+from shared.settings import load_settings
 
 __all__ = ["main"]
 

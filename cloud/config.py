@@ -10,19 +10,15 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from shared.config import AsrConfig, LogConfig, _Section
+from shared.engines.config import AsrConfig
+from shared.nats.settings import NatsClientConfig
+from shared.settings import LogConfig, Settings
 from shared.tls import pair_problem
 
 ENV_PREFIX = "XIAOZHI_CLOUD__"
 
 
-class NatsClientConfig(_Section):
-    url: str = "nats://127.0.0.1:4222"
-    # A credential file written by `xiaozhi-cloud nats-config` (role cloud); empty: no auth.
-    credential: str = ""
-
-
-class LlmWorkerConfig(_Section):
+class LlmWorkerConfig(Settings):
     # Any OpenAI-compatible endpoint: vLLM in production, llama_cpp.server in tests.
     base_url: str = "http://127.0.0.1:8000/v1"
     model: str = "qwen-7b"
@@ -44,7 +40,7 @@ class AsrWorkerConfig(AsrConfig):
     max_audio_s: float = Field(30.0, gt=0)
 
 
-class WorkerConfig(_Section):
+class WorkerConfig(Settings):
     id: str = ""  # empty: <role>-<hostname>-<pid>
     role: Literal["llm", "asr"] = "llm"
     # /metrics, /health and /ready for Prometheus and Kubernetes probes; 0: any free port (tests).
@@ -52,7 +48,7 @@ class WorkerConfig(_Section):
     http_port: int = Field(9400, ge=0, le=65535)
 
 
-class ConsoleConfig(_Section):
+class ConsoleConfig(Settings):
     """The admin console (``xiaozhi-cloud console``)."""
 
     host: str = "127.0.0.1"
@@ -80,7 +76,7 @@ class ConsoleConfig(_Section):
         return self
 
 
-class CloudConfig(_Section):
+class CloudConfig(Settings):
     log: LogConfig = Field(default_factory=LogConfig)
     nats: NatsClientConfig = Field(default_factory=NatsClientConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
@@ -89,14 +85,3 @@ class CloudConfig(_Section):
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
 
 
-def client_overrides(nats: str | None, credential: str | None, log_level: str | None) -> dict[str, dict[str, str]]:
-    """The command-line flags every cloud-side process shares (``--nats``, ``--credential``,
-    ``--log-level``) as settings overrides: flags beat the file and the environment."""
-    overrides: dict[str, dict[str, str]] = {}
-    if nats:
-        overrides.setdefault("nats", {})["url"] = nats
-    if credential:
-        overrides.setdefault("nats", {})["credential"] = credential
-    if log_level:
-        overrides["log"] = {"level": log_level}
-    return overrides

@@ -16,7 +16,8 @@ from collections import deque
 from collections.abc import Callable
 
 from edge_node import metrics
-from shared.config import AdmissionConfig, usable_cores
+from edge_node.config import AdmissionConfig
+from shared.settings import usable_cores
 
 
 def process_cpu_seconds() -> float:

@@ -22,8 +22,8 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+from edge_node.config import EdgeConfig, load_config
 from shared import cli
-from shared.config import EdgeConfig, load_config
 
 log = logging.getLogger("edge_node")
 
@@ -169,7 +169,7 @@ def _main(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(cfg.model_dump(), sort_keys=False, allow_unicode=True), end="")
         return 0
-    from edge_node.engines.errors import ModelError
+    from shared.engines.errors import ModelError
     from shared.logs import setup_logging
     from shared.tls import server_context
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge_node import metrics
-from shared.config import LimitsConfig
+from edge_node.config import LimitsConfig
 
 log = logging.getLogger("edge_node.limits")
 

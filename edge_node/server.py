@@ -29,18 +29,18 @@ from websockets.http11 import Request, Response
 
 from edge_node import __version__, cpu_roles, metrics
 from edge_node.admission import CapacityModel
+from edge_node.auth.revocations import RevocationSource
 from edge_node.cloud_link.heartbeat import Heartbeat
 from edge_node.cloud_link.link import CloudLink
-from edge_node.cloud_link.revocations import RevocationSource
-from edge_node.cloud_link.routing_source import RoutingSource
+from edge_node.config import EdgeConfig
 from edge_node.engines.runtime import Engines
 from edge_node.http_api import HttpApi
 from edge_node.limits import DeviceLimits, LogThrottle
 from edge_node.routing.router import Router
+from edge_node.routing.source import RoutingSource
 from edge_node.session.session import DeviceInfo, Session
 from edge_node.turn_stats import TurnStats
 from shared import tokens
-from shared.config import EdgeConfig
 from shared.nats.server import NatsServerProcess, run_nats_server
 from shared.tls import server_context
 

@@ -23,11 +23,12 @@ from pathlib import Path
 
 import yaml
 
-from cloud.config import client_overrides
+from edge_node.config import EdgeConfig
 from shared import cli, tokens
-from shared.config import ConfigError, EdgeConfig, load_settings
 from shared.nats import subjects as s
 from shared.nats.configs import edge_config, load_credential, new_credential, save_credential
+from shared.nats.settings import client_overrides
+from shared.settings import ConfigError, load_settings
 from shared.tls import server_context
 
 from .config import ENV_PREFIX, ProvisionConfig

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from cloud.config import NatsClientConfig
-from shared.config import LogConfig, _Section
+from shared.nats.settings import NatsClientConfig
+from shared.settings import LogConfig, Settings
 from shared.tls import pair_problem
 
 ENV_PREFIX = "XIAOZHI_PROVISION__"
 
 
-class ProvisionConfig(_Section):
+class ProvisionConfig(Settings):
     host: str = "0.0.0.0"
     port: int = Field(8004, ge=0, le=65535)
     # What devices are told to poll and download from: this service's address as the devices reach it.

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from shared.config import ConfigError
+from shared.settings import ConfigError
 
 __all__ = [
     "EXIT_RUNTIME",
@@ -122,8 +122,8 @@ def setup_logging(level: str | None) -> None:
     configured logging (a test runner calling ``main`` in-process) keeps its own."""
     if logging.getLogger().handlers:
         return
-    from shared.config import LogConfig
     from shared.logs import setup_logging as configure
+    from shared.settings import LogConfig
 
     configure(LogConfig(level=level or "INFO"))
 

@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 
-from shared.config import LogConfig
+from shared.settings import LogConfig
 
 
 class _Defaults(logging.Filter):

@@ -39,7 +39,6 @@ named by its key path; the edge keeps the config it had. Example (every key opti
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
@@ -50,11 +49,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 __all__ = [
     "RoutingConfigError",
     "RoutingPolicy",
-    "complexity_score",
     "default_policy",
     "load_routing_file",
     "parse_routing",
-    "text_language",
 ]
 
 Route = Literal["local_llm", "cloud"]
@@ -268,35 +265,3 @@ def load_routing_file(path: str | Path) -> RoutingPolicy:
     except OSError as exc:
         raise RoutingConfigError(f"cannot read routing config {path}: {exc}") from exc
     return parse_routing(text, str(path))
-
-
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
-_HANGUL = re.compile(r"[\uac00-\ud7af]")
-_KANA = re.compile(r"[\u3040-\u30ff]")
-_WORD = re.compile(r"[\w']+", re.UNICODE)
-
-
-def text_language(text: str, asr_language: str = "") -> str:
-    """The turn's language: from the script when it says so (Hangul, kana, Han), else the ASR's."""
-    if _HANGUL.search(text):
-        return "ko"
-    if _KANA.search(text):
-        return "ja"
-    if _CJK.search(text):
-        return "zh"
-    return (asr_language or "en").split("-")[0].lower()
-
-
-def complexity_score(text: str, cfg: Complexity) -> float:
-    """0..1: longer questions, "why/how/explain" questions and heavy topics score higher."""
-    lowered = text.lower()
-    words = _WORD.findall(lowered)
-    if _CJK.search(text):
-        length = len(_CJK.findall(text)) / 2  # about two characters to an English word
-    else:
-        length = len(words)
-    score = min(0.5, 0.5 * length / cfg.long_words)
-    padded = f" {' '.join(words)} "
-    score += max((w for q, w in cfg.question_words.items() if f" {q.lower()} " in padded), default=0.0)
-    score += sum(w for k, w in cfg.keywords.items() if f" {k.lower()} " in padded)
-    return round(min(1.0, score), 3)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-from shared.config import ConfigError
+from shared.settings import ConfigError
 
 __all__ = ["TlsError", "client_context", "pair_problem", "server_context"]
 

@@ -383,7 +383,7 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     report["started_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     if args.naive:
         from bench.loadgen.naive import run_naive
-        from shared.config import load_config
+        from edge_node.config import load_config
 
         naive = run_naive(
             load_config(args.config), bank, mix.sampler(seed), args.naive_duration, verbose=not args.quiet

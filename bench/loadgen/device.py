@@ -22,8 +22,8 @@ import numpy as np
 
 from bench.loadgen.mix import MixSampler
 from bench.loadgen.pacing import DEFAULT_PREBUFFER, analyse_turn
+from edge_node.config import QueueConfig
 from shared.client.device import ChannelClosed, DeviceClient, DeviceClientError
-from shared.config import QueueConfig
 
 __all__ = ["LoadState", "TurnRecord", "one_turn", "run_device"]
 

@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from bench.loadgen.mix import MixSampler
-from shared.config import AsrConfig, EdgeConfig, usable_cores
+from edge_node.config import EdgeConfig
+from shared.engines.config import AsrConfig
+from shared.settings import usable_cores
 
 __all__ = ["naive_asr_config", "run_naive"]
 
@@ -48,11 +50,11 @@ def run_naive(
     verbose: bool = True,
 ) -> dict[str, Any]:
     """Run turns back to back for ``duration_s`` seconds (the last one finishes); returns the figures."""
-    from edge_node.engines.asr import WhisperAsr
     from edge_node.engines.llm import LlamaLlm
     from edge_node.engines.sentences import SentenceSplitter
     from edge_node.engines.tts import PiperTts, encode_for_device
     from shared.audio.opus import OpusEncoder
+    from shared.engines.asr import WhisperAsr
 
     load_started = time.perf_counter()
     # One turn at a time, so each model gets every core (the node's pools use one thread per

@@ -53,7 +53,7 @@ class EdgeModel:
     service_cv: float = 0.6
     overhead_s: float = 0.0  # CPU per turn outside the stages (event loop, VAD, Opus)
     cloud_slots: int = 10_000  # the cloud's concurrent LLM streams seen by this edge
-    # Engine instances per core, as the edge sizes its pools (shared/config.py pool_size).
+    # Engine instances per core, as the edge sizes its pools (shared/settings.py pool_size).
     asr_workers_per_core: int = 1
     llm_workers_per_core: int = 2
     tts_workers_per_core: int = 1

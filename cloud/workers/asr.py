@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from cloud.config import AsrWorkerConfig
-from edge_node.engines.asr import AsrEngine, load_asr
 from shared import metrics, models
+from shared.engines.asr import AsrEngine, load_asr
 from shared.nats import subjects as s
 from shared.nats.streaming import log_ids
 

@@ -9,7 +9,7 @@ from edge_node.cache.answers import AnswerCache
 from edge_node.cache.disk import DiskCache
 from edge_node.cache.lru import LruCache
 from edge_node.cache.tiered import TieredCache
-from shared.config import EdgeConfig
+from edge_node.config import EdgeConfig
 
 MB = 1024 * 1024
 # Share of each budget that goes to answers: text is small, audio is what fills a cache.

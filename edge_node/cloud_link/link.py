@@ -23,7 +23,7 @@ from nats.aio.client import Client
 
 from edge_node import metrics
 from edge_node.cloud_link.breaker import CircuitBreaker
-from shared.config import EdgeConfig
+from edge_node.config import EdgeConfig
 from shared.nats import subjects as s
 from shared.nats.connect import LinkState, connect
 from shared.nats.streaming import (

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edge_node import metrics
-from edge_node.engines.errors import ModelError
+from edge_node.config import LlmConfig
 from shared import models
-from shared.config import LlmConfig
+from shared.engines.errors import ModelError
 
 __all__ = ["ChatModel", "LlamaLlm"]
 

@@ -27,15 +27,16 @@ from edge_node import metrics
 from edge_node.cache.build import build_caches
 from edge_node.cache.keys import tts_key
 from edge_node.cache.packets import pack_packets, unpack_packets
+from edge_node.config import EdgeConfig
 from edge_node.engines import priority
-from edge_node.engines.asr import AsrEngine, AsrResult, load_asr
 from edge_node.engines.llm import ChatModel, LlamaLlm
 from edge_node.engines.pool import FIRST, NORMAL, StagePool
 from edge_node.engines.tts import PiperTts, SpeechModel, encode_for_device
 from edge_node.engines.vad import SileroVad, VadBatcher
 from shared.audio.opus import OpusDecoder, OpusEncoder
-from shared.config import EdgeConfig, pool_size
+from shared.engines.asr import AsrEngine, AsrResult, load_asr
 from shared.nats.subjects import CACHE_BUCKETS
+from shared.settings import pool_size
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edge_node.engines.asr import AsrResult
-from edge_node.engines.errors import ModelError
+from shared.engines.asr import AsrResult
+from shared.engines.errors import ModelError
 
 __all__ = ["FaultInjection", "InjectedFault", "TimingAsr", "TimingLlm", "TimingProfile", "TimingTts", "load_profile"]
 

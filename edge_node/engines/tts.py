@@ -14,11 +14,11 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 
-from edge_node.engines.errors import ModelError
+from edge_node.config import TtsConfig
 from shared import models
 from shared.audio.opus import OpusEncoder
 from shared.audio.resample import resample
-from shared.config import TtsConfig
+from shared.engines.errors import ModelError
 
 __all__ = ["PiperTts", "SpeechModel", "encode_for_device"]
 

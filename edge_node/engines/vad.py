@@ -36,10 +36,10 @@ import numpy as np
 import onnxruntime as ort
 
 from edge_node import metrics
-from edge_node.engines.errors import ModelError
+from edge_node.config import VadConfig
 from shared import models
 from shared.audio.opus import AudioError, OpusDecoder
-from shared.config import VadConfig
+from shared.engines.errors import ModelError
 
 __all__ = ["CHUNK", "CONTEXT", "SileroVad", "VadBatcher", "VadEvent", "VadStream"]
 

@@ -20,14 +20,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from edge_node import metrics
 from edge_node.cache.policy import is_reusable_question
+from edge_node.config import EdgeConfig
 from edge_node.engines.pool import BusyError
 from edge_node.routing.intent import DeviceAction, DeviceCapabilities, IntentMatcher
-from shared.config import EdgeConfig
-from shared.routing_config import Condition, RoutingPolicy, complexity_score, default_policy, text_language
+from edge_node.routing.rules import complexity_score, text_language
+from shared.routing_config import Condition, RoutingPolicy, default_policy
 
 if TYPE_CHECKING:
     from edge_node.cloud_link.link import CloudLink
-    from edge_node.cloud_link.routing_source import RoutingSource
+    from edge_node.routing.source import RoutingSource
 
 APOLOGY = "Sorry, I can't answer that right now."
 CUT_OFF = "Sorry, I lost the rest of that answer."

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from edge_node import metrics
-from shared.config import McpConfig
+from edge_node.config import McpConfig
 from shared.protocol import mcp
 from shared.protocol.errors import ProtocolError
 

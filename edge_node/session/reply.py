@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge_node import metrics
-from edge_node.engines.asr import AsrResult
 from edge_node.engines.pool import FIRST, NORMAL, BusyError
 from edge_node.engines.runtime import SpeechAudio
 from edge_node.engines.sentences import SentenceSplitter, clean_for_speech
 from edge_node.routing.router import APOLOGY, RouteResult, TurnContext
 from edge_node.session.pacer import Pacer
+from shared.engines.asr import AsrResult
 from shared.nats.subjects import safe_token
 from shared.protocol import messages as msgs
 

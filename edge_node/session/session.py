@@ -24,11 +24,11 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from edge_node import metrics
-from edge_node.engines.asr import AsrResult
 from edge_node.engines.vad import VadEvent, VadStream
 from edge_node.routing.intent import DeviceAction, DeviceCapabilities
 from edge_node.session.mcp_client import DeviceMcp
 from edge_node.session.reply import Reply, TurnInput
+from shared.engines.asr import AsrResult
 from shared.protocol import framing, mcp
 from shared.protocol import messages as msgs
 from shared.protocol.errors import ProtocolError

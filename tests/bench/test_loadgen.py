@@ -22,7 +22,7 @@ from bench.loadgen.report import (
     percentiles,
     stats_delta,
 )
-from shared.config import AsrConfig
+from shared.engines.config import AsrConfig
 
 
 def test_default_mix_shape() -> None:

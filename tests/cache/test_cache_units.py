@@ -248,7 +248,7 @@ def test_not_reusable_questions(text: str) -> None:
 # configuration -----------------------------------------------------------------------------------
 def test_cache_config_defaults_and_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from edge_node.cache.build import build_caches, cache_dir
-    from shared.config import load_config
+    from edge_node.config import load_config
 
     cfg = load_config(environ={})
     from shared.routing_config import default_policy

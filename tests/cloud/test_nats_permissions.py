@@ -29,7 +29,7 @@ from nats.micro import add_service
 
 from edge_node.cloud_link.kv_cache import KvCacheLevel
 from edge_node.cloud_link.link import CloudLink
-from shared.config import EdgeConfig
+from edge_node.config import EdgeConfig
 from shared.nats import subjects as s
 from shared.nats.connect import connect
 from shared.nats.local import Hub, Leaf
@@ -251,7 +251,7 @@ async def test_an_edge_reads_the_routing_bucket_and_the_caches_but_changes_no_st
         ajs = a.jetstream(domain=s.JS_DOMAIN, timeout=2.0)
         kv = await ajs.key_value(s.ROUTING_BUCKET)
         assert (await kv.get(s.ROUTING_KEY)).value == b"llm: {default: local_llm}\n"
-        watcher = await kv.watch(s.ROUTING_KEY)  # as edge_node.cloud_link.routing_source does
+        watcher = await kv.watch(s.ROUTING_KEY)  # as edge_node.routing.source does
         try:
             assert (await watcher.updates(timeout=5)).value == b"llm: {default: local_llm}\n"
             await routing.put(s.ROUTING_KEY, b"llm: {default: cloud}\n")

@@ -40,8 +40,8 @@ from pydantic import BaseModel
 from cloud.cli import _parser as cloud_cli_parser
 from cloud.config import ENV_PREFIX, CloudConfig
 from shared import metrics
-from shared.config import ConfigError, load_settings
 from shared.nats.server import nats_server_binary
+from shared.settings import ConfigError, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"

@@ -11,8 +11,8 @@ import re
 import numpy as np
 import pytest
 
+from edge_node.config import EdgeConfig
 from shared.client.device import DeviceClient
-from shared.config import EdgeConfig
 from tests.conftest import EdgeProcess
 from tests.edge.helpers import speech
 

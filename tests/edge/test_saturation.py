@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from edge_node.config import QueueConfig
 from shared.client.device import DeviceClient, DeviceClientError
-from shared.config import QueueConfig
 from tests.conftest import EdgeProcess, start_edge, stop_edge
 
 pytestmark = pytest.mark.slow

@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from bench.fleet.calibrate import CalibrationError, profile_from_eval
-from edge_node.engines.errors import ModelError
 from edge_node.engines.timing import TimingAsr, TimingLlm, TimingTts, load_profile
 from shared.client.device import DeviceClient
+from shared.engines.errors import ModelError
 from tests.conftest import ROOT, start_edge, stop_edge
 from tests.edge.helpers import speech
 

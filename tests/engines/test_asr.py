@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_node.engines.asr import SherpaAsr, WhisperAsr, collapse_repeats, load_asr
-from edge_node.engines.errors import ModelError
-from shared.config import AsrConfig
+from shared.engines.asr import SherpaAsr, WhisperAsr, collapse_repeats, load_asr
+from shared.engines.config import AsrConfig
+from shared.engines.errors import ModelError
 
 
 def words(text: str) -> list[str]:

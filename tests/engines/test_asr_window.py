@@ -15,10 +15,10 @@ import logging
 import numpy as np
 import pytest
 
-import edge_node.engines.asr as asr_mod
+import shared.engines.asr as asr_mod
 from bench.asr_window import normalise, utterance_bank, wer
-from edge_node.engines.asr import WhisperAsr, window_frames, window_needs_fallback
-from shared.config import AsrConfig
+from shared.engines.asr import WhisperAsr, window_frames, window_needs_fallback
+from shared.engines.config import AsrConfig
 
 # Commands, questions and a long (~6 s) sentence, VAD-shaped (pre-roll + trailing silence).
 PHRASES = [
@@ -125,7 +125,7 @@ def test_token_budget_cut_falls_back_to_full_window(
     _short, _language, cut = asr._transcribe_window(asr_mod.pcm_to_float(pcm))
     assert cut
     before = asr.window_fallbacks
-    with caplog.at_level(logging.INFO, logger="edge_node.engines.asr"):
+    with caplog.at_level(logging.INFO, logger="shared.engines.asr"):
         result = asr.transcribe(pcm)
     assert asr.window_fallbacks == before + 1
     assert "30 s window" in caplog.text

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from shared.config import LlmConfig
+from edge_node.config import LlmConfig
 
 pytest.importorskip("llama_cpp")
 

@@ -5,9 +5,9 @@ import time
 import numpy as np
 import pytest
 
+from edge_node.config import TtsConfig
 from edge_node.engines.tts import PiperTts, encode_for_device
 from shared.audio.opus import OpusDecoder, OpusEncoder
-from shared.config import TtsConfig
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from edge_node.config import VadConfig
 from edge_node.engines.vad import CHUNK, SileroVad, VadBatcher, VadEvent, VadStream
 from shared.audio.opus import OpusEncoder
-from shared.config import VadConfig
 
 RATE = 16000
 

@@ -21,9 +21,9 @@ import httpx
 import pytest
 import yaml
 
+from edge_node.config import QueueConfig
 from edge_node.routing.router import APOLOGY, CUT_OFF
 from shared.client.device import DeviceClient, DeviceClientError, Turn
-from shared.config import QueueConfig
 from tests.cloud.deployment import Cloud
 from tests.conftest import EdgeProcess, start_edge, stop_edge
 from tests.edge.helpers import metric_value, text_turn, words

@@ -3,7 +3,7 @@
 * ``ansible-lint`` with the production profile, offline, over the whole tree (roles, site.yml,
   the example inventory, the molecule scenario): no violation and no warning.
 * The template of ``edge.yaml`` rendered by Ansible itself (``ansible localhost -m template`` with the
-  roles' defaults) and loaded by the edge's real config loader (``shared.config.load_settings``),
+  roles' defaults) and loaded by the edge's real config loader (``shared.settings.load_settings``),
   for bundled and production models; a misspelt key in ``xiaozhi_edge_config_extra`` is refused
   by that loader and by ``xiaozhi-edge config``, the command the role validates the file with.
 * ``molecule test`` of the default scenario (slow, about a minute): both roles through the real
@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.config import ConfigError, EdgeConfig, load_settings
+from edge_node.config import EdgeConfig
+from shared.settings import ConfigError, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE = ROOT / "ansible"

@@ -26,18 +26,19 @@ import httpx
 import pytest
 import trustme
 
-from cloud.config import NatsClientConfig
+from edge_node.config import load_config
 from ops.validate import Deployment, validate
 from provisioning.config import ProvisionConfig
 from provisioning.service import ProvisionService
 from shared import tokens
 from shared.client.device import DeviceClient, DeviceClientError
 from shared.client.ota import ota_request
-from shared.config import ConfigError, load_config
 from shared.nats import subjects as s
 from shared.nats.configs import save_credential
 from shared.nats.local import Hub
 from shared.nats.server import free_port
+from shared.nats.settings import NatsClientConfig
+from shared.settings import ConfigError
 from shared.tls import client_context
 from tests.conftest import ROOT, EdgeProcess, start_edge, stop_edge
 from tests.processes import ready_field, spawn

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edge_node.admission import CapacityModel
-from shared.config import AdmissionConfig
+from edge_node.config import AdmissionConfig
 
 
 class Virtual:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import ConfigError, load_config
+from edge_node.config import load_config
+from shared.settings import ConfigError
 
 
 def test_defaults_run_on_bundled_models() -> None:

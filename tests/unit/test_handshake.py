@@ -5,8 +5,8 @@ from __future__ import annotations
 from websockets.datastructures import Headers
 from websockets.http11 import Request
 
+from edge_node.config import load_config
 from edge_node.server import EdgeServer, _device_info
-from shared.config import load_config
 
 
 def _request(path: str, headers: dict[str, str]) -> Request:

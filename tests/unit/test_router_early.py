@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 from edge_node.cache.answers import AnswerCache
 from edge_node.cache.lru import LruCache
+from edge_node.config import EdgeConfig
 from edge_node.routing.intent import DeviceCapabilities
 from edge_node.routing.router import Router
-from shared.config import EdgeConfig
 from shared.routing_config import parse_routing
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from edge_node.config import EdgeConfig
 from edge_node.routing.intent import DeviceCapabilities, IntentMatcher
 from edge_node.routing.router import Router, TurnContext
-from shared.config import EdgeConfig
 
 VOLUME_TOOL = "self.audio_speaker.set_volume"
 

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from edge_node.cloud_link.routing_source import RoutingSource
+from edge_node.routing.source import RoutingSource
 
 GOOD = "order: [intent, cache, llm]\n"
 LLM_ONLY = "order: [llm]\n"

@@ -10,19 +10,13 @@ from typing import Any
 import pytest
 
 from edge_node.cloud_link.breaker import CircuitBreaker
+from edge_node.config import EdgeConfig
 from edge_node.engines.pool import BusyError
 from edge_node.routing.intent import DeviceCapabilities
 from edge_node.routing.router import APOLOGY, CUT_OFF, Router, TurnContext
-from shared.config import EdgeConfig
+from edge_node.routing.rules import complexity_score, text_language
 from shared.nats.streaming import RemoteFailed, RemoteUnavailable
-from shared.routing_config import (
-    RoutingConfigError,
-    complexity_score,
-    default_policy,
-    load_routing_file,
-    parse_routing,
-    text_language,
-)
+from shared.routing_config import RoutingConfigError, default_policy, load_routing_file, parse_routing
 
 EXAMPLE = """
 version: 1

@@ -22,10 +22,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge_node.engines.errors import ModelError
 from shared import models
 from shared.audio.resample import pcm_to_float
-from shared.config import AsrConfig
+from shared.engines.config import AsrConfig
+from shared.engines.errors import ModelError
 
 # faster-whisper imports huggingface_hub; a local model path never needs the hub, and an edge node
 # must never block on (or leak requests to) one.

