@@ -72,7 +72,7 @@ async def _measure(openai_url: str, leaf_url: str, requests: int) -> dict[str, A
     from edge_node.cloud_link.link import CloudLink
 
     cfg = EdgeConfig.model_validate({"node_id": "bench-edge", "nats": {"url": leaf_url}})
-    link = CloudLink(cfg)
+    link = CloudLink(cfg.nats, cfg.node_id)
     await link.start()
     if not await link.wait_connected(10):
         raise RuntimeError("the edge link did not connect")

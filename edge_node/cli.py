@@ -119,6 +119,8 @@ def _check_ports(cfg: EdgeConfig) -> None:
 
 
 async def _serve(cfg: Any, ssl_context: ssl.SSLContext | None = None) -> None:
+    from edge_node.cache.build import Caches
+    from edge_node.engines.canned import CannedSpeech
     from edge_node.engines.runtime import Engines
     from edge_node.server import EdgeServer
     from shared.allocator import set_mmap_threshold
@@ -127,8 +129,12 @@ async def _serve(cfg: Any, ssl_context: ssl.SSLContext | None = None) -> None:
     if set_mmap_threshold(cfg.server.malloc_mmap_threshold_kb * 1024):
         log.info("malloc mmap threshold fixed at %d KiB", cfg.server.malloc_mmap_threshold_kb)
     loop = asyncio.get_running_loop()
+    # Models, the phrases said without TTS, and the caches (a disk level is indexed from its directory):
+    # all before the ports open, all off the loop.
     engines = await loop.run_in_executor(None, Engines.load, cfg)
-    server = EdgeServer(cfg, engines, ssl_context)
+    canned = await loop.run_in_executor(None, CannedSpeech.prepare, engines, cfg)
+    caches = await loop.run_in_executor(None, Caches.build, cfg.cache)
+    server = EdgeServer(cfg, engines, ssl_context, caches, canned)
     await server.start()
     # A line test harnesses and operators can wait for, with the real ports.
     print(f"READY ws={server.ws_port} http={server.http_port}", flush=True)

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import signal
 import socket
 import ssl
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -29,90 +27,92 @@ from websockets.http11 import Request, Response
 
 from edge_node import __version__, cpu_roles, metrics
 from edge_node.admission import CapacityModel
+from edge_node.auth.handshake import DeviceAuth, device_info
 from edge_node.auth.revocations import RevocationSource
+from edge_node.cache.build import Caches
+from edge_node.cache.speech import CachedSynthesis
 from edge_node.cloud_link.heartbeat import Heartbeat
 from edge_node.cloud_link.link import CloudLink
 from edge_node.config import EdgeConfig
+from edge_node.context import ServerContext
+from edge_node.engines.canned import CannedSpeech
+from edge_node.engines.llm_stream import LocalChat
 from edge_node.engines.runtime import Engines
 from edge_node.http_api import HttpApi
 from edge_node.limits import DeviceLimits, LogThrottle
 from edge_node.routing.router import Router
 from edge_node.routing.source import RoutingSource
-from edge_node.session.session import DeviceInfo, Session
+from edge_node.session.port import ReplyServices
+from edge_node.session.session import Session
 from edge_node.turn_stats import TurnStats
-from shared import tokens
 from shared.nats.server import NatsServerProcess, run_nats_server
 from shared.tls import server_context
 
-log = logging.getLogger("edge_node.server")
-
-
-@dataclass
-class ServerContext:
-    """What every session shares: configuration, the engines, the router and the cloud link."""
-
-    cfg: EdgeConfig
-    engines: Engines
-    router: Router
-    capacity: CapacityModel
-    cloud: CloudLink
-    routing: RoutingSource
-    # Per-device rate limits (config limits): handshakes here, turns and text frames in the sessions.
-    limits: DeviceLimits
-    sessions: set[Session] = field(default_factory=set)
-    started_at: float = field(default_factory=time.time)
-    turn_stats: TurnStats = field(default_factory=TurnStats)
-    # Firmware versions devices reported to this node's OTA endpoint (newest 10 000), for the heartbeat.
-    firmware: OrderedDict[str, str] = field(default_factory=OrderedDict)
-
-
-def _device_info(request: Request, remote: str) -> DeviceInfo:
-    """Headers first (firmware), then the query string (browser clients cannot set headers)."""
-    query = {k.lower(): v[0] for k, v in parse_qs(urlsplit(request.path).query).items() if v}
-    headers = request.headers
-
-    def pick(name: str) -> str:
-        return (headers.get(name) or query.get(name.lower()) or "").strip()
-
-    try:
-        version = int(pick("Protocol-Version") or 1)
-    except ValueError:
-        version = 1
-    return DeviceInfo(
-        device_id=pick("Device-Id") or f"anon-{remote}",
-        client_id=pick("Client-Id"),
-        protocol_version=version if version in (1, 2, 3) else 1,
-        remote=remote,
-    )
+log = logging.getLogger(__name__)
 
 
 class EdgeServer:
-    def __init__(self, cfg: EdgeConfig, engines: Engines, ssl_context: ssl.SSLContext | None = None) -> None:
+    """The node: its sockets, its sessions, its link to the fleet, and what the HTTP port reports."""
+
+    def __init__(
+        self,
+        cfg: EdgeConfig,
+        engines: Engines,
+        ssl_context: ssl.SSLContext | None = None,
+        caches: Caches | None = None,
+        canned: CannedSpeech | None = None,
+    ) -> None:
+        """``caches`` and ``canned`` come from the start-up (``cli._serve``); without them the node
+        caches nothing and says nothing when busy (tests that are about something else)."""
         self.cfg = cfg
         # TLS for both ports (server.tls_cert_file/tls_key_file); the CLI builds it before the models
         # load, so a bad certificate fails in a second rather than after the engines.
         self.ssl_context = ssl_context or server_context(cfg.server.tls_cert_file, cfg.server.tls_key_file)
-        cloud = CloudLink(cfg)
-        routing = RoutingSource(cfg.routing.file, cloud, cfg.routing.watch_kv, cfg.routing.file_poll_s)
-        router = Router(cfg, engines, routing=routing, cloud=cloud, llm_queue_depth=lambda: engines.llm_pool.depth())
-        self.ctx = ServerContext(cfg, engines, router, CapacityModel(cfg.admission), cloud, routing,
-                                 DeviceLimits(cfg.limits))  # fmt: skip
+        self.caches = caches or Caches()
+        self.cloud = CloudLink(cfg.nats, cfg.node_id)
+        self.routing = RoutingSource(cfg.routing.file, self.cloud, cfg.routing.watch_kv, cfg.routing.file_poll_s)
+        router = Router(
+            cfg.llm,
+            cfg.intent,
+            cfg.mcp,
+            LocalChat(engines.llm_pool),
+            self.caches.answers,
+            routing=self.routing,
+            cloud=self.cloud,
+            llm_queue_depth=lambda: engines.llm_pool.depth(),
+        )
+        capacity, turn_stats = CapacityModel(cfg.admission), TurnStats()
+        replies = ReplyServices(
+            router=router,
+            transcribe=engines.transcribe,
+            synthesize=CachedSynthesis(engines.synthesize, self.caches.tts, lambda: engines.tts.name),
+            canned=canned or CannedSpeech(),
+            capacity=capacity,
+            turn_stats=turn_stats,
+            audio=cfg.audio,
+            tts=cfg.tts,
+            queues=cfg.queues,
+            node_id=cfg.node_id,
+        )
+        self.ctx = ServerContext(cfg, engines, router, capacity, DeviceLimits(cfg.limits), replies, turn_stats)
+        self.sessions: set[Session] = set()
+        self.started_at = time.time()
+        # Firmware versions devices reported to this node's OTA endpoint (newest 10 000), for the heartbeat.
+        self.firmware: OrderedDict[str, str] = OrderedDict()
+        self.auth = DeviceAuth(cfg.auth)
         # The fleet's revoked devices (KV xz_revoked): refused at the handshake, dropped when revoked.
-        self.revocations = RevocationSource(cloud, cfg.auth.watch_revocations)
+        self.revocations = RevocationSource(self.cloud, cfg.auth.watch_revocations)
         self.revocations.on_revoked.append(self._close_revoked)
         self._revoked_log = LogThrottle(cfg.limits.log_every_s, cfg.limits.max_devices)
-        if cloud.configured and cfg.cache.l2_enabled:
-            engines.share_caches(cloud)
-        self.heartbeat = Heartbeat(cloud, cfg.node_id, self.snapshot, cfg.nats.heartbeat_s)
+        if self.cloud.configured and cfg.cache.l2_enabled:
+            self.caches.share(self.cloud, cfg.cache)
+        self.heartbeat = Heartbeat(self.cloud, cfg.node_id, self.snapshot, cfg.nats.heartbeat_s)
         self.nats_server: NatsServerProcess | None = None
-        self.http = HttpApi(self)
+        self.http = HttpApi(self, cfg.server, cfg.intent.timezone_offset_min, self.ssl_context)
         self._ws: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.ws_port = cfg.server.port
-        self.http_port = cfg.server.http_port
         self._advertised: str | None = None
-        # The fleet's device-token key, read once: every handshake is checked against it.
-        self._token_key = tokens.load_key(Path(cfg.auth.token_key_file)) if cfg.auth.device_tokens else None
         metrics.set_build_info("edge")
         metrics.SESSIONS_CAPACITY.set(cfg.server.max_sessions)
         metrics.SESSIONS.labels(transport="websocket").set(0)
@@ -120,38 +120,23 @@ class EdgeServer:
         metrics.init_series()
         cpu_roles.register()
 
-    # -- handshake ----------------------------------------------------------------------------
-    def _authorised(self, request: Request) -> bool:
-        auth = self.cfg.auth
-        if not auth.enabled and not auth.device_tokens:
-            return True  # LAN default: an empty or missing bearer token is fine
-        query = {k.lower(): v for k, v in parse_qs(urlsplit(request.path).query).items()}
-        raw = request.headers.get("Authorization") or (query.get("authorization") or [""])[0]
-        token = raw.split(" ", 1)[1] if raw.lower().startswith("bearer ") else raw
-        if auth.enabled and any(hmac.compare_digest(token.encode(), t.encode()) for t in auth.tokens if t):
-            return True
-        if self._token_key is None:
-            return False
-        device_id = (request.headers.get("Device-Id") or (query.get("device-id") or [""])[0]).strip().lower()
-        try:
-            tokens.verify(self._token_key, token, device_id)
-        except tokens.TokenError as exc:
-            log.warning("refused %s: %s", device_id or "?", exc, extra={"device_id": device_id or "-"})
-            return False
-        return True
+    @property
+    def http_port(self) -> int:
+        return self.http.port
 
+    # -- handshake ----------------------------------------------------------------------------
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         want = self.cfg.server.ws_path
         if path.rstrip("/") != want.rstrip("/"):
             metrics.CONNECTIONS.labels(result="bad_path").inc()
             return connection.respond(HTTPStatus.NOT_FOUND, f"no WebSocket endpoint at {path}; use {want}\n")
-        if not self._authorised(request):
+        if not self.auth.authorised(request):
             metrics.CONNECTIONS.labels(result="unauthorised").inc()
             log.warning("refused %s: bad or missing token", request.headers.get("Device-Id", "?"))
             return connection.respond(HTTPStatus.UNAUTHORIZED, "invalid or missing device token\n")
         # A request without Device-Id is limited by its address (not its port: that changes every time).
-        device_id = _device_info(request, connection.remote_address[0] if connection.remote_address else "?").device_id
+        device_id = device_info(request, connection.remote_address[0] if connection.remote_address else "?").device_id
         if self.revocations.is_revoked(device_id):
             metrics.CONNECTIONS.labels(result="revoked").inc()
             metrics.REVOCATIONS_ENFORCED.labels(action="refused").inc()
@@ -163,7 +148,7 @@ class EdgeServer:
         if not self.ctx.limits.allow_connect(device_id):
             metrics.CONNECTIONS.labels(result="rate_limited").inc()
             return connection.respond(HTTPStatus.TOO_MANY_REQUESTS, "too many connection attempts; retry later\n")
-        admitted, why = self.ctx.capacity.admit(len(self.ctx.sessions), self.cfg.server.max_sessions)
+        admitted, why = self.ctx.capacity.admit(len(self.sessions), self.cfg.server.max_sessions)
         metrics.ADMISSION.labels(result="admitted" if admitted else "refused").inc()
         if not admitted:
             metrics.CONNECTIONS.labels(result="refused_busy").inc()
@@ -174,9 +159,9 @@ class EdgeServer:
     async def _handle(self, ws: ServerConnection) -> None:
         remote = f"{ws.remote_address[0]}:{ws.remote_address[1]}" if ws.remote_address else "?"
         assert ws.request is not None
-        session = Session(ws, self.ctx, _device_info(ws.request, remote))
-        self.ctx.sessions.add(session)
-        metrics.SESSIONS.labels(transport="websocket").set(len(self.ctx.sessions))
+        session = Session(ws, self.ctx, device_info(ws.request, remote))
+        self.sessions.add(session)
+        metrics.SESSIONS.labels(transport="websocket").set(len(self.sessions))
         session.log.info("connected from %s (client %s)", remote, session.device.client_id or "-")
         if self.revocations.is_revoked(session.device.device_id):
             self._close_revoked(session.device.device_id.lower())  # revoked between the check and now
@@ -195,14 +180,14 @@ class EdgeServer:
             result = "error"
             session.log.exception("session crashed")
         finally:
-            self.ctx.sessions.discard(session)
-            metrics.SESSIONS.labels(transport="websocket").set(len(self.ctx.sessions))
+            self.sessions.discard(session)
+            metrics.SESSIONS.labels(transport="websocket").set(len(self.sessions))
             metrics.CONNECTIONS.labels(result=result).inc()
             session.log.info("disconnected (%s, code %s)", result, ws.close_code)
 
     def _close_revoked(self, device_id: str) -> None:
         """A device was revoked: close its live sessions now (1008), not at their next handshake."""
-        for session in list(self.ctx.sessions):
+        for session in list(self.sessions):
             if session.device.device_id.lower() == device_id and not session.closing:
                 session.log.warning("device revoked: closing its session")
                 metrics.REVOCATIONS_ENFORCED.labels(action="closed").inc()
@@ -221,7 +206,7 @@ class EdgeServer:
         while True:
             await asyncio.sleep(min(1.0, limit / 4))
             now = time.monotonic()
-            for session in list(self.ctx.sessions):
+            for session in list(self.sessions):
                 if session.hello_done and not session.closing and session.idle_for(now) > limit:
                     session.log.info("idle for %.0f s: closing", limit)
                     metrics.CONNECTIONS.labels(result="idle_closed").inc()
@@ -238,29 +223,64 @@ class EdgeServer:
             "site": self.cfg.site,
             "version": __version__,
             "time": time.time(),
-            "uptime_s": round(time.time() - ctx.started_at, 1),
+            "uptime_s": self.uptime_s(),
             "ws_url": self.public_ws_url(None),
-            "sessions": len(ctx.sessions),
+            "sessions": len(self.sessions),
             "max_sessions": self.cfg.server.max_sessions,
             "capacity_turns_per_s": round(ctx.capacity.capacity(), 3),
             "demand_turns_per_s": round(ctx.capacity.demand(), 3),
             "cpu_s_per_turn": round(ctx.capacity.cpu_s_per_turn, 3),
             "llm_queue": ctx.engines.llm_pool.depth(),
-            "cloud_link": ctx.cloud.up,
+            "cloud_link": self.cloud.up,
             # "timing" when the models are timing stand-ins (fleet runs): never mistaken for real ones.
             "engines": "timing" if self.cfg.timing.profile else "models",
             **ctx.turn_stats.summary(),
             "devices": [
-                {"id": s.device.device_id, "session": s.session_id, "since": round(s.connected_at, 1),
-                 "firmware": ctx.firmware.get(s.device.device_id, "")}
-                for s in list(ctx.sessions)
-            ],  # fmt: skip
+                {
+                    "id": s.device.device_id,
+                    "session": s.session_id,
+                    "since": round(s.connected_at, 1),
+                    "firmware": self.firmware.get(s.device.device_id, ""),
+                }
+                for s in list(self.sessions)
+            ],
             "routing": {
-                "origin": ctx.routing.origin,
-                "revision": ctx.routing.revision,
-                "error": ctx.routing.last_error,
+                "origin": self.routing.origin,
+                "revision": self.routing.revision,
+                "error": self.routing.last_error,
             },
         }
+
+    # -- what the HTTP port reports (``http_api.NodeView``) ---------------------------------
+    @property
+    def node_id(self) -> str:
+        return self.cfg.node_id
+
+    def listening(self) -> bool:
+        return self._ws is not None
+
+    def session_count(self) -> int:
+        return len(self.sessions)
+
+    def uptime_s(self) -> float:
+        return round(time.time() - self.started_at, 1)
+
+    def model_names(self) -> dict[str, str]:
+        return self.ctx.engines.model_names()
+
+    def cloud_link(self) -> bool | None:
+        """Up or down; None when this node has no cloud link configured."""
+        return self.cloud.up if self.cloud.configured else None
+
+    def cache_stats(self) -> dict[str, Any]:
+        return self.caches.stats()
+
+    def record_firmware(self, device_id: str, version: str) -> None:
+        """A device's OTA request told its firmware version (kept for the newest 10 000 devices)."""
+        self.firmware[device_id] = version
+        self.firmware.move_to_end(device_id)
+        while len(self.firmware) > 10_000:
+            self.firmware.popitem(last=False)
 
     async def _start_nats(self) -> None:
         """The edge's own leaf nats-server, when this node runs it (``nats.embedded_config``)."""
@@ -276,8 +296,8 @@ class EdgeServer:
 
     async def start(self) -> None:
         await self._start_nats()
-        await self.ctx.cloud.start()
-        await self.ctx.routing.start()
+        await self.cloud.start()
+        await self.routing.start()
         await self.revocations.start()
         await self.heartbeat.start()
         await self.ctx.engines.start()
@@ -325,9 +345,9 @@ class EdgeServer:
                 loop.remove_signal_handler(signal.SIGHUP)
 
     def _on_sighup(self) -> None:
-        if self.ctx.routing.file:
-            log.info("SIGHUP: re-reading the routing file %s", self.ctx.routing.file)
-            self.ctx.routing.check_file_now()
+        if self.routing.file:
+            log.info("SIGHUP: re-reading the routing file %s", self.routing.file)
+            self.routing.check_file_now()
         else:
             log.info("SIGHUP: no routing.file configured, nothing to re-read")
 
@@ -341,10 +361,11 @@ class EdgeServer:
                 await asyncio.wait_for(self._ws.wait_closed(), 5)
         await self.http.stop()
         await self.heartbeat.stop()
-        await self.ctx.routing.stop()
+        await self.routing.stop()
         await self.revocations.stop()
-        await self.ctx.cloud.stop()
+        await self.cloud.stop()
         await self.ctx.engines.stop()
+        self.caches.close()
         if self.nats_server is not None:
             await asyncio.to_thread(self.nats_server.stop)
 

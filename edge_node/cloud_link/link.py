@@ -23,7 +23,7 @@ from nats.aio.client import Client
 
 from edge_node import metrics
 from edge_node.cloud_link.breaker import CircuitBreaker
-from edge_node.config import EdgeConfig
+from edge_node.config import NatsConfig
 from shared.nats import subjects as s
 from shared.nats.connect import LinkState, connect
 from shared.nats.streaming import (
@@ -52,8 +52,9 @@ def _result_of(exc: BaseException) -> str:
 
 
 class CloudLink:
-    def __init__(self, cfg: EdgeConfig) -> None:
+    def __init__(self, cfg: NatsConfig, node_id: str) -> None:
         self.cfg = cfg
+        self.node_id = node_id
         self.state = LinkState()
         self.nc: Client | None = None
         self.breakers = {"llm": CircuitBreaker(), "asr": CircuitBreaker()}
@@ -64,7 +65,7 @@ class CloudLink:
     # -- lifecycle ----------------------------------------------------------------------------
     @property
     def configured(self) -> bool:
-        return bool(self.cfg.nats.url)
+        return bool(self.cfg.url)
 
     @property
     def up(self) -> bool:
@@ -94,15 +95,15 @@ class CloudLink:
         while self.nc is None:
             try:
                 # Replies come back to _INBOX.<node id>: the only inboxes the hub lets this edge's leaf receive.
-                self.nc = await connect(self.cfg.nats.url, f"edge {self.cfg.node_id}", self.state,
-                                        inbox_prefix=s.inbox_prefix(s.safe_token(self.cfg.node_id)))  # fmt: skip
+                self.nc = await connect(self.cfg.url, f"edge {self.node_id}", self.state,
+                                        inbox_prefix=s.inbox_prefix(s.safe_token(self.node_id)))  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - the node serves locally meanwhile
                 log.warning("nats %s unreachable (%s): cloud routes off, retrying in %.0f s",
-                            self.cfg.nats.url, exc, delay)  # fmt: skip
+                            self.cfg.url, exc, delay)  # fmt: skip
                 await asyncio.sleep(delay)
                 delay = min(10.0, delay * 2)
         self._connected.set()
-        log.info("cloud link: connected to %s", self.cfg.nats.url)
+        log.info("cloud link: connected to %s", self.cfg.url)
 
     def _on_link(self, up: bool) -> None:
         metrics.CLOUD_LINK_UP.set(1 if up else 0)
@@ -149,7 +150,7 @@ class CloudLink:
                 body,
                 turn_id=turn_id if attempt == 0 else f"{turn_id}-r{attempt}",
                 gen=gen,
-                edge_id=self.cfg.node_id,
+                edge_id=self.node_id,
                 device_id=device_id,
                 session_id=session_id,
                 accept_timeout_s=limits.accept_timeout_s,
@@ -197,7 +198,7 @@ class CloudLink:
             raise RemoteUnavailable("cloud ASR circuit open", "accept")
         body = np.asarray(pcm, dtype="<i2").tobytes()
         try:
-            msg = await nc.request(s.CLOUD_ASR, body, timeout=timeout_s, headers={s.H_EDGE: self.cfg.node_id})
+            msg = await nc.request(s.CLOUD_ASR, body, timeout=timeout_s, headers={s.H_EDGE: self.node_id})
         except nats.errors.NoRespondersError as exc:
             breaker.failure()
             metrics.NATS_REQUESTS.labels(subject_class="asr", result="no_responders").inc()

@@ -1,10 +1,15 @@
-"""The engines of one edge process: loaded once, shared by every session, run off the event loop.
+"""The models of one edge process and the pools that run them: loaded once, shared by every session,
+run off the event loop.
 
 Each stage (ASR, LLM, TTS) is a StagePool: one model instance per worker thread, a bounded
 priority queue in front. The models are not thread-safe (llama.cpp contexts, Piper's
 phonemizer), but CTranslate2, onnxruntime and llama.cpp release the GIL while they compute, so
 ASR, LLM and TTS of different sessions overlap on different cores while the event loop only
 moves bytes. Sessions never hold a model; they hold a reference to this object.
+
+What is built around the models lives elsewhere: the caches in ``edge_node/cache`` (the TTS cache in
+front of ``synthesize``: ``cache/speech.py``), the pre-encoded phrases in ``engines/canned.py``, and
+the LLM stream that crosses from a pool thread to the loop in ``engines/llm_stream.py``.
 """
 
 from __future__ import annotations
@@ -13,36 +18,24 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from edge_node.cloud_link.link import CloudLink
-
 from edge_node import metrics
-from edge_node.cache.build import build_caches
-from edge_node.cache.keys import tts_key
-from edge_node.cache.packets import pack_packets, unpack_packets
 from edge_node.config import EdgeConfig
-from edge_node.engines import priority
 from edge_node.engines.llm import ChatModel, LlamaLlm
 from edge_node.engines.pool import FIRST, NORMAL, StagePool
 from edge_node.engines.tts import PiperTts, SpeechModel, encode_for_device
 from edge_node.engines.vad import SileroVad, VadBatcher
 from shared.audio.opus import OpusDecoder, OpusEncoder
 from shared.engines.asr import AsrEngine, AsrResult, load_asr
-from shared.nats.subjects import CACHE_BUCKETS
 from shared.settings import pool_size
 
 log = logging.getLogger(__name__)
-
-# Characters of LLM output after which the rest of a reply runs at tail priority: about a clause,
-# what the sentence splitter needs before the first TTS job can start.
-FIRST_CLAUSE_CHARS = 48
 
 
 @dataclass(slots=True)
@@ -82,12 +75,6 @@ class Engines:
         self.vad_batcher = VadBatcher(vad, tick_ms=cfg.vad.tick_ms, executor=self._vad_pool)
         # One encoder per TTS worker thread, reset per sentence: sessions hold no encoder.
         self._encoders = threading.local()
-        # The busy answer is encoded once: when the node is saturated it must not need TTS.
-        self.busy_audio: SpeechAudio | None = None
-        # So is the answer to a device over limits.turns_per_min: refusing a turn must cost no TTS either.
-        self.slow_down_audio: SpeechAudio | None = None
-        # TTS audio (ready Opus packets) and reusable answers: L1 in memory, L3 on disk (None: disabled).
-        self.tts_cache, self.answer_cache = build_caches(cfg)
 
     @classmethod
     def load(cls, cfg: EdgeConfig) -> Engines:
@@ -149,7 +136,8 @@ class Engines:
         return {"vad": "silero", "asr": self.asr.name, "llm": self.llm.name, "tts": self.tts.name}
 
     def warm_up(self) -> None:
-        """Run each model once so the first device does not pay for lazy initialisation."""
+        """Run ASR and the LLM once so the first device does not pay for lazy initialisation (TTS is
+        warmed by the node's canned phrases, ``engines/canned.py``, which it synthesises next)."""
         started = time.perf_counter()
         self.asr.transcribe(np.zeros(16000, dtype=np.int16))
         for _ in self.llm.stream_chat(
@@ -157,14 +145,6 @@ class Engines:
             max_tokens=2,
         ):
             pass
-        audio = self.cfg.audio
-        self.busy_audio = self._synthesize_on(
-            self.tts, self.cfg.queues.busy_message, audio.downlink_sample_rate, audio.downlink_frame_ms
-        )
-        if self.cfg.limits.turns_per_min > 0:
-            self.slow_down_audio = self._synthesize_on(
-                self.tts, self.cfg.limits.slow_down_message, audio.downlink_sample_rate, audio.downlink_frame_ms
-            )
         log.info("engines warmed up in %.2f s", time.perf_counter() - started)
 
     async def start(self) -> None:
@@ -176,28 +156,6 @@ class Engines:
             pool.close()
         for executor in (self._vad_pool, self._audio_pool):
             executor.shutdown(wait=False, cancel_futures=True)
-        for cache in (self.tts_cache, self.answer_cache):
-            if cache is not None:
-                cache.close()
-
-    def share_caches(self, link: CloudLink) -> None:
-        """Add the fleet-wide L2 level (KV buckets in the hub) behind the local L1 and L3."""
-        from edge_node.cloud_link.kv_cache import KvCacheLevel
-
-        c = self.cfg.cache
-        if self.tts_cache is not None:
-            self.tts_cache.l2 = KvCacheLevel(link, CACHE_BUCKETS["tts"], c.l2_ttl_s, c.l2_timeout_s)
-        if self.answer_cache is not None:
-            self.answer_cache.tiered.l2 = KvCacheLevel(link, CACHE_BUCKETS["answer"], c.l2_ttl_s, c.l2_timeout_s)
-
-    def cache_stats(self) -> dict[str, Any]:
-        """Hits, misses and ratios per cache and level (``GET /stats``, the load generator)."""
-        out: dict[str, Any] = {}
-        if self.tts_cache is not None:
-            out["tts"] = self.tts_cache.stats()
-        if self.answer_cache is not None:
-            out["answer"] = self.answer_cache.stats()
-        return out
 
     async def transcribe(self, pcm: np.ndarray, deadline: float | None = None) -> AsrResult:
         # The device is waiting in silence for this one: ahead of queued TTS tails.
@@ -223,67 +181,6 @@ class Engines:
         metrics.STAGE_SECONDS.labels(stage="opus_decode").observe(time.perf_counter() - started)
         return result
 
-    async def chat_stream(
-        self, messages: list[dict[str, str]], max_tokens: int | None = None, deadline: float | None = None
-    ) -> AsyncIterator[str]:
-        """Stream LLM deltas from an LLM worker; closing the iterator stops generation at once."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
-        cancel = threading.Event()
-        started = time.perf_counter()
-
-        def put(item: str | BaseException | None) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        ran = threading.Event()
-
-        def work(llm: ChatModel) -> None:
-            ran.set()
-            said = 0
-            try:
-                for delta in llm.stream_chat(messages, max_tokens=max_tokens, cancel=cancel):
-                    if cancel.is_set():
-                        break
-                    put(delta)
-                    said += len(delta)
-                    if said >= FIRST_CLAUSE_CHARS and said - len(delta) < FIRST_CLAUSE_CHARS:
-                        priority.demote()  # the device has its first clause: the rest is tail work
-            except Exception as exc:
-                put(exc)  # the consumer raises it after the deltas that came before it
-                raise  # and the pool sees its instance fail (counted; replaced when it can reload)
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer to raise
-                put(exc)
-            finally:
-                put(None)
-
-        job = asyncio.ensure_future(self.llm_pool.run(work, FIRST, deadline))
-        job.add_done_callback(lambda t: t.cancelled() or t.exception())  # its error reaches us through the queue
-        first = True
-        try:
-            while True:
-                if job.done():
-                    if not ran.is_set():
-                        job.result()  # raises: the pool refused the job (BusyError) or closed
-                    item = await queue.get()  # the worker ran: everything up to None is queued
-                else:
-                    getter = asyncio.ensure_future(queue.get())
-                    await asyncio.wait({getter, job}, return_when=asyncio.FIRST_COMPLETED)
-                    if not getter.done():
-                        getter.cancel()
-                        continue
-                    item = getter.result()
-                if item is None:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                if first:
-                    metrics.STAGE_SECONDS.labels(stage="llm_first_token").observe(time.perf_counter() - started)
-                    first = False
-                yield item
-        finally:
-            cancel.set()
-            job.cancel()
-
     def _synthesize_on(self, tts: SpeechModel, text: str, sample_rate: int, frame_ms: int) -> SpeechAudio:
         started = time.perf_counter()
         encoders: dict[tuple[int, int], OpusEncoder] = getattr(self._encoders, "by_format", None) or {}
@@ -295,26 +192,14 @@ class Engines:
         packets = encode_for_device(pcm, tts.sample_rate, encoder)
         return SpeechAudio(text, packets, (time.perf_counter() - started) * 1000)
 
+    def synthesize_blocking(self, text: str, sample_rate: int, frame_ms: int) -> SpeechAudio:
+        """Synthesise on the first TTS instance, on the calling thread: start-up only (canned phrases)."""
+        return self._synthesize_on(self.tts, text, sample_rate, frame_ms)
+
     async def synthesize(
         self, text: str, sample_rate: int, frame_ms: int, priority: int = NORMAL, deadline: float | None = None
     ) -> SpeechAudio:
-        """Piper, resampling and Opus encoding all on a TTS worker: the loop gets packets.
-
-        The TTS cache is asked first: a hit is the packets the device got last time (synth_ms 0)
-        and needs no TTS worker at all, so it is served even when the TTS queue is full."""
-        cache = self.tts_cache
-        key = tts_key(self.tts.name, text, sample_rate, frame_ms) if cache is not None else ""
-        if cache is not None:
-            packed = await cache.get(key)
-            if packed is not None:
-                try:
-                    return SpeechAudio(text, unpack_packets(packed), 0.0)
-                except ValueError as exc:
-                    log.warning("tts cache: unreadable entry for %r dropped: %s", text[:40], exc)
-                    cache.l1.delete(key)
-        audio = await self.tts_pool.run(
+        """Piper, resampling and Opus encoding all on a TTS worker: the loop gets packets."""
+        return await self.tts_pool.run(
             lambda tts: self._synthesize_on(tts, text, sample_rate, frame_ms), priority, deadline
         )
-        if cache is not None and audio.packets:
-            cache.put_nowait(key, pack_packets(audio.packets))  # the disk write does not delay the audio
-        return audio

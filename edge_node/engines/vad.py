@@ -102,6 +102,14 @@ class VadEvent:
     # trailing silence; pause: the utterance so far; None for speech_start and resume.
     pcm: np.ndarray | None
     at: float  # time.monotonic() when detected (in the worker)
+    # When the voice stopped: a speech_end is decided min_silence_ms after it, a pause
+    # speculative_asr_ms after it; the VAD knows its own delays, so nobody else re-derives them.
+    # Turn latency counts from here. For other kinds, ``at``.
+    voice_end: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.voice_end:
+            self.voice_end = self.at
 
 
 @dataclass
@@ -270,12 +278,15 @@ class VadStream:
                 self._silence_ms += CHUNK_MS
             speculate = self.cfg.speculative_asr_ms
             if self._silence_ms > 0 and self._silence_ms >= self.cfg.min_silence_ms:
-                events.append(VadEvent("speech_end", self._take_utterance(), time.monotonic()))
+                now = time.monotonic()
+                ended = now - self.cfg.min_silence_ms / 1000
+                events.append(VadEvent("speech_end", self._take_utterance(), now, ended))
             elif self._utt_samples > self._max_utt_samples:
                 events.append(VadEvent("too_long", self._take_utterance(), time.monotonic()))
             elif 0 < speculate <= self._silence_ms and not self._paused:
                 self._paused = True
-                events.append(VadEvent("pause", np.concatenate(self._utt), time.monotonic()))
+                now = time.monotonic()
+                events.append(VadEvent("pause", np.concatenate(self._utt), now, now - speculate / 1000))
 
     def _take_utterance(self) -> np.ndarray:
         pcm = np.concatenate(self._utt) if self._utt else np.zeros(0, dtype=np.int16)

@@ -13,17 +13,21 @@ mid-answer ends with a short apology, so the device always gets a complete turn 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
+
 from edge_node import metrics
 from edge_node.cache.policy import is_reusable_question
-from edge_node.config import EdgeConfig
+from edge_node.config import IntentConfig, LlmConfig, McpConfig
 from edge_node.engines.pool import BusyError
 from edge_node.routing.intent import DeviceAction, DeviceCapabilities, IntentMatcher
 from edge_node.routing.rules import complexity_score, text_language
+from shared.engines.asr import AsrResult
 from shared.routing_config import Condition, RoutingPolicy, default_policy
 
 if TYPE_CHECKING:
@@ -32,6 +36,24 @@ if TYPE_CHECKING:
 
 APOLOGY = "Sorry, I can't answer that right now."
 CUT_OFF = "Sorry, I lost the rest of that answer."
+
+
+class Route(enum.StrEnum):
+    """Who answers a turn. The values are the routing config's names and the metrics' ``route`` label."""
+
+    NONE = "none"  # not decided yet (or no words: nothing to route)
+    INTENT = "intent"
+    CACHE = "cache"
+    LOCAL_LLM = "local_llm"
+    CLOUD = "cloud"
+    APOLOGY = "apology"  # the end of a fallback chain
+    FALLBACK = "fallback"  # no step of the order accepted the turn
+
+
+# Answers that came from a model or the cache are conversation: the next turn's LLM prompt carries them.
+_REMEMBERED = frozenset({Route.LOCAL_LLM, Route.CLOUD, Route.CACHE})
+# Answers worth storing for other devices: a model's, complete (a fallback's words answer something else).
+_STORED = frozenset({Route.LOCAL_LLM, Route.CLOUD})
 
 
 class ChatBackend(Protocol):
@@ -43,6 +65,7 @@ class ChatBackend(Protocol):
 class AnswerStore(Protocol):
     async def get(self, question: str) -> str | None: ...
     async def put(self, question: str, text: str) -> None: ...
+    def contains(self, question: str) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -70,15 +93,26 @@ class TurnContext:
 
 @dataclass(slots=True)
 class RouteResult:
-    """``route`` is the route that is answering: it changes when the chain falls back."""
+    """``route`` is the route that is answering: it changes when the chain falls back, so the
+    decisions that depend on it (``remember``, ``store``) are read once the words are spoken."""
 
-    route: str
+    route: Route
     reason: str
     emotion: str
     text: AsyncIterator[str]
     cacheable: bool = False
-    chosen: str = ""  # the LLM route the rules picked (before any fallback)
+    chosen: Route = Route.NONE  # the LLM route the rules picked (before any fallback)
     fell_back: list[str] = field(default_factory=list)
+
+    @property
+    def remember(self) -> bool:
+        """Keep the exchange as conversation context for the device's next turn."""
+        return self.route in _REMEMBERED
+
+    @property
+    def store(self) -> bool:
+        """Store the answer for every device: a reusable question, answered in full by a model."""
+        return self.cacheable and not self.fell_back and self.route in _STORED
 
 
 async def _once(text: str) -> AsyncIterator[str]:
@@ -114,23 +148,29 @@ def _reason_label(reason: str) -> str:
 
 
 class Router:
+    """Every per-turn decision: the words (the edge's transcript or the cloud's), the route, its
+    fallbacks, and what of the answer is remembered and stored."""
+
     def __init__(
         self,
-        cfg: EdgeConfig,
+        llm: LlmConfig,
+        intent: IntentConfig,
+        mcp: McpConfig,
         chat: ChatBackend,
         answer_cache: AnswerStore | None = None,
         routing: RoutingSource | None = None,
         cloud: CloudLink | None = None,
         llm_queue_depth: Callable[[], int] | None = None,
     ) -> None:
-        self._cfg = cfg
+        self._llm_cfg = llm
+        self._intent_cfg = intent
+        self._mcp = mcp
         self._chat = chat
-        # The answer cache lives with the engines (``Engines.answer_cache``) unless one is given.
-        self.answer_cache = answer_cache if answer_cache is not None else getattr(chat, "answer_cache", None)
+        self.answer_cache = answer_cache
         self.routing = routing
         self.cloud = cloud
         self._depth = llm_queue_depth or (lambda: 0)
-        self._intents = IntentMatcher(cfg.intent.wake_words, cfg.intent.timezone_offset_min)
+        self._intents = IntentMatcher(intent.wake_words, intent.timezone_offset_min)
 
     @property
     def intents(self) -> IntentMatcher:
@@ -148,20 +188,63 @@ class Router:
         changes (the matcher works on a copy) and no cache statistics are counted.
         """
         order = self.policy.order
-        if "intent" in order and self._cfg.intent.enabled:
+        if Route.INTENT in order and self._intent_cfg.enabled:
             peek = DeviceCapabilities(caps.tools, caps.iot_methods, dict(caps.state), caps.tools_pending)
             if self._intents.match(text, peek) is not None:
                 return True
         cache = self.answer_cache
-        if "cache" in order and cache is not None and is_reusable_question(text, history_len):
-            contains = getattr(cache, "contains", None)
-            return bool(contains is not None and contains(text))
+        if Route.CACHE in order and cache is not None and is_reusable_question(text, history_len):
+            return cache.contains(text)
         return False
 
+    # -- the words ---------------------------------------------------------------------------
+    async def confirm_transcript(
+        self, heard: AsrResult, pcm: np.ndarray, log: logging.LoggerAdapter[logging.Logger]
+    ) -> tuple[str, str]:
+        """(text, language) of a spoken turn: the edge ASR's, or the cloud's multilingual ASR's when
+        the routing policy says so (``asr.cloud``: always, or when the edge's model was unsure or
+        heard nothing in audible speech). A cloud that fails keeps what the edge heard."""
+        text, language = heard.text.strip(), heard.language
+        reason = self._asr_escalation(heard)
+        if reason is None:
+            return text, language
+        assert self.cloud is not None
+        limits = self.policy.limits("cloud")
+        metrics.ESCALATIONS.labels(kind="asr", reason=reason).inc()
+        try:
+            remote = await self.cloud.transcribe(pcm, limits.accept_timeout_s + limits.first_token_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - keep what the edge heard
+            log.warning("cloud ASR unavailable (%s): keeping the edge's %r", exc, text)
+            return text, language
+        log.info("cloud asr (%s): %r replaces %r", remote.get("worker", "?"), remote["text"], text)
+        return str(remote["text"]).strip(), str(remote.get("language") or language)
+
+    def _asr_escalation(self, heard: AsrResult) -> str | None:
+        """Why this utterance goes to the cloud's ASR (routing policy ``asr.cloud``), or None."""
+        if self.cloud is None or not self.cloud.ready("asr"):
+            return None
+        rule = self.policy.asr
+        if rule.cloud == "always":
+            return "always"
+        if rule.cloud == "never":
+            return None
+        unsure = heard.avg_logprob is not None and heard.avg_logprob < rule.min_avg_logprob
+        return "low_confidence" if unsure or (not heard.text.strip() and heard.audio_ms > 800) else None
+
+    async def store_answer(self, question: str, answer: str, log: logging.LoggerAdapter[logging.Logger]) -> None:
+        """A complete answer to a reusable question goes to the answer cache (never fails the turn)."""
+        if self.answer_cache is None:
+            return
+        try:
+            await self.answer_cache.put(question, answer)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("answer cache store failed: %r", exc)
+
+    # -- the route ---------------------------------------------------------------------------
     async def route(self, ctx: TurnContext) -> RouteResult:
         policy = self.policy
         for step in policy.order:
-            if step == "intent" and self._cfg.intent.enabled:
+            if step == "intent" and self._intent_cfg.enabled:
                 result = await self._intent(ctx)
             elif step == "cache":
                 result = await self._cache(ctx)
@@ -171,12 +254,12 @@ class Router:
                 result = None
             if result is not None:
                 return result
-        return RouteResult("fallback", "no route accepted the turn", "sad", _once(APOLOGY))
+        return RouteResult(Route.FALLBACK, "no route accepted the turn", "sad", _once(APOLOGY))
 
     async def _intent(self, ctx: TurnContext) -> RouteResult | None:
         if ctx.await_tools is not None and self._intents.may_need_device(ctx.text):
             # A new device's tools list may still be on its way: a command waits for it, briefly.
-            await ctx.await_tools(self._cfg.mcp.tool_wait_s)
+            await ctx.await_tools(self._mcp.tool_wait_s)
         match = self._intents.match(ctx.text, ctx.caps)
         if match is None:
             return None
@@ -186,9 +269,9 @@ class Router:
                 await ctx.run_action(match.action)
             except Exception as exc:  # noqa: BLE001 - any device failure becomes a spoken answer
                 ctx.log.warning("device action %s failed: %r", match.action.name, exc)
-                return RouteResult("intent", f"{match.intent} action failed", "sad",
+                return RouteResult(Route.INTENT, f"{match.intent} action failed", "sad",
                                    _once("Sorry, the device did not respond."))  # fmt: skip
-        return RouteResult("intent", f"rule {match.intent}", match.emotion, _once(say))
+        return RouteResult(Route.INTENT, f"rule {match.intent}", match.emotion, _once(say))
 
     async def _cache(self, ctx: TurnContext) -> RouteResult | None:
         if self.answer_cache is None or not is_reusable_question(ctx.text, len(ctx.history)):
@@ -200,10 +283,10 @@ class Router:
             return None
         if not text:
             return None
-        return RouteResult("cache", "answer cache hit", "neutral", _once(text))
+        return RouteResult(Route.CACHE, "answer cache hit", "neutral", _once(text))
 
     # -- the LLM step ---------------------------------------------------------------------------
-    def choose(self, ctx: TurnContext, policy: RoutingPolicy) -> tuple[str, str]:
+    def choose(self, ctx: TurnContext, policy: RoutingPolicy) -> tuple[Route, str]:
         """(route, reason) for a turn that needs an LLM, by the policy's rules."""
         language = text_language(ctx.text, ctx.language)
         score = complexity_score(ctx.text, policy.complexity)
@@ -211,31 +294,31 @@ class Router:
         depth = self._depth()
         for rule in policy.llm.rules:
             if _matches(rule.when, language, score, words, depth):
-                return rule.route, f"rule {rule.name} (language {language}, complexity {score:.2f})"
+                return Route(rule.route), f"rule {rule.name} (language {language}, complexity {score:.2f})"
         overflow = policy.llm.overflow
         if overflow is not None and depth >= overflow.llm_queue_depth_at_least:
-            return overflow.route, f"overflow: {depth} LLM jobs queued"
-        return policy.llm.default, f"default (language {language}, complexity {score:.2f})"
+            return Route(overflow.route), f"overflow: {depth} LLM jobs queued"
+        return Route(policy.llm.default), f"default (language {language}, complexity {score:.2f})"
 
     def _messages(self, ctx: TurnContext) -> list[dict[str, str]]:
-        messages = [{"role": "system", "content": self._cfg.llm.system_prompt}]
-        messages += ctx.history[-2 * self._cfg.llm.history_turns :] if self._cfg.llm.history_turns else []
+        messages = [{"role": "system", "content": self._llm_cfg.system_prompt}]
+        messages += ctx.history[-2 * self._llm_cfg.history_turns :] if self._llm_cfg.history_turns else []
         messages.append({"role": "user", "content": ctx.text})
         return messages
 
     def _llm(self, ctx: TurnContext, policy: RoutingPolicy) -> RouteResult:
         route, reason = self.choose(ctx, policy)
-        if route == "cloud" and (self.cloud is None or not self.cloud.configured):
-            route, reason = "local_llm", f"{reason}; no cloud link on this node"
+        if route == Route.CLOUD and (self.cloud is None or not self.cloud.configured):
+            route, reason = Route.LOCAL_LLM, f"{reason}; no cloud link on this node"
         metrics.ROUTE_DECISIONS.labels(route=route, reason=_reason_label(reason)).inc()
-        if route == "cloud":
+        if route == Route.CLOUD:
             metrics.ESCALATIONS.labels(kind="llm", reason=_reason_label(reason)).inc()
         messages = self._messages(ctx)
         # Stored for other devices only when the answer cannot depend on this conversation: a
         # reusable question that the LLM answered without any history in its prompt.
         cacheable = (
             self.answer_cache is not None
-            and "cache" in policy.order
+            and Route.CACHE in policy.order
             and len(messages) == 2
             and is_reusable_question(ctx.text, len(ctx.history))
         )
@@ -249,11 +332,11 @@ class Router:
         if step == "cloud":
             if self.cloud is None or not self.cloud.configured:
                 raise _Skip("no cloud link configured")
-            max_tokens = limits.max_tokens or self._cfg.llm.max_tokens
+            max_tokens = limits.max_tokens or self._llm_cfg.max_tokens
             return self.cloud.chat_stream(messages, max_tokens, ctx.turn_id or "turn", ctx.gen, limits,
-                                          self._cfg.llm.temperature, device_id=ctx.device_id,
+                                          self._llm_cfg.temperature, device_id=ctx.device_id,
                                           session_id=ctx.session_id)  # fmt: skip
-        max_tokens = limits.max_tokens or self._cfg.llm.max_tokens
+        max_tokens = limits.max_tokens or self._llm_cfg.max_tokens
         return self._chat.chat_stream(messages, max_tokens, deadline=ctx.deadline)
 
     async def _chain(
@@ -268,7 +351,7 @@ class Router:
         for i, step in enumerate(chain):
             nxt = chain[i + 1] if i + 1 < len(chain) else None
             if step == "apology":
-                result.route, result.emotion = "apology", "sad"
+                result.route, result.emotion = Route.APOLOGY, "sad"
                 yield APOLOGY
                 return
             try:
@@ -288,7 +371,7 @@ class Router:
                 except TimeoutError:
                     raise _Skip(f"no first word within {timeout:.1f} s") from None
                 produced = True
-                result.route = step
+                result.route = Route(step)
                 yield first
                 async for delta in iterator:
                     yield delta

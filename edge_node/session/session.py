@@ -16,7 +16,6 @@ import logging
 import socket
 import time
 import uuid
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,6 +23,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from edge_node import metrics
+from edge_node.auth.handshake import DeviceInfo
 from edge_node.engines.vad import VadEvent, VadStream
 from edge_node.routing.intent import DeviceAction, DeviceCapabilities
 from edge_node.session.mcp_client import DeviceMcp
@@ -34,20 +34,10 @@ from shared.protocol import messages as msgs
 from shared.protocol.errors import ProtocolError
 
 if TYPE_CHECKING:
+    from edge_node.context import ServerContext
     from edge_node.limits import TokenBuckets
-    from edge_node.server import ServerContext
 
 log = logging.getLogger("edge_node.session")
-
-
-@dataclass(slots=True)
-class DeviceInfo:
-    """Who is on the other end, from the upgrade request's headers (or query string)."""
-
-    device_id: str
-    client_id: str
-    protocol_version: int
-    remote: str
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -73,6 +63,8 @@ class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 
 class Session:
+    """One device's connection; also the ``ReplyPort`` its replies speak through (``session/port.py``)."""
+
     def __init__(self, ws: ServerConnection, ctx: ServerContext, device: DeviceInfo) -> None:
         self.ws = ws
         self.ctx = ctx
@@ -104,6 +96,10 @@ class Session:
         self._audio_limit = ctx.limits.audio_bucket()
         self._stalled = False  # a send timed out: the connection is being dropped
         self._limit_send_buffer()
+
+    @property
+    def device_id(self) -> str:
+        return self.device.device_id
 
     # -- outbound: the only two ways anything reaches the device ----------------------------
     async def send_json(self, msg: dict[str, Any], gen: int | None = None) -> bool:
@@ -425,8 +421,7 @@ class Session:
         pcm = event.pcm if event.pcm is not None else np.zeros(0, dtype=np.int16)
         if self.mode == "auto":
             self.listening = False  # until the device's next listen/start
-        # The VAD decides min_silence_ms after the voice stopped; latency counts from the voice.
-        ended_at = event.at - self.ctx.cfg.vad.min_silence_ms / 1000 if event.kind == "speech_end" else event.at
+        ended_at = event.voice_end  # latency counts from the voice, not from the VAD's decision
         asr = None
         if event.kind == "speech_end":
             asr, self._speculative = self._speculative, None  # only silence since the pause
@@ -439,7 +434,7 @@ class Session:
         self._drop_speculation()
         if event.pcm is None or not event.pcm.size:
             return
-        voice_end = event.at - self.ctx.cfg.vad.speculative_asr_ms / 1000
+        voice_end = event.voice_end
         deadline = voice_end + self.ctx.cfg.queues.first_audio_budget_s
         task = asyncio.get_running_loop().create_task(self.ctx.engines.transcribe(event.pcm, deadline))
         # Retrieve the outcome even when nobody awaits it (speech resumed): no "never retrieved" noise.
@@ -485,7 +480,7 @@ class Session:
         if self.reply is not None and self.reply.active:
             self.reply.interrupt("new_turn")
         self.gen += 1
-        self.reply = Reply(self, self.gen, turn)
+        self.reply = Reply(self, self.ctx.replies, self.gen, turn)
         self.reply.start()
 
     async def interrupt(self, cause: str, send_stop: bool) -> None:
@@ -498,9 +493,9 @@ class Session:
         if send_stop:
             await self.send_json(msgs.tts_stop(self.session_id))
 
-    def reply_finished(self, reply: Reply) -> None:
+    def reply_finished(self, said_nothing: bool) -> None:
         self.touch()
-        if reply.state.value == "done" and not reply.tts_started and self.mode == "auto":
+        if said_nothing and self.mode == "auto":
             # Nothing was said (empty transcript): the device is still streaming, keep listening.
             self.listening = True
             self.vad.reset()

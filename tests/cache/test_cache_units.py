@@ -247,7 +247,7 @@ def test_not_reusable_questions(text: str) -> None:
 
 # configuration -----------------------------------------------------------------------------------
 def test_cache_config_defaults_and_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from edge_node.cache.build import build_caches, cache_dir
+    from edge_node.cache.build import Caches, cache_dir
     from edge_node.config import load_config
 
     cfg = load_config(environ={})
@@ -257,14 +257,14 @@ def test_cache_config_defaults_and_dir(tmp_path: Path, monkeypatch: pytest.Monke
     assert cfg.cache.enabled and cfg.cache.l1_max_mb == 64 and cfg.cache.l3_max_mb == 512
     assert cfg.cache.answer_ttl_s == 7 * 24 * 3600
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert cache_dir(cfg) == tmp_path / "xdg" / "xiaozhi-edge"
+    assert cache_dir(cfg.cache) == tmp_path / "xdg" / "xiaozhi-edge"
     cfg = load_config(environ={"XIAOZHI__CACHE__DIR": str(tmp_path / "c"), "XIAOZHI__CACHE__L3_MAX_MB": "8"})
-    tts, answers = build_caches(cfg)
+    caches = Caches.build(cfg.cache)
+    tts, answers = caches.tts, caches.answers
     assert tts is not None and answers is not None
     try:
         assert tts.l3 is not None and tts.l3.dir == tmp_path / "c" / "tts" and (tmp_path / "c" / "answer").is_dir()
         assert tts.l3.max_bytes + answers.tiered.l3.max_bytes == 8 * 1024 * 1024  # type: ignore[union-attr]
     finally:
-        tts.close()
-        answers.close()
-    assert build_caches(load_config(environ={"XIAOZHI__CACHE__ENABLED": "false"})) == (None, None)
+        caches.close()
+    assert Caches.build(load_config(environ={"XIAOZHI__CACHE__ENABLED": "false"}).cache) == Caches(None, None)

@@ -29,7 +29,7 @@ from nats.micro import add_service
 
 from edge_node.cloud_link.kv_cache import KvCacheLevel
 from edge_node.cloud_link.link import CloudLink
-from edge_node.config import EdgeConfig
+from edge_node.config import NatsConfig
 from shared.nats import subjects as s
 from shared.nats.connect import connect
 from shared.nats.local import Hub, Leaf
@@ -209,7 +209,7 @@ async def test_an_edge_cannot_spoof_another_edges_heartbeat_or_replies(topo: tup
 async def test_an_edges_own_heartbeat_and_requests_work(topo: tuple[Hub, dict[str, Leaf]]) -> None:
     hub, leaves = topo
     cloud = await _cloud(hub)
-    link = CloudLink(EdgeConfig.model_validate({"node_id": "edge-a", "nats": {"url": leaves["edge-a"].url}}))
+    link = CloudLink(NatsConfig(url=leaves["edge-a"].url), "edge-a")
     plain = await nats.connect(leaves["edge-a"].url)  # no per-edge inbox prefix
     try:
         await _serve_cloud(cloud)

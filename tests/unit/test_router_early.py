@@ -11,6 +11,8 @@ from edge_node.routing.intent import DeviceCapabilities
 from edge_node.routing.router import Router
 from shared.routing_config import parse_routing
 
+CFG = EdgeConfig()  # the defaults; the router takes its sections
+
 
 class FakeChat:
     """Fake LLM backend (the router's peek is what is tested; it must never call the LLM)."""
@@ -31,7 +33,7 @@ class _Routing:
 def _router(order: list[str] | None = None) -> tuple[Router, AnswerCache]:
     cache = AnswerCache(LruCache(1 << 20), None, ttl_s=3600)
     routing = _Routing(order) if order is not None else None
-    return Router(EdgeConfig(), FakeChat(), cache, routing=routing), cache  # type: ignore[arg-type]
+    return Router(CFG.llm, CFG.intent, CFG.mcp, FakeChat(), cache, routing=routing), cache  # type: ignore[arg-type]
 
 
 async def test_rules_and_cached_questions_answer_at_once() -> None:

@@ -18,6 +18,8 @@ from edge_node.config import EdgeConfig
 from edge_node.routing.intent import DeviceCapabilities, IntentMatcher
 from edge_node.routing.router import Router, TurnContext
 
+CFG = EdgeConfig()  # the defaults; the router takes its sections
+
 VOLUME_TOOL = "self.audio_speaker.set_volume"
 
 
@@ -59,7 +61,7 @@ def _ctx(text: str, caps: DeviceCapabilities, tools: SlowTools, actions: list[An
 
 
 async def _route(text: str, arrives_after_s: float | None) -> tuple[str, str, SlowTools, list[Any], float]:
-    router = Router(EdgeConfig(), FakeChat())  # type: ignore[arg-type]
+    router = Router(CFG.llm, CFG.intent, CFG.mcp, FakeChat())  # type: ignore[arg-type]
     caps = DeviceCapabilities(tools_pending=True)
     tools, actions = SlowTools(caps, arrives_after_s), []
     loop = asyncio.get_running_loop()

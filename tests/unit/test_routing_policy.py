@@ -18,6 +18,8 @@ from edge_node.routing.rules import complexity_score, text_language
 from shared.nats.streaming import RemoteFailed, RemoteUnavailable
 from shared.routing_config import RoutingConfigError, default_policy, load_routing_file, parse_routing
 
+CFG = EdgeConfig()  # the defaults; the router takes its sections
+
 EXAMPLE = """
 version: 1
 order: [intent, cache, llm]
@@ -160,7 +162,7 @@ async def _say(router: Router, text: str, language: str = "en") -> tuple[str, An
 
 async def test_rules_pick_the_cloud_for_complex_or_foreign_turns() -> None:
     local, cloud = FakeLocalLlm(), FakeCloud()
-    router = Router(EdgeConfig(), local, routing=FakeRouting(EXAMPLE), cloud=cloud)  # type: ignore[arg-type]
+    router = Router(CFG.llm, CFG.intent, CFG.mcp, local, routing=FakeRouting(EXAMPLE), cloud=cloud)  # type: ignore[arg-type]
     words, result = await _say(router, "What is two plus two?")
     assert (words, result.route, result.chosen) == ("Local answer.", "local_llm", "local_llm")
     words, result = await _say(router, "Explain why the sky is blue and how sunsets get their colours")
@@ -173,7 +175,7 @@ async def test_rules_pick_the_cloud_for_complex_or_foreign_turns() -> None:
 
 async def test_overflow_sends_turns_to_the_cloud_when_the_local_queue_is_deep() -> None:
     depth = [0]
-    router = Router(EdgeConfig(), FakeLocalLlm(), routing=FakeRouting(EXAMPLE), cloud=FakeCloud(),  # type: ignore[arg-type]
+    router = Router(CFG.llm, CFG.intent, CFG.mcp, FakeLocalLlm(), routing=FakeRouting(EXAMPLE), cloud=FakeCloud(),  # type: ignore[arg-type]
                     llm_queue_depth=lambda: depth[0])  # fmt: skip
     assert (await _say(router, "What is two plus two?"))[1].route == "local_llm"
     depth[0] = 3
@@ -184,7 +186,7 @@ async def test_overflow_sends_turns_to_the_cloud_when_the_local_queue_is_deep() 
 async def test_cloud_unreachable_falls_back_to_the_local_llm() -> None:
     local = FakeLocalLlm()
     cloud = FakeCloud(fail_before=RemoteUnavailable("no responders", "accept"))
-    router = Router(EdgeConfig(), local, routing=FakeRouting(EXAMPLE), cloud=cloud)  # type: ignore[arg-type]
+    router = Router(CFG.llm, CFG.intent, CFG.mcp, local, routing=FakeRouting(EXAMPLE), cloud=cloud)  # type: ignore[arg-type]
     words, result = await _say(router, "Explain why the sky is blue and how sunsets get their colours")
     assert words == "Local answer." and result.chosen == "cloud" and result.route == "local_llm"
     assert result.fell_back == ["cloud->local_llm"]
@@ -193,7 +195,7 @@ async def test_cloud_unreachable_falls_back_to_the_local_llm() -> None:
 async def test_everything_failing_ends_in_the_spoken_apology() -> None:
     local = FakeLocalLlm(fail=RuntimeError("model crashed"))
     cloud = FakeCloud(fail_before=RemoteUnavailable("link down", "accept"))
-    router = Router(EdgeConfig(), local, routing=FakeRouting(EXAMPLE), cloud=cloud)  # type: ignore[arg-type]
+    router = Router(CFG.llm, CFG.intent, CFG.mcp, local, routing=FakeRouting(EXAMPLE), cloud=cloud)  # type: ignore[arg-type]
     words, result = await _say(router, "Explain why the sky is blue and how sunsets get their colours")
     assert words == APOLOGY and result.route == "apology"
 
@@ -201,14 +203,14 @@ async def test_everything_failing_ends_in_the_spoken_apology() -> None:
 async def test_cloud_failing_mid_answer_ends_the_turn_with_a_short_apology() -> None:
     local = FakeLocalLlm()
     cloud = FakeCloud(reply="The sky is blue because of scattering.", fail_after=3)
-    router = Router(EdgeConfig(), local, routing=FakeRouting(EXAMPLE), cloud=cloud)  # type: ignore[arg-type]
+    router = Router(CFG.llm, CFG.intent, CFG.mcp, local, routing=FakeRouting(EXAMPLE), cloud=cloud)  # type: ignore[arg-type]
     words, result = await _say(router, "Explain why the sky is blue and how sunsets get their colours")
     assert words == f"The sky is … {CUT_OFF}" and result.route == "cloud" and local.calls == 0
     assert result.fell_back == ["cut_off"]
 
 
 async def test_a_busy_local_llm_says_busy_without_a_cloud() -> None:
-    router = Router(EdgeConfig(), FakeLocalLlm(fail=BusyError("llm", "queue full")))  # type: ignore[arg-type]
+    router = Router(CFG.llm, CFG.intent, CFG.mcp, FakeLocalLlm(fail=BusyError("llm", "queue full")))  # type: ignore[arg-type]
     result = await router.route(_ctx("What is two plus two?"))
     with pytest.raises(BusyError):
         _ = [d async for d in result.text]
@@ -216,7 +218,7 @@ async def test_a_busy_local_llm_says_busy_without_a_cloud() -> None:
 
 async def test_no_cloud_link_configured_skips_the_cloud() -> None:
     local = FakeLocalLlm()
-    router = Router(EdgeConfig(), local, routing=FakeRouting(EXAMPLE), cloud=None)  # type: ignore[arg-type]
+    router = Router(CFG.llm, CFG.intent, CFG.mcp, local, routing=FakeRouting(EXAMPLE), cloud=None)  # type: ignore[arg-type]
     words, result = await _say(router, "Explain why the sky is blue and how sunsets get their colours")
     assert words == "Local answer." and result.route == "local_llm" and not result.fell_back
     assert "no cloud link on this node" in result.reason
