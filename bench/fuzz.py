@@ -1,4 +1,4 @@
-"""The long fuzz run: the CI fuzz properties (bench/fuzz_targets.py) with many examples and fresh seeds.
+"""The long fuzz run: the CI fuzz properties (tests/fuzz/targets.py) with many examples and fresh seeds.
 
     .venv/bin/python -m bench.fuzz --examples 20000 [--target NAME ...] [--seed N] [--list]
 
@@ -10,6 +10,11 @@ example and the peak RSS growth; then the multi-megabyte inputs with their times
 first property failure, printing hypothesis' falsifying (shrunk) example.
 
 ``--target`` takes a name or a prefix (``messages``, ``nats.stream_reply``); ``--list`` lists them.
+
+Run it from a checkout's root: the targets are test code, kept in tests/fuzz beside the CI tests that
+share them, and ``tests`` is not part of the installed package. The runner itself stays with the
+other long runs (soak, perf_suite): it takes minutes and reports timings, RSS growth and outcome
+counts, which is not what CI runs.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, seed, settings
 
-from bench.fuzz_targets import LARGE_INPUT_LIMIT_S, LARGE_INPUTS, TARGETS, Target, run_large_input
+from tests.fuzz.targets import LARGE_INPUT_LIMIT_S, LARGE_INPUTS, TARGETS, Target, run_large_input
 
 
 @dataclass

@@ -33,12 +33,12 @@ from multidict import CIMultiDict
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from bench.fuzz_targets import client_frames, expected_ota, hostile_client_message, ota_request
 from shared.client.device import DeviceClient
 from shared.protocol import ProtocolError, framing
 from shared.protocol import messages as msgs
 from tests.conftest import EdgeProcess, start_edge, stop_edge
 from tests.fuzz.conftest import fuzz_settings
+from tests.fuzz.targets import client_frames, expected_ota, hostile_client_message, ota_request
 
 MAX_FRAME = 65536  # the edge's default server.max_frame_bytes
 MAX_OTA_BODY = 64 * 1024  # edge_node/http_api.py

@@ -1,6 +1,6 @@
 """Fuzzing what arrives over NATS: heartbeats, cloud worker requests, streamed replies, KV cache entries.
 
-Properties and strategies live in bench/fuzz_targets.py: each parser returns what the message says
+Properties and strategies live in tests/fuzz/targets.py: each parser returns what the message says
 or raises its own error type (HeartbeatError, LlmRequestError, AsrRequestError, a RemoteError
 subclass, ValueError for packed packets); the fleet KV's answer cache reads any value as a fresh
 answer or a miss without raising. The regression cases at the bottom are what fuzzing found.

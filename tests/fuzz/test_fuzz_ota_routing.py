@@ -1,6 +1,6 @@
 """Fuzzing the OTA request parser, the routing config schema and firmware version strings.
 
-Properties and strategies live in bench/fuzz_targets.py: an OTA request is answered with exactly
+Properties and strategies live in tests/fuzz/targets.py: an OTA request is answered with exactly
 the device id / firmware / board docs/protocol.md §1 gives it, or refused with OtaRequestError (HTTP
 400); a routing config validates or raises RoutingConfigError naming the key path it is about.
 The regression cases at the bottom are what fuzzing found.
@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from bench.fuzz_targets import LARGE_INPUT_LIMIT_S
 from provisioning.firmware import parse_version
 from shared.protocol.ota import OtaRequestError, parse_ota_request
 from shared.routing_config import RoutingConfigError, parse_routing
+from tests.fuzz.targets import LARGE_INPUT_LIMIT_S
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """Fuzzing the device wire protocol: JSON text messages, binary audio framing (v1/v2/v3), MCP payloads.
 
-Properties and strategies live in bench/fuzz_targets.py (shared with ``python -m bench.fuzz``):
+Properties and strategies live in tests/fuzz/targets.py (shared with ``python -m bench.fuzz``):
 any input parses to the documented type, checked against what it says, or raises ProtocolError
 with a known code and a message; never anything else. The regression cases at the bottom are the
 inputs fuzzing found that crashed or misparsed before the fixes.

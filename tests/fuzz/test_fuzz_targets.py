@@ -1,4 +1,4 @@
-"""Every fuzz target of bench/fuzz_targets.py (shared with ``python -m bench.fuzz``): device protocol
+"""Every fuzz target of tests/fuzz/targets.py (shared with ``python -m bench.fuzz``): device protocol
 (messages, framing, MCP), OTA, routing config, firmware versions, NATS messages and cache entries.
 
 Any input gives the documented result, checked against what it says, or the documented error with
@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 
-from bench.fuzz_targets import LARGE_INPUT_LIMIT_S, LARGE_INPUTS, TARGETS, LargeInput, run_large_input
 from tests.fuzz.conftest import fuzz_settings
+from tests.fuzz.targets import LARGE_INPUT_LIMIT_S, LARGE_INPUTS, TARGETS, LargeInput, run_large_input
 
 
 @pytest.mark.parametrize("name", list(TARGETS))
