@@ -38,8 +38,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import Counter
 
-from cloud.console.store import Store
 from shared import tokens
+from shared.fleet_registry import FleetRegistry
 from shared.metrics import metrics_handler, set_build_info
 from shared.nats import subjects as s
 from shared.nats.connect import LinkState, connect_until_up
@@ -75,7 +75,7 @@ class ProvisionService:
         self.cfg = cfg
         # HTTPS when tls_cert_file/tls_key_file are set: the OTA answer carries the device's token.
         self.ssl_context = ssl_context or server_context(cfg.tls_cert_file, cfg.tls_key_file)
-        self.store = Store(cfg.db)
+        self.store = FleetRegistry(cfg.db)
         self.key = tokens.load_key(Path(cfg.token_key_file))
         self.firmware = FirmwareStore(cfg.firmware_dir)
         self.directory = EdgeDirectory(cfg.stale_after_s, cfg.sites)

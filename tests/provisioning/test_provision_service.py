@@ -24,10 +24,10 @@ from typing import Any
 import httpx
 import pytest
 
-from cloud.console.store import Store
 from shared import tokens
 from shared.client.device import DeviceClient, DeviceClientError
 from shared.client.ota import ota_request
+from shared.fleet_registry import FleetRegistry
 from shared.nats.local import Hub, Leaf
 from shared.nats.server import free_port
 from tests.conftest import ROOT, EdgeProcess, start_edge, stop_edge
@@ -49,8 +49,8 @@ class Fleet:
     db: str
     key: bytes
 
-    def store(self) -> Store:
-        return Store(self.db)
+    def store(self) -> FleetRegistry:
+        return FleetRegistry(self.db)
 
 
 @pytest.fixture(scope="module")
