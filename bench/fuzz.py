@@ -96,9 +96,11 @@ def _select(names: list[str]) -> list[Target]:
 def _print_stats(target: Target, stats: Stats, run_seed: int) -> None:
     accepted = sum(n for k, n in stats.outcomes.items() if not k.startswith("rejected:"))
     print(f"\n{target.name}  (seed {run_seed})  {target.doc}")
-    print(f"  examples {stats.examples}  accepted {accepted}  rejected {stats.examples - accepted}  "
-          f"max {stats.max_s * 1000:.1f} ms/example  wall {stats.wall_s:.1f} s  "
-          f"peak RSS +{stats.rss_growth_kb / 1024:.1f} MiB")  # fmt: skip
+    print(
+        f"  examples {stats.examples}  accepted {accepted}  rejected {stats.examples - accepted}  "
+        f"max {stats.max_s * 1000:.1f} ms/example  wall {stats.wall_s:.1f} s  "
+        f"peak RSS +{stats.rss_growth_kb / 1024:.1f} MiB"
+    )
     for outcome, count in stats.outcomes.most_common(12):
         print(f"    {count:7d}  {outcome}")
     if len(stats.outcomes) > 12:
@@ -149,8 +151,10 @@ def main(argv: list[str] | None = None) -> int:
             slow = elapsed >= LARGE_INPUT_LIMIT_S
             failures += slow
             growth = max(0, _peak_rss_kb() - rss_before) / 1024
-            print(f"  {item.name:32s} {elapsed * 1000:8.1f} ms  peak RSS +{growth:6.1f} MiB  {outcome}"
-                  f"{'  TOO SLOW' if slow else ''}")  # fmt: skip
+            print(
+                f"  {item.name:32s} {elapsed * 1000:8.1f} ms  peak RSS +{growth:6.1f} MiB  {outcome}"
+                f"{'  TOO SLOW' if slow else ''}"
+            )
     print("\nFAILED" if failures else "\nall properties held")
     return 1 if failures else 0
 

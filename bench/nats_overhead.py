@@ -64,8 +64,11 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def _summary(values: list[float]) -> dict[str, float]:
-    return {"p50": round(statistics.median(values), 2), "p95": round(_pct(values, 0.95), 2),
-            "min": round(min(values), 2)}  # fmt: skip
+    return {
+        "p50": round(statistics.median(values), 2),
+        "p95": round(_pct(values, 0.95), 2),
+        "min": round(min(values), 2),
+    }
 
 
 async def _measure(openai_url: str, leaf_url: str, requests: int) -> dict[str, Any]:
@@ -102,7 +105,7 @@ async def _measure(openai_url: str, leaf_url: str, requests: int) -> dict[str, A
             await direct()
             await via_nats(-1)
         for i in range(requests):
-            for name in (("direct", "nats") if i % 2 == 0 else ("nats", "direct")):
+            for name in ("direct", "nats") if i % 2 == 0 else ("nats", "direct"):
                 first_ms, total_ms = await (direct() if name == "direct" else via_nats(i))
                 rows[name]["first_ms"].append(first_ms)
                 rows[name]["total_ms"].append(total_ms)
@@ -119,8 +122,9 @@ async def _measure(openai_url: str, leaf_url: str, requests: int) -> dict[str, A
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench.nats_overhead", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="bench.nats_overhead", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--requests", type=int, default=60, help="requests per path (default 60)")
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args(argv)
@@ -130,29 +134,97 @@ def main(argv: list[str] | None = None) -> int:
     try:
         oport = free_port()
         olog = work / "openai.log"
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(models.smollm2_gguf()), "--host", "127.0.0.1",
-             "--port", str(oport), "--n_threads", "1", "--n_ctx", "2048", "--model_alias", "smollm2",
-             "--interrupt_requests", "False"], stdout=olog.open("wb"), stderr=subprocess.STDOUT))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "llama_cpp.server",
+                    "--model",
+                    str(models.smollm2_gguf()),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(oport),
+                    "--n_threads",
+                    "1",
+                    "--n_ctx",
+                    "2048",
+                    "--model_alias",
+                    "smollm2",
+                    "--interrupt_requests",
+                    "False",
+                ],
+                stdout=olog.open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+        )
         edge_cred, cloud_cred = new_credential("bench-edge"), new_credential("cloud", "cloud")
         hub_port, leaf_port, edge_port = free_port(), free_port(), free_port()
-        servers.append(start_nats_server(
-            cloud_config(server_name="hub", edges=[edge_cred], clients=[cloud_cred], host="127.0.0.1", port=hub_port,
-                         leaf_port=leaf_port, http_port=None, store_dir=str(work / "js")),
-            work, "hub", "127.0.0.1", hub_port))  # fmt: skip
-        servers.append(start_nats_server(
-            edge_config(server_name="bench-edge", cloud_leaf_urls=[f"nats-leaf://127.0.0.1:{leaf_port}"],
-                        credential=edge_cred, port=edge_port),
-            work, "leaf", "127.0.0.1", edge_port))  # fmt: skip
+        servers.append(
+            start_nats_server(
+                cloud_config(
+                    server_name="hub",
+                    edges=[edge_cred],
+                    clients=[cloud_cred],
+                    host="127.0.0.1",
+                    port=hub_port,
+                    leaf_port=leaf_port,
+                    http_port=None,
+                    store_dir=str(work / "js"),
+                ),
+                work,
+                "hub",
+                "127.0.0.1",
+                hub_port,
+            )
+        )
+        servers.append(
+            start_nats_server(
+                edge_config(
+                    server_name="bench-edge",
+                    cloud_leaf_urls=[f"nats-leaf://127.0.0.1:{leaf_port}"],
+                    credential=edge_cred,
+                    port=edge_port,
+                ),
+                work,
+                "leaf",
+                "127.0.0.1",
+                edge_port,
+            )
+        )
         _wait_for(olog, "Uvicorn running", procs[0])
         cred = work / "cloud.json"
         save_credential(cloud_cred, cred)
         wlog = work / "worker.log"
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "cloud.cli", "worker", "--role", "llm", "--nats", f"nats://127.0.0.1:{hub_port}",
-             "--credential", str(cred), "--openai-url", f"http://127.0.0.1:{oport}/v1", "--model", "smollm2",
-             "--http-port", "0", "--log-level", "WARNING"], cwd=ROOT, stdout=wlog.open("wb"), stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"}))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "cloud.cli",
+                    "worker",
+                    "--role",
+                    "llm",
+                    "--nats",
+                    f"nats://127.0.0.1:{hub_port}",
+                    "--credential",
+                    str(cred),
+                    "--openai-url",
+                    f"http://127.0.0.1:{oport}/v1",
+                    "--model",
+                    "smollm2",
+                    "--http-port",
+                    "0",
+                    "--log-level",
+                    "WARNING",
+                ],
+                cwd=ROOT,
+                stdout=wlog.open("wb"),
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        )
         _wait_for(wlog, "READY worker=", procs[1])
         time.sleep(1.0)  # the leaf learns the worker's interest
         result = asyncio.run(_measure(f"http://127.0.0.1:{oport}/v1", f"nats://127.0.0.1:{edge_port}", args.requests))
@@ -167,12 +239,18 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
     d, n, o = result["direct"], result["nats"], result["overhead_ms"]
     print(f"{args.requests} requests per path, alternating; ms (p50 / p95):")
-    print(f"  direct to the endpoint : first chunk {d['first_ms']['p50']} / {d['first_ms']['p95']}, "
-          f"end {d['total_ms']['p50']} / {d['total_ms']['p95']}")  # fmt: skip
-    print(f"  edge -> NATS -> cloud  : first chunk {n['first_ms']['p50']} / {n['first_ms']['p95']}, "
-          f"end {n['total_ms']['p50']} / {n['total_ms']['p95']}")  # fmt: skip
-    print(f"  NATS overhead          : first chunk {o['first_chunk_p50']} / {o['first_chunk_p95']}, "
-          f"end {o['total_p50']} / {o['total_p95']}")  # fmt: skip
+    print(
+        f"  direct to the endpoint : first chunk {d['first_ms']['p50']} / {d['first_ms']['p95']}, "
+        f"end {d['total_ms']['p50']} / {d['total_ms']['p95']}"
+    )
+    print(
+        f"  edge -> NATS -> cloud  : first chunk {n['first_ms']['p50']} / {n['first_ms']['p95']}, "
+        f"end {n['total_ms']['p50']} / {n['total_ms']['p95']}"
+    )
+    print(
+        f"  NATS overhead          : first chunk {o['first_chunk_p50']} / {o['first_chunk_p95']}, "
+        f"end {o['total_p50']} / {o['total_p95']}"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0

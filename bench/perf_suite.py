@@ -134,8 +134,9 @@ def summary(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench.perf_suite", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="bench.perf_suite", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", default="perf-results", help="directory for the JSON reports and summary.md")
     p.add_argument("--quick", action="store_true", help="short runs: checks the suite, not figures to quote")
     p.add_argument("--sweep", default="10,20,30,45,60", help="device counts for the first-audio sweep")
@@ -150,10 +151,36 @@ def main(argv: list[str] | None = None) -> int:
         "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "host": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
     }
-    _run([PY, "-m", "bench.asr_window", "--threads", "1", "--repeats", "1" if q else "3",
-          "--json", str(out / "asr_window.json")], out / "asr_window.log")  # fmt: skip
-    _run([PY, "-m", "bench.evaluator", "--components", "vad,asr,llm,tts", "--workers", "2",
-          "--requests", "10" if q else "40", "--out", str(out / "eval.json")], out / "eval.log")  # fmt: skip
+    _run(
+        [
+            PY,
+            "-m",
+            "bench.asr_window",
+            "--threads",
+            "1",
+            "--repeats",
+            "1" if q else "3",
+            "--json",
+            str(out / "asr_window.json"),
+        ],
+        out / "asr_window.log",
+    )
+    _run(
+        [
+            PY,
+            "-m",
+            "bench.evaluator",
+            "--components",
+            "vad,asr,llm,tts",
+            "--workers",
+            "2",
+            "--requests",
+            "10" if q else "40",
+            "--out",
+            str(out / "eval.json"),
+        ],
+        out / "eval.log",
+    )
     warm = ["--warmup", "20" if q else "60"]
     for n in [int(x) for x in args.sweep.split(",") if x]:
         results[f"devices-{n}"] = _loadgen(
@@ -163,9 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         out, "devices-30-cold", ["--devices", "30", "--duration", dur, "--ramp", "15", "--rate", "4/min"]
     )
     sat = ["--devices", str(args.saturation_devices), "--duration", sat_dur, "--ramp", "30", "--rate", "4/min", *warm]
-    results["saturation"] = _loadgen(
-        out, "saturation", [*sat, "--naive", "--naive-duration", "30" if q else "90"]
-    )
+    results["saturation"] = _loadgen(out, "saturation", [*sat, "--naive", "--naive-duration", "30" if q else "90"])
     results["saturation-nocache"] = _loadgen(
         out, "saturation-nocache", [*sat, "--edge-env", "XIAOZHI__CACHE__ENABLED=false"]
     )

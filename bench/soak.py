@@ -88,19 +88,34 @@ def analyse(samples: list[Sample], records: list[dict[str, Any]], warmup_s: floa
     def latency(lo: float, hi: float) -> float | None:
         return _pct([r["first_audio_ms"] for r in records if lo <= r["t"] <= hi + 30 and r.get("first_audio_ms")], 0.95)
 
-    out: dict[str, Any] = {"samples": len(samples), "warmup_s": warmup_s, "first_block_s": span[0],
-                           "last_block_s": span[1], "why": []}  # fmt: skip
+    out: dict[str, Any] = {
+        "samples": len(samples),
+        "warmup_s": warmup_s,
+        "first_block_s": span[0],
+        "last_block_s": span[1],
+        "why": [],
+    }
     rss0, rss1 = block(first, "rss_mb"), block(last, "rss_mb")
-    out["rss_mb"] = {"first": round(rss0, 1), "last": round(rss1, 1), "max": max(s.rss_mb for s in steady),
-                     "slope_mb_per_h": round(_slope_per_hour([(s.t, s.rss_mb) for s in steady]), 1),
-                     "anon_first": block(first, "anon_mb"), "anon_last": block(last, "anon_mb"),
-                     "cache_first": block(first, "cache_mb"), "cache_last": block(last, "cache_mb")}  # fmt: skip
+    out["rss_mb"] = {
+        "first": round(rss0, 1),
+        "last": round(rss1, 1),
+        "max": max(s.rss_mb for s in steady),
+        "slope_mb_per_h": round(_slope_per_hour([(s.t, s.rss_mb) for s in steady]), 1),
+        "anon_first": block(first, "anon_mb"),
+        "anon_last": block(last, "anon_mb"),
+        "cache_first": block(first, "cache_mb"),
+        "cache_last": block(last, "cache_mb"),
+    }
     if rss1 > rss0 * 1.05 + 20:
         out["why"].append(f"RSS grew {rss0:.0f} -> {rss1:.0f} MB")
     free0 = _median([s.fds - s.sessions for s in first])
     free1 = _median([s.fds - s.sessions for s in last])
-    out["fds"] = {"first": block(first, "fds"), "last": block(last, "fds"),
-                  "not_sessions_first": free0, "not_sessions_last": free1}  # fmt: skip
+    out["fds"] = {
+        "first": block(first, "fds"),
+        "last": block(last, "fds"),
+        "not_sessions_first": free0,
+        "not_sessions_last": free1,
+    }
     if free1 > free0 + 5:
         out["why"].append(f"file descriptors not held by sessions grew {free0:.0f} -> {free1:.0f}")
     t0, t1 = block(first, "tasks"), block(last, "tasks")
@@ -147,16 +162,22 @@ def _sample(http: str, pid: int, t: float) -> Sample:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="python -m bench.soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--devices", type=int, default=23, help="default: 70 %% of the 2-core edge's 33.4 devices")
     p.add_argument("--rate", default="4/min")
     p.add_argument("--session-turns", type=float, default=5.0, help="turns per session on average (churn)")
     p.add_argument("--every", type=float, default=15.0, help="seconds between samples")
     p.add_argument("--warmup", type=float, help="seconds not judged (default: 2 min, or a fifth of a short run)")
-    p.add_argument("--edge-env", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra environment for the edge, e.g. XIAOZHI__TTS__RELEASE_ARENA=false (repeatable)")
+    p.add_argument(
+        "--edge-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the edge, e.g. XIAOZHI__TTS__RELEASE_ARENA=false (repeatable)",
+    )
     p.add_argument("--out", type=Path, required=True)
     return p
 
@@ -177,10 +198,30 @@ def main(argv: list[str] | None = None) -> int:
     samples: list[Sample] = []
     loadgen_rc = -1
     try:
-        cmd = [sys.executable, "-m", "bench.loadgen.cli", "--url", edge.url, "--http", edge.http,
-               "--devices", str(args.devices), "--duration", str(duration), "--rate", args.rate,
-               "--ramp", "20", "--session-turns", str(args.session_turns), "--out", str(args.out / "loadgen.json"),
-               "--records", str(args.out / "records.jsonl"), "--quiet"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.loadgen.cli",
+            "--url",
+            edge.url,
+            "--http",
+            edge.http,
+            "--devices",
+            str(args.devices),
+            "--duration",
+            str(duration),
+            "--rate",
+            args.rate,
+            "--ramp",
+            "20",
+            "--session-turns",
+            str(args.session_turns),
+            "--out",
+            str(args.out / "loadgen.json"),
+            "--records",
+            str(args.out / "records.jsonl"),
+            "--quiet",
+        ]
         started = time.monotonic()
         with (args.out / "loadgen.log").open("w") as log:
             load = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -202,12 +243,29 @@ def main(argv: list[str] | None = None) -> int:
     records = [json.loads(line) for line in (args.out / "records.jsonl").read_text().splitlines() if line.strip()]
     loadgen = json.loads((args.out / "loadgen.json").read_text())
     verdict = analyse(samples, records, warmup)
-    report = {"minutes": args.minutes, "devices": args.devices, "rate": args.rate, "edge_env": env,
-              "session_turns": args.session_turns, "verdict": verdict,
-              "loadgen": {k: loadgen.get(k) for k in ("turns", "answered_turns_per_s", "busy_turns", "errors",
-                                                      "protocol_errors", "connects", "leaves", "reconnects",
-                                                      "first_audio_ms")},
-              "samples": [asdict(s) for s in samples]}  # fmt: skip
+    report = {
+        "minutes": args.minutes,
+        "devices": args.devices,
+        "rate": args.rate,
+        "edge_env": env,
+        "session_turns": args.session_turns,
+        "verdict": verdict,
+        "loadgen": {
+            k: loadgen.get(k)
+            for k in (
+                "turns",
+                "answered_turns_per_s",
+                "busy_turns",
+                "errors",
+                "protocol_errors",
+                "connects",
+                "leaves",
+                "reconnects",
+                "first_audio_ms",
+            )
+        },
+        "samples": [asdict(s) for s in samples],
+    }
     (args.out / "soak.json").write_text(json.dumps(report, indent=1) + "\n")
     text = render(report)
     (args.out / "soak.txt").write_text(text + "\n")
@@ -220,25 +278,28 @@ def render(report: dict[str, Any]) -> str:
     if "rss_mb" not in v:
         return f"soak: not judged: {'; '.join(v['why'])}"
     fa = lg.get("first_audio_ms") or {}
-    return "\n".join([
-        f"soak: {report['minutes']:g} min, {report['devices']} devices at {report['rate']}, "
-        f"~{report['session_turns']:g} turns per session",
-        f"load: {lg['turns']} turns ({lg['answered_turns_per_s']}/s answered), busy {lg['busy_turns']}, "
-        f"errors {lg['errors']}, protocol errors {lg['protocol_errors']}; {lg['connects']} connects, "
-        f"{lg['leaves']} leaves; first audio p50 {fa.get('p50')} ms, p95 {fa.get('p95')} ms",
-        f"first fifth {v['first_block_s']} s vs last fifth {v['last_block_s']} s (after {v['warmup_s']:g} s warm-up):",
-        f"  RSS {v['rss_mb']['first']} -> {v['rss_mb']['last']} MB (max {v['rss_mb'].get('max')}, slope "
-        f"{v['rss_mb']['slope_mb_per_h']} MB/h; anonymous {v['rss_mb'].get('anon_first')} -> "
-        f"{v['rss_mb'].get('anon_last')} MB; memory caches {v['rss_mb'].get('cache_first')} -> "
-        f"{v['rss_mb'].get('cache_last')} MB)",
-        f"  fds {v['fds']['first']:g} -> {v['fds']['last']:g} (not held by sessions "
-        f"{v['fds']['not_sessions_first']:g} -> {v['fds']['not_sessions_last']:g})",
-        f"  loop tasks {v['tasks']['first']:g} -> {v['tasks']['last']:g} (max {v['tasks']['max']:g}); threads "
-        f"{v['threads']['first']:g} -> {v['threads']['last']:g}; sessions {v['sessions']['first']:g} -> "
-        f"{v['sessions']['last']:g}",
-        f"  p95 first audio {v['first_audio_p95_ms']['first']} -> {v['first_audio_p95_ms']['last']} ms",
-        f"result: {'FLAT' if v['flat'] else 'GREW: ' + '; '.join(v['why'])}",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"soak: {report['minutes']:g} min, {report['devices']} devices at {report['rate']}, "
+            f"~{report['session_turns']:g} turns per session",
+            f"load: {lg['turns']} turns ({lg['answered_turns_per_s']}/s answered), busy {lg['busy_turns']}, "
+            f"errors {lg['errors']}, protocol errors {lg['protocol_errors']}; {lg['connects']} connects, "
+            f"{lg['leaves']} leaves; first audio p50 {fa.get('p50')} ms, p95 {fa.get('p95')} ms",
+            f"first fifth {v['first_block_s']} s vs last fifth {v['last_block_s']} s "
+            f"(after {v['warmup_s']:g} s warm-up):",
+            f"  RSS {v['rss_mb']['first']} -> {v['rss_mb']['last']} MB (max {v['rss_mb'].get('max')}, slope "
+            f"{v['rss_mb']['slope_mb_per_h']} MB/h; anonymous {v['rss_mb'].get('anon_first')} -> "
+            f"{v['rss_mb'].get('anon_last')} MB; memory caches {v['rss_mb'].get('cache_first')} -> "
+            f"{v['rss_mb'].get('cache_last')} MB)",
+            f"  fds {v['fds']['first']:g} -> {v['fds']['last']:g} (not held by sessions "
+            f"{v['fds']['not_sessions_first']:g} -> {v['fds']['not_sessions_last']:g})",
+            f"  loop tasks {v['tasks']['first']:g} -> {v['tasks']['last']:g} (max {v['tasks']['max']:g}); threads "
+            f"{v['threads']['first']:g} -> {v['threads']['last']:g}; sessions {v['sessions']['first']:g} -> "
+            f"{v['sessions']['last']:g}",
+            f"  p95 first audio {v['first_audio_p95_ms']['first']} -> {v['first_audio_p95_ms']['last']} ms",
+            f"result: {'FLAT' if v['flat'] else 'GREW: ' + '; '.join(v['why'])}",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,9 @@ VARIANTS = {
     "release-arena": (True, 0),
     "both": (True, 4096),
 }
-_WORDS = ("the quick brown fox jumps over a lazy dog while seven small birds sing about weather "
-          "and time near the river bank").split()  # fmt: skip
+_WORDS = (
+    "the quick brown fox jumps over a lazy dog while seven small birds sing about weather and time near the river bank"
+).split()
 
 
 def _child(variant: str, voices: int, rounds: int, per_round: int) -> None:
@@ -48,13 +49,23 @@ def _child(variant: str, voices: int, rounds: int, per_round: int) -> None:
     proc = psutil.Process()
     engines = [PiperTts(TtsConfig(release_arena=release)) for _ in range(voices)]
     rng = random.Random(1)
-    plan = [[[(" ".join(rng.choice(_WORDS) for _ in range(rng.choice([3, 6, 10, 15, 22, 30, 40]))))[:199] + "."
-              for _ in range(per_round)] for _ in engines] for _ in range(rounds)]  # fmt: skip
+    plan = [
+        [
+            [
+                (" ".join(rng.choice(_WORDS) for _ in range(rng.choice([3, 6, 10, 15, 22, 30, 40]))))[:199] + "."
+                for _ in range(per_round)
+            ]
+            for _ in engines
+        ]
+        for _ in range(rounds)
+    ]
     out: dict[str, object] = {"variant": variant, "loaded_mb": proc.memory_info().rss / 2**20, "rounds": []}
     for texts in plan:
         t0 = time.perf_counter()
-        threads = [threading.Thread(target=lambda e=e, ts=ts: [e.synthesize(t) for t in ts])
-                   for e, ts in zip(engines, texts, strict=True)]  # fmt: skip
+        threads = [
+            threading.Thread(target=lambda e=e, ts=ts: [e.synthesize(t) for t in ts])
+            for e, ts in zip(engines, texts, strict=True)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -75,8 +86,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results = []
     for variant in VARIANTS:
-        cmd = [sys.executable, "-m", "bench.tts_memory", "--variant", variant, "--voices", str(args.voices),
-               "--rounds", str(args.rounds), "--per-round", str(args.per_round)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.tts_memory",
+            "--variant",
+            variant,
+            "--voices",
+            str(args.voices),
+            "--rounds",
+            str(args.rounds),
+            "--per-round",
+            str(args.per_round),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             print(f"{variant}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
@@ -90,8 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         rss = [x["rss_mb"] for x in r["rounds"]]
         secs = statistics.median(x["s"] for x in r["rounds"])
         ratio = secs / statistics.median(x["s"] for x in base["rounds"])
-        print(f"{r['variant']:18} RSS {r['loaded_mb']:.0f} -> last {rss[-1]:.0f} MB (max {max(rss):.0f}); "
-              f"median round {secs:.1f} s ({ratio:.2f}x)")  # fmt: skip
+        print(
+            f"{r['variant']:18} RSS {r['loaded_mb']:.0f} -> last {rss[-1]:.0f} MB (max {max(rss):.0f}); "
+            f"median round {secs:.1f} s ({ratio:.2f}x)"
+        )
     return 0
 
 

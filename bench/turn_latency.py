@@ -42,8 +42,10 @@ async def measure(url: str, repeats: int) -> dict[str, dict[str, float]]:
                 value = getattr(turn, key)
                 if value is not None:
                     stats[key].append(value)
-            print(f"{kind:8s} #{i + 1}: stt {turn.stt_ms:.0f} ms, first audio {turn.first_audio_ms:.0f} ms, "
-                  f"reply {' '.join(turn.sentences)!r}")  # fmt: skip
+            print(
+                f"{kind:8s} #{i + 1}: stt {turn.stt_ms:.0f} ms, first audio {turn.first_audio_ms:.0f} ms, "
+                f"reply {' '.join(turn.sentences)!r}"
+            )
     return {
         kind: {f"{key}_median": round(statistics.median(v), 1) for key, v in stats.items() if v}
         | {"phrase": PHRASES[kind], "turns": repeats}  # type: ignore[dict-item]

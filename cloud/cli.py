@@ -53,8 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     p = cli.parser(PROG, __doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    nc = cli.add_command(sub, "nats-config", "write the hub's nats-server config and per-edge credentials",
-                         examples=["xiaozhi-cloud nats-config --edges edge-1,edge-2 --out /srv/hub"])  # fmt: skip
+    nc = cli.add_command(
+        sub,
+        "nats-config",
+        "write the hub's nats-server config and per-edge credentials",
+        examples=["xiaozhi-cloud nats-config --edges edge-1,edge-2 --out /srv/hub"],
+    )
     nc.add_argument("--edges", required=True, help="comma-separated edge ids (their leaf-node users)")
     nc.add_argument("--out", required=True, help="directory for cloud.conf and credentials/")
     nc.add_argument("--server-name", default="xiaozhi-cloud-1", help="the hub's server name")
@@ -66,9 +70,15 @@ def _parser() -> argparse.ArgumentParser:
     nc.add_argument("--cluster-port", type=int, help="join a cluster of hubs on this route port")
     nc.add_argument("--routes", default="", help="comma-separated nats-route:// URLs of the other hubs")
 
-    wk = cli.add_command(sub, "worker", "serve LLM or ASR requests from the edges",
-                         examples=["xiaozhi-cloud worker --role llm --nats nats://hub:4222 --credential cloud.json "
-                                   "--openai-url http://vllm:8000/v1 --model qwen-7b"])  # fmt: skip
+    wk = cli.add_command(
+        sub,
+        "worker",
+        "serve LLM or ASR requests from the edges",
+        examples=[
+            "xiaozhi-cloud worker --role llm --nats nats://hub:4222 --credential cloud.json "
+            "--openai-url http://vllm:8000/v1 --model qwen-7b"
+        ],
+    )
     wk.add_argument("--role", choices=["llm", "asr"], required=True, help="what this worker serves")
     wk.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     wk.add_argument("--nats", help="hub URL (default: nats.url, nats://127.0.0.1:4222)")
@@ -78,44 +88,74 @@ def _parser() -> argparse.ArgumentParser:
     wk.add_argument("--id", help="worker id (default: role-host-pid)")
     wk.add_argument("--http-port", type=int, help="port of /metrics, /health, /ready (default 9400; 0: any)")
 
-    rt = cli.add_command(sub, "routing", "the fleet's routing config in the hub's KV bucket",
-                         examples=["xiaozhi-cloud routing push routing.yaml --nats nats://hub:4222 "
-                                   "--credential cloud.json", "xiaozhi-cloud routing show"])  # fmt: skip
+    rt = cli.add_command(
+        sub,
+        "routing",
+        "the fleet's routing config in the hub's KV bucket",
+        examples=[
+            "xiaozhi-cloud routing push routing.yaml --nats nats://hub:4222 --credential cloud.json",
+            "xiaozhi-cloud routing show",
+        ],
+    )
     rsub = rt.add_subparsers(dest="action", required=True, metavar="ACTION")
-    push = cli.add_command(rsub, "push", "validate a routing config, then publish it: every edge applies it at once",
-                           examples=["xiaozhi-cloud routing push routing.yaml --nats nats://hub:4222 "
-                                     "--credential credentials/cloud.json"])  # fmt: skip
+    push = cli.add_command(
+        rsub,
+        "push",
+        "validate a routing config, then publish it: every edge applies it at once",
+        examples=["xiaozhi-cloud routing push routing.yaml --nats nats://hub:4222 --credential credentials/cloud.json"],
+    )
     push.add_argument("file", help="the routing YAML file")
     _hub_flags(push)
-    show = cli.add_command(rsub, "show", "print the routing config the edges follow, with its revision",
-                           examples=["xiaozhi-cloud routing show --nats nats://hub:4222 --timeout 3"])  # fmt: skip
+    show = cli.add_command(
+        rsub,
+        "show",
+        "print the routing config the edges follow, with its revision",
+        examples=["xiaozhi-cloud routing show --nats nats://hub:4222 --timeout 3"],
+    )
     _hub_flags(show)
-    check = cli.add_command(rsub, "check", "validate a routing config file (offline)",
-                            examples=["xiaozhi-cloud routing check routing.yaml"])  # fmt: skip
+    check = cli.add_command(
+        rsub, "check", "validate a routing config file (offline)", examples=["xiaozhi-cloud routing check routing.yaml"]
+    )
     check.add_argument("file", help="the routing YAML file")
 
-    co = cli.add_command(sub, "console", "serve the admin console (fleet, devices, routing, live view, audit)",
-                         examples=["xiaozhi-cloud console --nats nats://127.0.0.1:4222 --credential cloud.json "
-                                   "--insecure-cookies"])  # fmt: skip
+    co = cli.add_command(
+        sub,
+        "console",
+        "serve the admin console (fleet, devices, routing, live view, audit)",
+        examples=["xiaozhi-cloud console --nats nats://127.0.0.1:4222 --credential cloud.json --insecure-cookies"],
+    )
     co.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     co.add_argument("--db", help="SQLAlchemy URL (default: console.db, sqlite:///xiaozhi-console.db)")
     co.add_argument("--host", help="listen address (default: console.host, 127.0.0.1)")
     co.add_argument("--port", type=int, help="listen port; 0: any (default: console.port, 8090)")
     co.add_argument("--nats", help="hub URL: heartbeats in, routing configs out")
     co.add_argument("--credential", help="credential file from nats-config (credentials/cloud.json)")
-    co.add_argument("--insecure-cookies", action="store_true",
-                    help="session cookies without the Secure flag: plain-HTTP try-outs on loopback only")
+    co.add_argument(
+        "--insecure-cookies",
+        action="store_true",
+        help="session cookies without the Secure flag: plain-HTTP try-outs on loopback only",
+    )
 
     example = "XIAOZHI_CONSOLE_PASSWORD='...' xiaozhi-cloud console-admin --username admin"
-    ad = cli.add_command(sub, "console-admin",
-                         "create a console admin (password from XIAOZHI_CONSOLE_PASSWORD or a prompt)",
-                         examples=[example])  # fmt: skip
+    ad = cli.add_command(
+        sub,
+        "console-admin",
+        "create a console admin (password from XIAOZHI_CONSOLE_PASSWORD or a prompt)",
+        examples=[example],
+    )
     ad.add_argument("--username", required=True, help="the admin's login")
-    ad.add_argument("--db", default=os.environ.get("XIAOZHI_CLOUD__CONSOLE__DB", "sqlite:///xiaozhi-console.db"),
-                    help="the console's SQLAlchemy URL (default: XIAOZHI_CLOUD__CONSOLE__DB, as the console reads it)")
+    ad.add_argument(
+        "--db",
+        default=os.environ.get("XIAOZHI_CLOUD__CONSOLE__DB", "sqlite:///xiaozhi-console.db"),
+        help="the console's SQLAlchemy URL (default: XIAOZHI_CLOUD__CONSOLE__DB, as the console reads it)",
+    )
 
-    bk = cli.add_command(sub, "buckets", "create the routing, L2 cache and revoked-device KV buckets (idempotent)",
-                         examples=["xiaozhi-cloud buckets --nats nats://hub:4222 --credential cloud.json"])  # fmt: skip
+    bk = cli.add_command(
+        sub,
+        "buckets",
+        "create the routing, L2 cache and revoked-device KV buckets (idempotent)",
+        examples=["xiaozhi-cloud buckets --nats nats://hub:4222 --credential cloud.json"],
+    )
     _hub_flags(bk)
     bk.add_argument("--cache-ttl-s", type=float, default=7 * 24 * 3600, help="how long L2 cache entries live")
     return p
@@ -194,8 +234,11 @@ async def _buckets(args: argparse.Namespace) -> int:
         js = nc.jetstream(domain=s.JS_DOMAIN)
         await js.create_key_value(KeyValueConfig(bucket=s.ROUTING_BUCKET, history=10, storage=StorageType.FILE))
         for bucket in s.CACHE_BUCKETS.values():
-            await js.create_key_value(KeyValueConfig(bucket=bucket, ttl=cache_ttl_s, history=1,
-                                                     max_value_size=512 * 1024, storage=StorageType.FILE))  # fmt: skip
+            await js.create_key_value(
+                KeyValueConfig(
+                    bucket=bucket, ttl=cache_ttl_s, history=1, max_value_size=512 * 1024, storage=StorageType.FILE
+                )
+            )
         await revoked.open_bucket(js, create=True)  # the console writes it, every edge watches it
         print(f"buckets ready: {s.ROUTING_BUCKET}, {', '.join(s.CACHE_BUCKETS.values())}, {s.REVOKED_BUCKET}")
         return 0

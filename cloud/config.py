@@ -69,8 +69,7 @@ class ConsoleConfig(Settings):
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ConsoleConfig:
-        problem = pair_problem(self.tls_cert_file, self.tls_key_file, "console.tls_cert_file",
-                               "console.tls_key_file")  # fmt: skip
+        problem = pair_problem(self.tls_cert_file, self.tls_key_file, "console.tls_cert_file", "console.tls_key_file")
         if problem:
             raise ValueError(problem)
         return self
@@ -83,5 +82,3 @@ class CloudConfig(Settings):
     llm: LlmWorkerConfig = Field(default_factory=LlmWorkerConfig)
     asr: AsrWorkerConfig = Field(default_factory=AsrWorkerConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
-
-

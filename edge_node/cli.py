@@ -34,28 +34,41 @@ CONFIG_HELP = "YAML settings file (defaults < file < XIAOZHI__* environment < fl
 def _parser() -> argparse.ArgumentParser:
     parser = cli.parser(PROG, __doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    examples = ["xiaozhi-edge serve --config /etc/xiaozhi/edge.yaml",
-                "XIAOZHI__LLM__MODEL_PATH=/opt/qwen.gguf xiaozhi-edge serve --port 9000"]  # fmt: skip
+    examples = [
+        "xiaozhi-edge serve --config /etc/xiaozhi/edge.yaml",
+        "XIAOZHI__LLM__MODEL_PATH=/opt/qwen.gguf xiaozhi-edge serve --port 9000",
+    ]
     serve = cli.add_command(sub, "serve", "serve devices on the configured (default: bundled) models", examples)
     serve.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     serve.add_argument("--host", help="listen address (default: server.host, 0.0.0.0)")
     serve.add_argument("--port", type=int, help="WebSocket port; 0 picks a free one (default: server.port, 8000)")
     serve.add_argument("--http-port", type=int, help="port of OTA, /health, /metrics (default: server.http_port, 8003)")
     serve.add_argument("--node-id", help="this node's id (default: node_id, edge-1)")
-    config = cli.add_command(sub, "config", "print the effective configuration as YAML",
-                             examples=["xiaozhi-edge config --config edge.yaml"])  # fmt: skip
+    config = cli.add_command(
+        sub, "config", "print the effective configuration as YAML", examples=["xiaozhi-edge config --config edge.yaml"]
+    )
     config.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
-    nc = cli.add_command(sub, "nats-config", "write this edge's leaf nats-server config",
-                         examples=["xiaozhi-edge nats-config --cloud nats-leaf://hub:7422 --credential edge-1.json "
-                                   "--out /etc/xiaozhi/nats.conf"])  # fmt: skip
+    nc = cli.add_command(
+        sub,
+        "nats-config",
+        "write this edge's leaf nats-server config",
+        examples=[
+            "xiaozhi-edge nats-config --cloud nats-leaf://hub:7422 --credential edge-1.json "
+            "--out /etc/xiaozhi/nats.conf"
+        ],
+    )
     nc.add_argument("--cloud", required=True, help="the hub's leaf URL(s), comma-separated: nats-leaf://hub:7422")
     nc.add_argument("--credential", help="this edge's credential file from `xiaozhi-cloud nats-config`")
     nc.add_argument("--out", required=True, help="where to write the config (e.g. /etc/xiaozhi/nats.conf)")
     nc.add_argument("--server-name", help="the leaf server's name (default: the credential's user)")
     nc.add_argument("--port", type=int, default=4222, help="loopback port edge processes connect to")
     nc.add_argument("--http-port", type=int, help="loopback monitoring port (none by default)")
-    rc = cli.add_command(sub, "routing-check", "validate a routing config file",
-                         examples=["xiaozhi-edge routing-check deploy/routing.example.yaml"])  # fmt: skip
+    rc = cli.add_command(
+        sub,
+        "routing-check",
+        "validate a routing config file",
+        examples=["xiaozhi-edge routing-check deploy/routing.example.yaml"],
+    )
     rc.add_argument("file", help="the routing YAML file")
     return parser
 
@@ -87,10 +100,14 @@ def _check_model_files(cfg: EdgeConfig) -> None:
     if cfg.timing.profile:
         paths = {"timing.profile": cfg.timing.profile, "vad.model_path": cfg.vad.model_path}
     else:
-        paths = {"vad.model_path": cfg.vad.model_path, "asr.model_path": cfg.asr.model_path,
-                 "asr.sherpa_tokens": cfg.asr.sherpa_tokens if cfg.asr.backend == "sherpa" else "",
-                 "llm.model_path": cfg.llm.model_path, "tts.voice_path": cfg.tts.voice_path,
-                 "tts.voice_config_path": cfg.tts.voice_config_path}  # fmt: skip
+        paths = {
+            "vad.model_path": cfg.vad.model_path,
+            "asr.model_path": cfg.asr.model_path,
+            "asr.sherpa_tokens": cfg.asr.sherpa_tokens if cfg.asr.backend == "sherpa" else "",
+            "llm.model_path": cfg.llm.model_path,
+            "tts.voice_path": cfg.tts.voice_path,
+            "tts.voice_config_path": cfg.tts.voice_config_path,
+        }
     for key, path in paths.items():
         if path and not Path(path).exists():
             raise cli.CliError(f"{key}: model file not found: {path}", cli.EXIT_USAGE)
@@ -114,8 +131,9 @@ def _check_ports(cfg: EdgeConfig) -> None:
                 try:
                     probe.bind(address)
                 except OSError as exc:
-                    raise cli.CliError(f"cannot listen on {cfg.server.host}:{port} ({key}): "
-                                       f"{exc.strerror or exc}") from exc  # fmt: skip
+                    raise cli.CliError(
+                        f"cannot listen on {cfg.server.host}:{port} ({key}): {exc.strerror or exc}"
+                    ) from exc
 
 
 async def _serve(cfg: Any, ssl_context: ssl.SSLContext | None = None) -> None:
@@ -161,8 +179,9 @@ def _main(args: argparse.Namespace) -> int:
         return 0
     overrides: dict[str, Any] = {}
     if args.command == "serve":
-        server = {k: v for k, v in (("host", args.host), ("port", args.port), ("http_port", args.http_port))
-                  if v is not None}  # fmt: skip
+        server = {
+            k: v for k, v in (("host", args.host), ("port", args.port), ("http_port", args.http_port)) if v is not None
+        }
         if server:
             overrides["server"] = server
         if args.node_id:

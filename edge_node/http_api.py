@@ -125,8 +125,13 @@ class HttpApi:
             return _error(400, str(exc))
         answer = self._ota_body(request, ota)
         self.node.record_firmware(ota.device_id, answer["firmware"]["version"])
-        log.info("OTA: device %s (%s) -> %s", ota.device_id, request.headers.get("User-Agent", "?"),
-                 answer["websocket"]["url"], extra={"device_id": ota.device_id})  # fmt: skip
+        log.info(
+            "OTA: device %s (%s) -> %s",
+            ota.device_id,
+            request.headers.get("User-Agent", "?"),
+            answer["websocket"]["url"],
+            extra={"device_id": ota.device_id},
+        )
         return web.json_response(answer)
 
     async def ota_info(self, request: web.Request) -> web.Response:

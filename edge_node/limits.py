@@ -51,8 +51,9 @@ class Bucket:
 class TokenBuckets:
     """One bucket per key: ``burst`` tokens, refilled at ``rate_per_s``; ``rate_per_s`` 0 allows everything."""
 
-    def __init__(self, rate_per_s: float, burst: float, max_keys: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self, rate_per_s: float, burst: float, max_keys: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rate_per_s = rate_per_s
         self.burst = max(1.0, burst)
         self.max_keys = max_keys
@@ -141,8 +142,15 @@ class DeviceLimits:
         metrics.RATE_LIMITED.labels(kind=kind).inc()
         dropped = bucket.log_due(self.cfg.log_every_s, self.clock())
         if dropped is not None:
-            log.warning("rate limit: %s from %s over %s: %s (%d refused since the last such line)",
-                        what, device_id, limit, outcome, dropped, extra={"device_id": device_id})  # fmt: skip
+            log.warning(
+                "rate limit: %s from %s over %s: %s (%d refused since the last such line)",
+                what,
+                device_id,
+                limit,
+                outcome,
+                dropped,
+                extra={"device_id": device_id},
+            )
 
     def _allow(self, buckets: TokenBuckets, kind: str, device_id: str, what: str, outcome: str) -> bool:
         bucket = buckets.take(device_id.lower())

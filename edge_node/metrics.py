@@ -24,9 +24,16 @@ from shared.metrics import (
 )
 
 __all__ = [
-    "BUILD", "CLOUD_LINK_CONFIGURED", "CLOUD_LINK_UP", "LATENCY_BUCKETS", "LLM_TOKENS", "LOOP_LAG", "STAGE_SECONDS",
-    "set_build_info", "watch_loop_lag",
-]  # fmt: skip
+    "BUILD",
+    "CLOUD_LINK_CONFIGURED",
+    "CLOUD_LINK_UP",
+    "LATENCY_BUCKETS",
+    "LLM_TOKENS",
+    "LOOP_LAG",
+    "STAGE_SECONDS",
+    "set_build_info",
+    "watch_loop_lag",
+]
 
 # -- devices and sessions ---------------------------------------------------------------------
 SESSIONS = Gauge("xiaozhi_sessions_active", "Open device sessions", ["transport"])

@@ -142,8 +142,12 @@ class EdgeServer:
             metrics.REVOCATIONS_ENFORCED.labels(action="refused").inc()
             refused = self._revoked_log.due(device_id.lower())
             if refused is not None:
-                log.warning("refused %s: device revoked (%d refused since the last such line)", device_id, refused,
-                            extra={"device_id": device_id})  # fmt: skip
+                log.warning(
+                    "refused %s: device revoked (%d refused since the last such line)",
+                    device_id,
+                    refused,
+                    extra={"device_id": device_id},
+                )
             return connection.respond(HTTPStatus.UNAUTHORIZED, "device revoked\n")
         if not self.ctx.limits.allow_connect(device_id):
             metrics.CONNECTIONS.labels(result="rate_limited").inc()
@@ -174,8 +178,9 @@ class EdgeServer:
             if exc.sent is not None and exc.sent.code == 1009:
                 result = "oversize"
                 metrics.PROTOCOL_ERRORS.labels(code="oversize").inc()
-                session.log.warning("frame larger than %d bytes: connection closed (1009)",
-                                    self.cfg.server.max_frame_bytes)  # fmt: skip
+                session.log.warning(
+                    "frame larger than %d bytes: connection closed (1009)", self.cfg.server.max_frame_bytes
+                )
         except Exception:
             result = "error"
             session.log.exception("session crashed")
@@ -326,13 +331,22 @@ class EdgeServer:
             asyncio.create_task(self._measure_capacity(), name="capacity"),
         ]
         tls = self.ssl_context is not None
-        log.info("edge node %s: WebSocket %s://%s:%d%s, HTTP %s://%s:%d (OTA /xiaozhi/ota/)",
-                 self.cfg.node_id, "wss" if tls else "ws", s.host, self.ws_port, s.ws_path,
-                 "https" if tls else "http", s.host, self.http_port)  # fmt: skip
+        log.info(
+            "edge node %s: WebSocket %s://%s:%d%s, HTTP %s://%s:%d (OTA /xiaozhi/ota/)",
+            self.cfg.node_id,
+            "wss" if tls else "ws",
+            s.host,
+            self.ws_port,
+            s.ws_path,
+            "https" if tls else "http",
+            s.host,
+            self.http_port,
+        )
         if tls and s.public_ws_url.startswith("ws://"):
             # Devices would open plain WebSockets to a TLS port: every handshake would fail.
-            log.warning("server.public_ws_url %s is ws:// but this port speaks TLS: devices need wss://",
-                        s.public_ws_url)  # fmt: skip
+            log.warning(
+                "server.public_ws_url %s is ws:// but this port speaks TLS: devices need wss://", s.public_ws_url
+            )
 
     def _handle_sighup(self, on: bool) -> None:
         """SIGHUP re-reads the routing file at once (the usual daemon reload; it is also polled)."""

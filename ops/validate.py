@@ -58,8 +58,9 @@ class Deployment(BaseModel):
     expect_workers: dict[str, int] = Field(default_factory=lambda: {"llm": 1})
     prometheus: str = ""
     token_key: str = Field("", description="the fleet's device-token key: the probe device gets a token of its own")
-    ca_file: str = Field("", description="PEM CA bundle that signed the fleet's https/wss certificates; "
-                         "empty: the system's CAs")  # fmt: skip
+    ca_file: str = Field(
+        "", description="PEM CA bundle that signed the fleet's https/wss certificates; empty: the system's CAs"
+    )
     probe_text: str = "What time is it?"
     max_first_audio_s: float = Field(3.0, gt=0)
     timeout_s: float = Field(10.0, gt=0)
@@ -86,8 +87,12 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         failed = [c for c in self.checks if c.status == "fail"]
-        return {"started": self.started, "ok": self.ok, "failed": len(failed),
-                "checks": [asdict(c) for c in self.checks]}  # fmt: skip
+        return {
+            "started": self.started,
+            "ok": self.ok,
+            "failed": len(failed),
+            "checks": [asdict(c) for c in self.checks],
+        }
 
     def to_text(self) -> str:
         lines = [f"xiaozhi-validate {self.started}"]
@@ -253,10 +258,20 @@ async def _check_edge(dep: Deployment, base: str, http: httpx.AsyncClient, repor
 
 async def _ota(http: httpx.AsyncClient, url: str) -> dict[str, str]:
     """POST the way the firmware does (docs/protocol.md §1.2) and check the answer keeps it on WebSocket."""
-    headers = {"Device-Id": PROBE_DEVICE, "Client-Id": str(uuid.uuid4()), "User-Agent": "xiaozhi-validate/1",
-               "Accept-Language": "en-US", "Content-Type": "application/json"}  # fmt: skip
-    body = {"version": 2, "mac_address": PROBE_DEVICE, "uuid": headers["Client-Id"],
-            "application": {"name": "xiaozhi", "version": "1.6.0"}, "board": {"type": "xiaozhi-validate"}}  # fmt: skip
+    headers = {
+        "Device-Id": PROBE_DEVICE,
+        "Client-Id": str(uuid.uuid4()),
+        "User-Agent": "xiaozhi-validate/1",
+        "Accept-Language": "en-US",
+        "Content-Type": "application/json",
+    }
+    body = {
+        "version": 2,
+        "mac_address": PROBE_DEVICE,
+        "uuid": headers["Client-Id"],
+        "application": {"name": "xiaozhi", "version": "1.6.0"},
+        "board": {"type": "xiaozhi-validate"},
+    }
     r = await http.post(url, headers=headers, json=body)
     if r.status_code != 200:
         raise CheckFailed(f"{url} answered {r.status_code}: {r.text[:200]}")
@@ -279,8 +294,9 @@ async def _check_session(dep: Deployment, ws: dict[str, str], rec: _Recorder) ->
     if dep.token_key:  # edges that check device tokens: the admin's key signs one for the probe device
         key = await asyncio.to_thread(tokens.load_key, Path(dep.token_key))
         token = tokens.issue(key, PROBE_DEVICE, 600)
-    client = DeviceClient(ws["url"], device_id=PROBE_DEVICE, token=token, hello_timeout_s=dep.timeout_s,
-                          ssl_context=_tls(dep))  # fmt: skip
+    client = DeviceClient(
+        ws["url"], device_id=PROBE_DEVICE, token=token, hello_timeout_s=dep.timeout_s, ssl_context=_tls(dep)
+    )
 
     async def hello() -> str:
         await asyncio.wait_for(client.connect(), dep.timeout_s)
@@ -326,14 +342,22 @@ async def _check_nats(dep: Deployment, edge_ids: list[str], report: Report) -> N
 
     async def connect() -> str:
         nonlocal nc
+
         async def quiet(exc: Exception) -> None:  # the failure is reported as a check, not a traceback
             errors.append(exc)
 
         errors: list[Exception] = []
         # nats-py keeps retrying a refused first connect; the deadline makes that a failed check.
-        connecting = nats.connect(servers=[dep.nats], name="xiaozhi-validate", connect_timeout=dep.timeout_s / 2,
-                                  allow_reconnect=False, max_reconnect_attempts=0, error_cb=quiet,
-                                  user=user, password=password)  # fmt: skip
+        connecting = nats.connect(
+            servers=[dep.nats],
+            name="xiaozhi-validate",
+            connect_timeout=dep.timeout_s / 2,
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+            error_cb=quiet,
+            user=user,
+            password=password,
+        )
         try:
             nc = await asyncio.wait_for(connecting, dep.timeout_s)
         except (TimeoutError, OSError) as exc:
@@ -390,8 +414,10 @@ async def _workers(nc: Any, role: str, want: int) -> str:
         model = next((e["metadata"].get("model") for e in endpoints if e.get("metadata")), "?")
         names.append(f"{meta.get('worker', info.get('id', '?'))}: {model}")
     if len(answers) < want:
-        raise CheckFailed(f"{len(answers)} xiaozhi-{role} worker(s) answered $SRV.INFO, expected at least {want}"
-                          + (f" ({', '.join(names)})" if names else ""))  # fmt: skip
+        raise CheckFailed(
+            f"{len(answers)} xiaozhi-{role} worker(s) answered $SRV.INFO, expected at least {want}"
+            + (f" ({', '.join(names)})" if names else "")
+        )
     if not answers:
         return "none running (none expected)"
     return f"{len(answers)} running: {', '.join(sorted(names))}"
@@ -459,11 +485,14 @@ async def _check_prometheus(base: str, http: httpx.AsyncClient, report: Report) 
         active = [t for t in r.json()["data"]["activeTargets"] if str(t["labels"].get("job", "")).startswith("xiaozhi")]
         if not active:
             raise CheckFailed("no xiaozhi-* scrape job has a target")
-        down = [f"{t['labels'].get('job')} {t['scrapeUrl']}: {t.get('lastError') or t['health']}"
-                for t in active if t["health"] != "up"]  # fmt: skip
+        down = [
+            f"{t['labels'].get('job')} {t['scrapeUrl']}: {t.get('lastError') or t['health']}"
+            for t in active
+            if t["health"] != "up"
+        ]
         if down:
             raise CheckFailed(f"{len(down)} of {len(active)} targets not scraped: " + "; ".join(down))
-        return f"{len(active)} targets up: " + ", ".join(sorted({t['labels']['job'] for t in active}))
+        return f"{len(active)} targets up: " + ", ".join(sorted({t["labels"]["job"] for t in active}))
 
     await rec.run("scrapes", targets)
 
@@ -529,8 +558,17 @@ def _deployment(args: argparse.Namespace) -> Deployment:
         data["edges"] = args.edge
     if args.worker:
         data["workers"] = args.worker
-    for key in ("ota", "nats", "credential", "prometheus", "token_key", "ca_file", "probe_text", "max_first_audio_s",
-                "timeout_s"):
+    for key in (
+        "ota",
+        "nats",
+        "credential",
+        "prometheus",
+        "token_key",
+        "ca_file",
+        "probe_text",
+        "max_first_audio_s",
+        "timeout_s",
+    ):
         value = getattr(args, key)
         if value is not None:
             data[key] = value

@@ -70,8 +70,9 @@ class EdgeDirectory:
     assigned: Counter[str] = field(default_factory=Counter)  # devices per edge, as the database holds them
 
     def __post_init__(self) -> None:
-        self._networks = [(site, ipaddress.ip_network(cidr, strict=False))
-                          for site, cidrs in self.sites.items() for cidr in cidrs]  # fmt: skip
+        self._networks = [
+            (site, ipaddress.ip_network(cidr, strict=False)) for site, cidrs in self.sites.items() for cidr in cidrs
+        ]
 
     def heartbeat(self, edge: str, beat: dict[str, Any], now: float | None = None) -> None:
         self.edges[edge] = _Edge(time.time() if now is None else now, beat)

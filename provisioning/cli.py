@@ -44,10 +44,16 @@ EDGE_CONFIG_DIR = "/etc/xiaozhi"
 def _parser() -> argparse.ArgumentParser:
     p = cli.parser(PROG, __doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sv = cli.add_command(sub, "serve", "the fleet's OTA and activation endpoints",
-                         examples=["xiaozhi-provision serve --config provision.yaml",
-                                   "xiaozhi-provision serve --nats nats://hub:4222 --credential cloud.json "
-                                   "--public-url http://provision.example:8004"])  # fmt: skip
+    sv = cli.add_command(
+        sub,
+        "serve",
+        "the fleet's OTA and activation endpoints",
+        examples=[
+            "xiaozhi-provision serve --config provision.yaml",
+            "xiaozhi-provision serve --nats nats://hub:4222 --credential cloud.json "
+            "--public-url http://provision.example:8004",
+        ],
+    )
     config_help = "YAML settings file (defaults < file < XIAOZHI_PROVISION__* environment < flags)"
     sv.add_argument("--config", metavar="FILE", help=config_help)
     sv.add_argument("--host", help="listen address (default: host, 0.0.0.0)")
@@ -58,10 +64,16 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--token-key", help="the fleet's device-token key file")
     sv.add_argument("--public-url", help="this service as devices reach it (firmware URLs)")
 
-    en = cli.add_command(sub, "enroll-edge", "an edge's identity, NATS leaf credentials and config bundle",
-                         examples=["xiaozhi-provision enroll-edge --edge-id site-a-1 --site site-a --hub-dir "
-                                   "/srv/xiaozhi/hub --hub-leaf-url nats-leaf://hub.example:7422 --token-key "
-                                   "/srv/xiaozhi/device-token.key --out bundles/site-a-1"])  # fmt: skip
+    en = cli.add_command(
+        sub,
+        "enroll-edge",
+        "an edge's identity, NATS leaf credentials and config bundle",
+        examples=[
+            "xiaozhi-provision enroll-edge --edge-id site-a-1 --site site-a --hub-dir "
+            "/srv/xiaozhi/hub --hub-leaf-url nats-leaf://hub.example:7422 --token-key "
+            "/srv/xiaozhi/device-token.key --out bundles/site-a-1"
+        ],
+    )
     en.add_argument("--edge-id", required=True, help="[A-Za-z0-9_-]: the edge's node id and NATS user")
     en.add_argument("--site", default="", help="where it stands; devices of this site are sent to it")
     en.add_argument("--hub-dir", required=True, help="the directory `xiaozhi-cloud nats-config --out` wrote")
@@ -91,8 +103,9 @@ def _enroll(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     leaf = out / "nats-leaf.conf"
-    leaf.write_text(edge_config(server_name=edge, cloud_leaf_urls=[args.hub_leaf_url], credential=cred),
-                    encoding="utf-8")  # fmt: skip
+    leaf.write_text(
+        edge_config(server_name=edge, cloud_leaf_urls=[args.hub_leaf_url], credential=cred), encoding="utf-8"
+    )
     leaf.chmod(0o600)
     shutil.copyfile(key_path, out / "device-token.key")
     (out / "device-token.key").chmod(0o600)
@@ -107,12 +120,17 @@ def _enroll(args: argparse.Namespace) -> int:
     if args.public_host:
         config["server"] = {"public_ws_url": f"ws://{args.public_host}:8000/xiaozhi/v1/"}
     edge_yaml = out / "edge.yaml"
-    edge_yaml.write_text("# written by xiaozhi-provision enroll-edge\n" + yaml.safe_dump(config, sort_keys=False),
-                         encoding="utf-8")  # fmt: skip
+    edge_yaml.write_text(
+        "# written by xiaozhi-provision enroll-edge\n" + yaml.safe_dump(config, sort_keys=False), encoding="utf-8"
+    )
     load_settings(EdgeConfig, edge_yaml, {}, environ={})  # the edge would refuse it otherwise: exit 2
-    (out / "enrollment.json").write_text(json.dumps({"edge_id": edge, "site": args.site,
-                                                     "hub_leaf_url": args.hub_leaf_url,
-                                                     "created_at": int(time.time())}, indent=2) + "\n")  # fmt: skip
+    (out / "enrollment.json").write_text(
+        json.dumps(
+            {"edge_id": edge, "site": args.site, "hub_leaf_url": args.hub_leaf_url, "created_at": int(time.time())},
+            indent=2,
+        )
+        + "\n"
+    )
     users = sorted(p.stem for p in creds.glob("*.json") if p.stem != "cloud")
     print(f"bundle for {edge} in {out}/ (nats-leaf.conf and device-token.key are secrets)")
     print(f"the hub must know the user: xiaozhi-cloud nats-config --edges {','.join(users)} --out {args.hub_dir} ...")
@@ -145,8 +163,13 @@ def _main(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise cli.CliError(str(exc)) from exc
     overrides: dict[str, dict[str, str] | str] = {**client_overrides(args.nats, args.credential, args.log_level)}
-    for flag, key in (("host", "host"), ("port", "port"), ("db", "db"), ("token_key", "token_key_file"),
-                      ("public_url", "public_url")):  # fmt: skip
+    for flag, key in (
+        ("host", "host"),
+        ("port", "port"),
+        ("db", "db"),
+        ("token_key", "token_key_file"),
+        ("public_url", "public_url"),
+    ):
         if getattr(args, flag) is not None:
             overrides[key] = str(getattr(args, flag))
     cfg = load_settings(ProvisionConfig, args.config, overrides, prefix=ENV_PREFIX)

@@ -57,12 +57,15 @@ __all__ = ["ProvisionService"]
 
 MAX_BODY = 64 * 1024
 
-OTA = Counter("xiaozhi_provision_ota_total", "OTA requests by result (served, pending, revoked, no_edge, bad_request)",
-              ["result"])  # fmt: skip
-ACTIVATIONS = Counter("xiaozhi_provision_activations_total", "Activation polls by answer (bound, waiting, unknown)",
-                      ["result"])  # fmt: skip
-ASSIGNMENTS = Counter("xiaozhi_provision_assignments_total", "Edge assignments by reason (sticky, new, edge_down)",
-                      ["reason"])  # fmt: skip
+OTA = Counter(
+    "xiaozhi_provision_ota_total", "OTA requests by result (served, pending, revoked, no_edge, bad_request)", ["result"]
+)
+ACTIVATIONS = Counter(
+    "xiaozhi_provision_activations_total", "Activation polls by answer (bound, waiting, unknown)", ["result"]
+)
+ASSIGNMENTS = Counter(
+    "xiaozhi_provision_assignments_total", "Edge assignments by reason (sticky, new, edge_down)", ["reason"]
+)
 FIRMWARE_OFFERS = Counter("xiaozhi_provision_firmware_offers_total", "OTA answers that offered a firmware image")
 
 
@@ -85,13 +88,19 @@ class ProvisionService:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.app = web.Application(client_max_size=MAX_BODY)
-        self.app.add_routes([
-            web.post("/xiaozhi/ota/", self.ota), web.post("/xiaozhi/ota", self.ota),
-            web.get("/xiaozhi/ota/", self.ota_info),
-            web.post("/xiaozhi/ota/activate", self.activate), web.post("/xiaozhi/ota//activate", self.activate),
-            web.get("/xiaozhi/firmware/{name}", self.firmware_file),
-            web.get("/health", self.health), web.get("/ready", self.ready), web.get("/metrics", metrics_handler),
-        ])  # fmt: skip
+        self.app.add_routes(
+            [
+                web.post("/xiaozhi/ota/", self.ota),
+                web.post("/xiaozhi/ota", self.ota),
+                web.get("/xiaozhi/ota/", self.ota_info),
+                web.post("/xiaozhi/ota/activate", self.activate),
+                web.post("/xiaozhi/ota//activate", self.activate),
+                web.get("/xiaozhi/firmware/{name}", self.firmware_file),
+                web.get("/health", self.health),
+                web.get("/ready", self.ready),
+                web.get("/metrics", metrics_handler),
+            ]
+        )
         set_build_info("provision")
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -103,12 +112,20 @@ class ProvisionService:
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
         self.port = sockets[0].getsockname()[1] if sockets else self.cfg.port
         scheme = "https" if self.ssl_context is not None else "http"
-        log.info("provisioning: OTA at %s://%s:%d/xiaozhi/ota/, devices told %s", scheme, self.cfg.host, self.port,
-                 self.cfg.public_url)  # fmt: skip
+        log.info(
+            "provisioning: OTA at %s://%s:%d/xiaozhi/ota/, devices told %s",
+            scheme,
+            self.cfg.host,
+            self.port,
+            self.cfg.public_url,
+        )
         if self.ssl_context is not None and self.cfg.public_url.startswith("http://"):
             # What devices are told (firmware download URLs) is built from public_url: plain HTTP then.
-            log.warning("TLS is on but public_url %s says http://: devices would be sent to plain HTTP "
-                        "(set public_url to https://...)", self.cfg.public_url)  # fmt: skip
+            log.warning(
+                "TLS is on but public_url %s says http://: devices would be sent to plain HTTP "
+                "(set public_url to https://...)",
+                self.cfg.public_url,
+            )
         self.directory.set_assigned(await asyncio.to_thread(self.store.assigned_counts))
         self._tasks.append(asyncio.create_task(self._recount(), name="recount"))
         if self.cfg.nats.url:
@@ -156,8 +173,9 @@ class ProvisionService:
             return _error(400, str(exc))
         device_id, running, board = ota.device_id, ota.firmware, ota.board
         extra = {"device_id": device_id}
-        device, code = await asyncio.to_thread(self.store.device_for_ota, device_id, running,
-                                               self.cfg.activation_required)  # fmt: skip
+        device, code = await asyncio.to_thread(
+            self.store.device_for_ota, device_id, running, self.cfg.activation_required
+        )
         if device.get("revoked_at") is not None:
             return self._revoked(device_id, running)
         try:
@@ -175,21 +193,38 @@ class ProvisionService:
         token = tokens.issue(self.key, device_id, ttl) if ttl > 0 else ""
         answer["websocket"] = {"url": where.ws_url, "token": token}
         if pending:
-            answer["activation"] = {"code": code, "message": f"{self.cfg.console_url}\n{code}",
-                                    "challenge": device_id, "timeout_ms": 30000}  # fmt: skip
+            answer["activation"] = {
+                "code": code,
+                "message": f"{self.cfg.console_url}\n{code}",
+                "challenge": device_id,
+                "timeout_ms": 30000,
+            }
         OTA.labels(result="pending" if pending else "served").inc()
-        log.info("OTA %s (%s %s): edge %s (%s)%s", device_id, board or "?", running or "?", where.edge, where.reason,
-                 f", activation code {code}" if pending else "", extra=extra)  # fmt: skip
+        log.info(
+            "OTA %s (%s %s): edge %s (%s)%s",
+            device_id,
+            board or "?",
+            running or "?",
+            where.edge,
+            where.reason,
+            f", activation code {code}" if pending else "",
+            extra=extra,
+        )
         return web.json_response(answer)
 
     def _revoked(self, device_id: str, running: str) -> web.Response:
         """No token for a revoked device; the empty one replaces the token it stored (see the module doc)."""
         OTA.labels(result="revoked").inc()
-        log.warning("OTA %s: token revoked in the console: answered without a token", device_id,
-                    extra={"device_id": device_id})  # fmt: skip
-        return web.json_response({"server_time": self._server_time(),
-                                  "firmware": {"version": running or "0.0.0", "url": "", "force": 0},
-                                  "websocket": {"token": ""}})  # fmt: skip
+        log.warning(
+            "OTA %s: token revoked in the console: answered without a token", device_id, extra={"device_id": device_id}
+        )
+        return web.json_response(
+            {
+                "server_time": self._server_time(),
+                "firmware": {"version": running or "0.0.0", "url": "", "force": 0},
+                "websocket": {"token": ""},
+            }
+        )
 
     def _server_time(self) -> dict[str, int]:
         tz = self.cfg.timezone_offset_min
@@ -241,8 +276,9 @@ class ProvisionService:
         return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
 
     async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "nats_connected": self.link.connected,
-                                  "edges_known": len(self.directory.edges)})  # fmt: skip
+        return web.json_response(
+            {"status": "ok", "nats_connected": self.link.connected, "edges_known": len(self.directory.edges)}
+        )
 
     async def ready(self, request: web.Request) -> web.Response:
         healthy = [e for e in self.directory.edges if self.directory.healthy(e)]

@@ -4,5 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .  # one formatter: run `ruff format .` before committing
 mkdir -p test-artifacts
 .venv/bin/python -m pytest -ra --durations=15 "$@"

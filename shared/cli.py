@@ -86,8 +86,13 @@ def _log_level(text: str) -> str:
 
 
 def _add_log_level(p: argparse.ArgumentParser, default: Any) -> None:
-    p.add_argument("--log-level", type=_log_level, default=default, metavar="LEVEL",
-                   help=f"{'/'.join(LOG_LEVELS)} (default: INFO, or log.level from the tool's config)")  # fmt: skip
+    p.add_argument(
+        "--log-level",
+        type=_log_level,
+        default=default,
+        metavar="LEVEL",
+        help=f"{'/'.join(LOG_LEVELS)} (default: INFO, or log.level from the tool's config)",
+    )
 
 
 def parser(prog: str, description: str | None, epilog: str | None = None) -> argparse.ArgumentParser:

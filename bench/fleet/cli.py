@@ -36,8 +36,9 @@ __all__ = ["main", "passed", "render"]
 def _parser() -> argparse.ArgumentParser:
     p = cli.parser("xiaozhi-fleet", __doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    r = cli.add_command(sub, "run", "run a fleet and report",
-                        examples=["xiaozhi-fleet run --devices 1000 --edges 8 --out fleet-report"])  # fmt: skip
+    r = cli.add_command(
+        sub, "run", "run a fleet and report", examples=["xiaozhi-fleet run --devices 1000 --edges 8 --out fleet-report"]
+    )
     r.add_argument("--devices", type=int, default=1000, help="simulated devices")
     r.add_argument("--edges", type=int, default=8, help="edge nodes (each with its own leaf nats-server)")
     r.add_argument("--max-sessions", type=int, default=150, help="sessions per edge")
@@ -50,11 +51,18 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--balance-tolerance", type=float, default=0.1, help="(max - min) / mean devices per edge")
     r.add_argument("--profile", type=Path, default=DEFAULT_PROFILE, help="the edges' timing profile")
     r.add_argument("--mix", type=Path, help="the talkers' utterance mix (default: the load generator's)")
-    r.add_argument("--out", type=Path, help="directory for report.json, report.txt and the processes' logs "
-                   "(default: a new temporary directory)")  # fmt: skip
+    r.add_argument(
+        "--out",
+        type=Path,
+        help="directory for report.json, report.txt and the processes' logs (default: a new temporary directory)",
+    )
     r.add_argument("--seed", type=int, default=7, help="random seed")
-    c = cli.add_command(sub, "calibrate", "write a timing profile from an xiaozhi-eval report",
-                        examples=["xiaozhi-fleet calibrate eval.json --out timing.yaml"])  # fmt: skip
+    c = cli.add_command(
+        sub,
+        "calibrate",
+        "write a timing profile from an xiaozhi-eval report",
+        examples=["xiaozhi-fleet calibrate eval.json --out timing.yaml"],
+    )
     c.add_argument("eval_json", type=Path, help="the JSON report of `xiaozhi-eval --out`")
     c.add_argument("-o", "--out", type=Path, required=True, help="the timing profile (YAML) to write")
     c.add_argument("--mix", type=Path, help="the phrases the timing ASR hands out (default: the load generator's)")
@@ -90,10 +98,12 @@ def render(report: dict[str, Any]) -> str:
         f"{'edge':<10}{'devices':>8}{'talking':>8}{'turns/s':>9}{'answered':>9}{'escal.':>8}{'cpu s':>8}",
     ]
     for name, e in report["per_edge"].items():
-        lines.append(f"{name:<10}{e['connected_at_balance']:>8}{e['talkers']:>8}{e['turns_per_s'] or 0:>9.2f}"
-                     f"{e['answered'] or 0:>9.0f}"
-                     f"{e['escalations'] or 0:>8.0f}{e['cpu_s'] or 0:>8.1f}"
-                     f"{'  (killed)' if e['killed'] else ''}")  # fmt: skip
+        lines.append(
+            f"{name:<10}{e['connected_at_balance']:>8}{e['talkers']:>8}{e['turns_per_s'] or 0:>9.2f}"
+            f"{e['answered'] or 0:>9.0f}"
+            f"{e['escalations'] or 0:>8.0f}{e['cpu_s'] or 0:>8.1f}"
+            f"{'  (killed)' if e['killed'] else ''}"
+        )
     lines += [
         "",
         f"turns: {t['turns_per_s']}/s over the edges; device side {t['device_side']} "
@@ -104,8 +114,10 @@ def render(report: dict[str, Any]) -> str:
         f"{report['escalations']['worker_served']} answered by the cloud worker",
     ]
     if "cpu" in report:
-        lines.append(f"cpu: machine {report['cpu']['machine_busy_pct']} % busy (100 = all cores); the simulated "
-                     f"devices' process used {report['cpu']['devices_process_cpu_s']} CPU-s")  # fmt: skip
+        lines.append(
+            f"cpu: machine {report['cpu']['machine_busy_pct']} % busy (100 = all cores); the simulated "
+            f"devices' process used {report['cpu']['devices_process_cpu_s']} CPU-s"
+        )
     if k is not None:
         r = k["recovery_ms"]
         lines += [
@@ -137,10 +149,17 @@ def _main(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}")
         return 0
     try:
-        spec = RunSpec(devices=args.devices, talkers=args.talkers, rate_per_min=parse_rate(args.rate),
-                       boot_s=args.boot, duration_s=args.duration,
-                       kill_at_s=args.kill_at if args.kill_at >= 0 else None, kill_edge=args.kill_edge,
-                       balance_tolerance=args.balance_tolerance, seed=args.seed)  # fmt: skip
+        spec = RunSpec(
+            devices=args.devices,
+            talkers=args.talkers,
+            rate_per_min=parse_rate(args.rate),
+            boot_s=args.boot,
+            duration_s=args.duration,
+            kill_at_s=args.kill_at if args.kill_at >= 0 else None,
+            kill_edge=args.kill_edge,
+            balance_tolerance=args.balance_tolerance,
+            seed=args.seed,
+        )
     except ValueError as exc:
         raise cli.CliError(str(exc), cli.EXIT_USAGE) from exc
     if args.devices < 1 or args.edges < 1 or not 0 <= args.talkers <= 1:
@@ -150,8 +169,9 @@ def _main(args: argparse.Namespace) -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="xiaozhi-fleet-"))
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="xiaozhi-fleet-work-"))
-    topo = FleetTopology(FleetSpec(edges=args.edges, max_sessions=args.max_sessions, profile=args.profile),
-                         work, out / "logs")  # fmt: skip
+    topo = FleetTopology(
+        FleetSpec(edges=args.edges, max_sessions=args.max_sessions, profile=args.profile), work, out / "logs"
+    )
     try:
         topo.start()
         report = asyncio.run(run_fleet(topo, spec, mix))

@@ -55,9 +55,17 @@ class DeviceLog:
     _lost_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"index": self.index, "device_id": self.device_id, "talker": self.talker, "edge": self.edge,
-                "edges": self.edges, "ota_failures": self.ota_failures, "connect_failures": self.connect_failures,
-                "lost": self.lost, "recovered": self.recovered}  # fmt: skip
+        return {
+            "index": self.index,
+            "device_id": self.device_id,
+            "talker": self.talker,
+            "edge": self.edge,
+            "edges": self.edges,
+            "ota_failures": self.ota_failures,
+            "connect_failures": self.connect_failures,
+            "lost": self.lost,
+            "recovered": self.recovered,
+        }
 
 
 @dataclass
@@ -187,8 +195,9 @@ async def _talk(
                 return
             continue
         category, phrase = sampler.sample()
-        record = await one_turn(client, dev.index, category, phrase, bank[phrase], load, turn_timeout_s,
-                                DEFAULT_PREBUFFER)  # fmt: skip
+        record = await one_turn(
+            client, dev.index, category, phrase, bank[phrase], load, turn_timeout_s, DEFAULT_PREBUFFER
+        )
         load.records.append(record)
         turn_s = (record.turn_total_ms or 0.0) / 1000.0
         think = rng.expovariate(1.0 / max(MIN_THINK_S, interval - turn_s))

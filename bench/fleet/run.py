@@ -55,8 +55,12 @@ def _pct(values: list[float], q: float) -> float | None:
 
 
 def _summary(values: list[float]) -> dict[str, Any]:
-    return {"n": len(values), "p50": _pct(values, 0.5), "p95": _pct(values, 0.95),
-            "max": round(max(values), 1) if values else None}  # fmt: skip
+    return {
+        "n": len(values),
+        "p50": _pct(values, 0.5),
+        "p95": _pct(values, 0.95),
+        "max": round(max(values), 1) if values else None,
+    }
 
 
 @dataclass
@@ -93,9 +97,15 @@ def _balance(counts: dict[str, int], tolerance: float) -> dict[str, Any]:
         return {"per_edge": {}, "within_tolerance": False}
     mean = statistics.fmean(values)
     spread = (max(values) - min(values)) / mean if mean else 0.0
-    return {"per_edge": dict(sorted(counts.items())), "mean": round(mean, 1), "min": min(values),
-            "max": max(values), "spread": round(spread, 3), "tolerance": tolerance,
-            "within_tolerance": spread <= tolerance}  # fmt: skip
+    return {
+        "per_edge": dict(sorted(counts.items())),
+        "mean": round(mean, 1),
+        "min": min(values),
+        "max": max(values),
+        "spread": round(spread, 3),
+        "tolerance": tolerance,
+        "within_tolerance": spread <= tolerance,
+    }
 
 
 async def run_fleet(topo: FleetTopology, spec: RunSpec, mix: Mix | None = None) -> dict[str, Any]:
@@ -117,11 +127,17 @@ async def run_fleet(topo: FleetTopology, spec: RunSpec, mix: Mix | None = None) 
         edges = {n: e for n, e in topo.edges.items() if e.process is not None}
         before = {n: await _counters(http, e.process.http, e.process.pid) for n, e in edges.items()}  # type: ignore[union-attr]
         tasks = [
-            asyncio.create_task(run_fleet_device(
-                dev, state, http, spec.boot_s * i / max(1, spec.devices),
-                bank if dev.talker else None,
-                MixSampler(mix, random.Random(spec.seed * 7919 + i)) if dev.talker else None,
-                spec.rate_per_min))  # fmt: skip
+            asyncio.create_task(
+                run_fleet_device(
+                    dev,
+                    state,
+                    http,
+                    spec.boot_s * i / max(1, spec.devices),
+                    bank if dev.talker else None,
+                    MixSampler(mix, random.Random(spec.seed * 7919 + i)) if dev.talker else None,
+                    spec.rate_per_min,
+                )
+            )
             for i, dev in enumerate(state.devices)
         ]
         sampler = asyncio.create_task(_sample(state, timeline))
@@ -149,8 +165,10 @@ async def run_fleet(topo: FleetTopology, spec: RunSpec, mix: Mix | None = None) 
     elapsed = loop.time() - t0
     cpu1, own1 = psutil.cpu_times(), psutil.Process().cpu_times()
     busy = (sum(cpu1) - cpu1.idle - cpu1.iowait) - (sum(cpu0) - cpu0.idle - cpu0.iowait)
-    cpu = {"machine_busy_pct": round(100 * busy / max(1e-9, sum(cpu1) - sum(cpu0)), 1),
-           "devices_process_cpu_s": round(own1.user + own1.system - own0.user - own0.system, 1)}  # fmt: skip
+    cpu = {
+        "machine_busy_pct": round(100 * busy / max(1e-9, sum(cpu1) - sum(cpu0)), 1),
+        "devices_process_cpu_s": round(own1.user + own1.system - own0.user - own0.system, 1),
+    }
     report = _report(topo, spec, state, steady, kill, before, after, worker_text, timeline, elapsed, n_talkers)
     report["cpu"] = cpu
     return report
@@ -180,9 +198,12 @@ async def _wait_all_connected(state: FleetState, spec: RunSpec, topo: FleetTopol
                 except (httpx.HTTPError, ValueError, KeyError):
                     sessions[name] = -1
     connected = {n: state.connected[n] for n in topo.edges}
-    return {"all_connected_s": round(all_connected_s, 1) if all_connected_s is not None else None,
-            "connected": sum(connected.values()), "edge_sessions": sessions,
-            "balance": _balance(connected, spec.balance_tolerance)}  # fmt: skip
+    return {
+        "all_connected_s": round(all_connected_s, 1) if all_connected_s is not None else None,
+        "connected": sum(connected.values()),
+        "edge_sessions": sessions,
+        "balance": _balance(connected, spec.balance_tolerance),
+    }
 
 
 async def _kill_and_watch(topo: FleetTopology, state: FleetState, victim: str, spec: RunSpec) -> dict[str, Any]:
@@ -195,8 +216,11 @@ async def _kill_and_watch(topo: FleetTopology, state: FleetState, victim: str, s
         if all(any(t >= killed_t for t, _, _ in d.recovered) for d in on_victim):
             break
         await asyncio.sleep(0.2)
-    recovered = [next(r for r in d.recovered if r[0] >= killed_t) for d in on_victim
-                 if any(r[0] >= killed_t for r in d.recovered)]  # fmt: skip
+    recovered = [
+        next(r for r in d.recovered if r[0] >= killed_t)
+        for d in on_victim
+        if any(r[0] >= killed_t for r in d.recovered)
+    ]
     ms = [r[1] for r in recovered]
     alive = {n: state.connected[n] for n in topo.edges if n != victim}
     return {
@@ -256,26 +280,32 @@ def _report(
         "engines": {
             "edge": f"TIMING ENGINES (edge_node/engines/timing.py) from {profile.source}",
             "cloud_llm": f"timing stand-in for vLLM (bench/fleet/timing_openai.py): first token "
-                         f"{topo.spec.cloud_first_token_s} s, {topo.spec.cloud_per_token_s} s/token (assumed)",
-        },  # fmt: skip
+            f"{topo.spec.cloud_first_token_s} s, {topo.spec.cloud_per_token_s} s/token (assumed)",
+        },
         "machine": {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)},
-        "topology": {"heartbeat_s": topo.spec.heartbeat_s, "stale_after_s": topo.spec.stale_after_s,
-                     "max_sessions": topo.spec.max_sessions, "routing": str(topo.spec.routing_file)},  # fmt: skip
+        "topology": {
+            "heartbeat_s": topo.spec.heartbeat_s,
+            "stale_after_s": topo.spec.stale_after_s,
+            "max_sessions": topo.spec.max_sessions,
+            "routing": str(topo.spec.routing_file),
+        },
         "spec": asdict(spec),
         "edges": len(topo.edges),
         "devices": spec.devices,
         "talkers": n_talkers,
         "elapsed_s": round(elapsed, 1),
         "boot": {
-            "ota_ms": _summary(ota), "hello_ms": _summary(hello),
+            "ota_ms": _summary(ota),
+            "hello_ms": _summary(hello),
             "ota_failures": sum(d.ota_failures for d in state.devices),
             "connect_failures": sum(d.connect_failures for d in state.devices),
             "never_connected": sum(1 for d in state.devices if d.connected_at is None),
             "all_connected_s": steady["all_connected_s"],
-        },  # fmt: skip
+        },
         "balance": steady["balance"],
-        "edge_sessions_match_devices": all(steady["edge_sessions"].get(n) == c
-                                           for n, c in steady["balance"]["per_edge"].items()),  # fmt: skip
+        "edge_sessions_match_devices": all(
+            steady["edge_sessions"].get(n) == c for n, c in steady["balance"]["per_edge"].items()
+        ),
         "per_edge": per_edge,
         "turns": {
             "device_side": len(records),
@@ -289,7 +319,8 @@ def _report(
         "escalations": {
             "edges_sent": escalated,
             "worker_served": sample_sum(worker_text, "xiaozhi_worker_requests_total", result="ok")
-            if worker_text else None,
+            if worker_text
+            else None,
         },
         "kill": kill,
         "timeline": timeline,

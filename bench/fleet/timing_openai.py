@@ -217,8 +217,14 @@ async def _chat(request: web.Request) -> web.StreamResponse:
                         await resp.write(_chunk(cid, created, spec.model_id, delta, None))
                     await resp.write(_chunk(cid, created, spec.model_id, {}, finish))
                     if req.include_usage:  # vLLM's last chunk: no choices, only usage
-                        final = {"id": cid, "object": "chat.completion.chunk", "created": created,
-                                 "model": spec.model_id, "choices": [], "usage": usage}  # fmt: skip
+                        final = {
+                            "id": cid,
+                            "object": "chat.completion.chunk",
+                            "created": created,
+                            "model": spec.model_id,
+                            "choices": [],
+                            "usage": usage,
+                        }
                         await resp.write(b"data: " + json.dumps(final).encode("utf-8") + b"\n\n")
                     await resp.write(b"data: [DONE]\n\n")
                     await resp.write_eof()
@@ -326,8 +332,9 @@ async def _serve(spec: TimingLlmSpec, host: str, port: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench.fleet.timing_openai", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="bench.fleet.timing_openai", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     d = TimingLlmSpec()
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="0: any free port (default 8000, vLLM's)")

@@ -96,43 +96,105 @@ class FleetTopology:
         for edge in self.edges.values():
             edge.leaf.wait_linked(30)
         log.info("hub and %d leaves up in %.1f s", len(self.edges), time.monotonic() - started)
-        openai = self._spawn("fleet-timing-openai", [
-            sys.executable, "-m", "bench.fleet.timing_openai", "--host", "127.0.0.1", "--port", "0",
-            "--first-token-s", str(self.spec.cloud_first_token_s),
-            "--per-token-s", str(self.spec.cloud_per_token_s)], "READY timing-openai")  # fmt: skip
+        openai = self._spawn(
+            "fleet-timing-openai",
+            [
+                sys.executable,
+                "-m",
+                "bench.fleet.timing_openai",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--first-token-s",
+                str(self.spec.cloud_first_token_s),
+                "--per-token-s",
+                str(self.spec.cloud_per_token_s),
+            ],
+            "READY timing-openai",
+        )
         openai_url = ready_field(openai, "url")
-        worker = self._spawn("fleet-llm-worker", [
-            sys.executable, "-m", "cloud.cli", "worker", "--role", "llm", "--nats", self.hub.url,
-            "--credential", str(cloud_cred), "--openai-url", openai_url, "--model", "qwen2.5-7b-instruct",
-            "--id", "llm-fleet-1", "--http-port", "0"], "READY worker=")  # fmt: skip
+        worker = self._spawn(
+            "fleet-llm-worker",
+            [
+                sys.executable,
+                "-m",
+                "cloud.cli",
+                "worker",
+                "--role",
+                "llm",
+                "--nats",
+                self.hub.url,
+                "--credential",
+                str(cloud_cred),
+                "--openai-url",
+                openai_url,
+                "--model",
+                "qwen2.5-7b-instruct",
+                "--id",
+                "llm-fleet-1",
+                "--http-port",
+                "0",
+            ],
+            "READY worker=",
+        )
         self.worker_http = f"http://127.0.0.1:{ready_field(worker, 'http')}"
         port = free_port()
-        self._spawn("fleet-provision", [
-            sys.executable, "-m", "provisioning.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--db", self.db, "--nats", self.hub.url, "--credential", str(cloud_cred),
-            "--token-key", str(self.key_path), "--public-url", f"http://127.0.0.1:{port}"], "READY provision",
-            env={"XIAOZHI_PROVISION__STALE_AFTER_S": str(self.spec.stale_after_s),
-                 # A fleet registered in advance: devices are served at once, no activation codes.
-                 "XIAOZHI_PROVISION__ACTIVATION_REQUIRED": "false"})  # fmt: skip
+        self._spawn(
+            "fleet-provision",
+            [
+                sys.executable,
+                "-m",
+                "provisioning.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--db",
+                self.db,
+                "--nats",
+                self.hub.url,
+                "--credential",
+                str(cloud_cred),
+                "--token-key",
+                str(self.key_path),
+                "--public-url",
+                f"http://127.0.0.1:{port}",
+            ],
+            "READY provision",
+            env={
+                "XIAOZHI_PROVISION__STALE_AFTER_S": str(self.spec.stale_after_s),
+                # A fleet registered in advance: devices are served at once, no activation codes.
+                "XIAOZHI_PROVISION__ACTIVATION_REQUIRED": "false",
+            },
+        )
         self.provision_url = f"http://127.0.0.1:{port}"
         for edge in self.edges.values():
             self.start_edge(edge)
         self.wait_healthy(len(self.edges), 60)
-        log.info("fleet up in %.1f s: %d edges, provisioning %s", time.monotonic() - started, len(self.edges),
-                 self.provision_url)  # fmt: skip
+        log.info(
+            "fleet up in %.1f s: %d edges, provisioning %s",
+            time.monotonic() - started,
+            len(self.edges),
+            self.provision_url,
+        )
 
     def start_edge(self, edge: FleetEdge) -> None:
         env = {
-            "XIAOZHI__NODE_ID": edge.name, "XIAOZHI__SITE": edge.site, "XIAOZHI__NATS__URL": edge.leaf.url,
+            "XIAOZHI__NODE_ID": edge.name,
+            "XIAOZHI__SITE": edge.site,
+            "XIAOZHI__NATS__URL": edge.leaf.url,
             "XIAOZHI__NATS__HEARTBEAT_S": str(self.spec.heartbeat_s),
             "XIAOZHI__TIMING__PROFILE": str(self.spec.profile),
             "XIAOZHI__ROUTING__FILE": str(self.spec.routing_file),
-            "XIAOZHI__AUTH__DEVICE_TOKENS": "true", "XIAOZHI__AUTH__TOKEN_KEY_FILE": str(self.key_path),
+            "XIAOZHI__AUTH__DEVICE_TOKENS": "true",
+            "XIAOZHI__AUTH__TOKEN_KEY_FILE": str(self.key_path),
             "XIAOZHI__SERVER__MAX_SESSIONS": str(self.spec.max_sessions),
             # Devices hold their sessions for the whole run, speaking or not.
             "XIAOZHI__SERVER__IDLE_TIMEOUT_S": "3600",
             **self.spec.edge_env,
-        }  # fmt: skip
+        }
         edge.process = spawn_edge(f"fleet-{edge.name}", env, timeout=180, log_dir=self.log_dir)
         edge.killed_at = None
 
@@ -185,8 +247,11 @@ class FleetTopology:
 
     def pids(self) -> dict[str, int]:
         """Every process of the fleet (for CPU and memory sampling)."""
-        out = {f"edge:{n}": e.process.pid for n, e in self.edges.items() if e.process is not None
-               and e.process.proc.poll() is None}  # fmt: skip
+        out = {
+            f"edge:{n}": e.process.pid
+            for n, e in self.edges.items()
+            if e.process is not None and e.process.proc.poll() is None
+        }
         for n, e in self.edges.items():
             if e.leaf.server is not None and e.leaf.server.proc.poll() is None:
                 out[f"leaf:{n}"] = e.leaf.server.proc.pid

@@ -78,9 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--idle-devices", type=int, default=0, help="extra devices that connect and stay silent")
     p.add_argument(
-        "--session-turns", type=float, default=0.0,
+        "--session-turns",
+        type=float,
+        default=0.0,
         help="devices leave after this many turns on average and reconnect 1-5 s later (default 0: stay)",
-    )  # fmt: skip
+    )
     p.add_argument(
         "--streaming-devices", type=int, default=0, help="extra devices streaming non-speech audio for the whole run"
     )
@@ -193,8 +195,17 @@ async def _run_load(
     ]
     tasks = [
         asyncio.create_task(
-            run_device(i, args.url, bank, sampler, state, rate, _start_delay(args, i, warmed), args.timeout,
-                       session_turns=args.session_turns)  # fmt: skip
+            run_device(
+                i,
+                args.url,
+                bank,
+                sampler,
+                state,
+                rate,
+                _start_delay(args, i, warmed),
+                args.timeout,
+                session_turns=args.session_turns,
+            )
         )
         for i in range(args.devices)
     ]
@@ -241,9 +252,7 @@ def _start_delay(args: argparse.Namespace, index: int, warmed: bool) -> float:
     return index / max(1, args.devices) if warmed else args.ramp * index / max(1, args.devices)
 
 
-async def _warm_up(
-    args: argparse.Namespace, bank: dict[str, Any], sampler: Any, rate: float, notes: list[str]
-) -> bool:
+async def _warm_up(args: argparse.Namespace, bank: dict[str, Any], sampler: Any, rate: float, notes: list[str]) -> bool:
     """The same load for ``--warmup`` seconds, not counted: caches and queues reach a steady state."""
     loop = asyncio.get_running_loop()
     t0 = loop.time()
@@ -286,9 +295,11 @@ async def _connect_idle(args: argparse.Namespace, bg: Background) -> dict[str, A
     if before is not None and after is not None and bg.idle_connected:
         per_kb = round((after - before) * 1024 / bg.idle_connected, 1)
     if not args.quiet:
-        print(f"idle devices: {bg.idle_connected}/{args.idle_devices} connected in {took:.1f} s, "
-              f"node RSS {before and round(before)} -> {after and round(after)} MB ({per_kb} KB each)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"idle devices: {bg.idle_connected}/{args.idle_devices} connected in {took:.1f} s, "
+            f"node RSS {before and round(before)} -> {after and round(after)} MB ({per_kb} KB each)",
+            file=sys.stderr,
+        )
     return {
         "idle_connect_s": round(took, 2),
         "idle_rss_before_mb": None if before is None else round(before, 1),

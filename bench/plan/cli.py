@@ -65,25 +65,42 @@ def _main(args: argparse.Namespace) -> int:
         measured, points = measured_held(args.validate, args.max_busy)
         predicted = devices_held(model, cores[0], args.rate, req)
         ratio = predicted / measured if measured else float("inf")
-        out = {"cores": cores[0], "rate_per_min": args.rate, "max_busy": args.max_busy, "measured_points": points,
-               "measured_held": round(measured, 1), "predicted_held": predicted, "ratio": round(ratio, 3)}  # fmt: skip
-        print(json.dumps(out, indent=2) if args.json else
-              f"{cores[0]}-core edge at {args.rate:g} turns/min, busy <= {args.max_busy:.0%}: measured "
-              f"{measured:.1f} devices (from {points}), predicted {predicted}: ratio {ratio:.2f}")  # fmt: skip
+        out = {
+            "cores": cores[0],
+            "rate_per_min": args.rate,
+            "max_busy": args.max_busy,
+            "measured_points": points,
+            "measured_held": round(measured, 1),
+            "predicted_held": predicted,
+            "ratio": round(ratio, 3),
+        }
+        print(
+            json.dumps(out, indent=2)
+            if args.json
+            else f"{cores[0]}-core edge at {args.rate:g} turns/min, busy <= {args.max_busy:.0%}: measured "
+            f"{measured:.1f} devices (from {points}), predicted {predicted}: ratio {ratio:.2f}"
+        )
         return 0 if abs(ratio - 1) <= 0.2 else 1
     plans = plan_fleet(model, args.devices, args.rate, cores, req, mix.get("cloud") or {}, prices)
     if args.json:
         print(json.dumps([p.to_json() for p in plans], indent=2))
         return 0
-    print(f"{args.devices} devices at {args.rate:g} turns/min each, busy <= {args.max_busy:.0%}"
-          + (f", p95 first audio <= {args.target_p95:g} s" if args.target_p95 else "") + f" ({args.mix.name})")
-    print(f"{'cores':>5} {'held/edge':>9} {'edges':>6} {'dev/edge':>8} {'p95 s':>6} {'busy':>6} {'CPU':>5} "
-          f"{'GPUs':>5} {'$/month':>9} {'$/dev-month':>11}")  # fmt: skip
+    print(
+        f"{args.devices} devices at {args.rate:g} turns/min each, busy <= {args.max_busy:.0%}"
+        + (f", p95 first audio <= {args.target_p95:g} s" if args.target_p95 else "")
+        + f" ({args.mix.name})"
+    )
+    print(
+        f"{'cores':>5} {'held/edge':>9} {'edges':>6} {'dev/edge':>8} {'p95 s':>6} {'busy':>6} {'CPU':>5} "
+        f"{'GPUs':>5} {'$/month':>9} {'$/dev-month':>11}"
+    )
     for p in plans:
         cost = f"{p.cost_per_month:9.0f}" if p.cost_per_month is not None else f"{'-':>9}"
         per = f"{p.cost_per_device_month:11.2f}" if p.cost_per_device_month is not None else f"{'-':>11}"
-        print(f"{p.cores:>5} {p.devices_held:>9} {p.edges:>6} {p.devices_per_edge:>8} {p.p95_first_audio_s:>6} "
-              f"{p.busy_share:>6.1%} {p.cpu_utilisation:>5.0%} {p.gpu_workers:>5} {cost} {per}")  # fmt: skip
+        print(
+            f"{p.cores:>5} {p.devices_held:>9} {p.edges:>6} {p.devices_per_edge:>8} {p.p95_first_audio_s:>6} "
+            f"{p.busy_share:>6.1%} {p.cpu_utilisation:>5.0%} {p.gpu_workers:>5} {cost} {per}"
+        )
     return 0
 
 

@@ -49,8 +49,11 @@ def _measure(model: EdgeModel, devices: int, rate: float, cores: int, req: Requi
     """(busy share, p95 first audio, CPU utilisation), averaged over the seeds."""
     runs = [simulate_edge(model, devices, rate, cores, req.minutes, seed=s) for s in req.seeds]
     n = len(runs)
-    return (sum(r.busy_share for r in runs) / n, sum(r.percentile(0.95) for r in runs) / n,
-            sum(r.cpu_utilisation for r in runs) / n)  # fmt: skip
+    return (
+        sum(r.busy_share for r in runs) / n,
+        sum(r.percentile(0.95) for r in runs) / n,
+        sum(r.cpu_utilisation for r in runs) / n,
+    )
 
 
 def _ok(model: EdgeModel, devices: int, rate: float, cores: int, req: Requirements) -> bool:
@@ -74,8 +77,15 @@ def devices_held(model: EdgeModel, cores: int, rate_per_min: float, req: Require
     return low
 
 
-def plan_fleet(model: EdgeModel, devices: int, rate_per_min: float, edge_cores: list[int], req: Requirements,
-               cloud: dict[str, Any], prices: dict[str, Any] | None) -> list[EdgePlan]:  # fmt: skip
+def plan_fleet(
+    model: EdgeModel,
+    devices: int,
+    rate_per_min: float,
+    edge_cores: list[int],
+    req: Requirements,
+    cloud: dict[str, Any],
+    prices: dict[str, Any] | None,
+) -> list[EdgePlan]:
     cloud_share = sum(r.share for r in model.routes.values() if r.cloud_total_s > 0)
     cloud_s = sum(r.share * r.cloud_total_s for r in model.routes.values()) / cloud_share if cloud_share else 0.0
     escalated_per_s = devices * rate_per_min / 60.0 * cloud_share
@@ -96,7 +106,18 @@ def plan_fleet(model: EdgeModel, devices: int, rate_per_min: float, edge_cores: 
             edge_price = table.get(cores, table.get(str(cores)))
             if edge_price is not None:
                 cost = edges * float(edge_price) + gpus * float(prices.get("gpu_worker_per_month", 0.0))
-        plans.append(EdgePlan(cores, held, edges, round(per_edge, 1), round(p95, 2), round(busy, 4), round(util, 2),
-                              gpus, round(cost, 2) if cost is not None else None,
-                              round(cost / devices, 3) if cost is not None else None))  # fmt: skip
+        plans.append(
+            EdgePlan(
+                cores,
+                held,
+                edges,
+                round(per_edge, 1),
+                round(p95, 2),
+                round(busy, 4),
+                round(util, 2),
+                gpus,
+                round(cost, 2) if cost is not None else None,
+                round(cost / devices, 3) if cost is not None else None,
+            )
+        )
     return plans

@@ -65,15 +65,23 @@ class EdgeModel:
         routes = {name: RouteCost(**cost) for name, cost in (data.get("routes") or {}).items()}
         if not routes or abs(sum(r.share for r in routes.values()) - 1.0) > 1e-6:
             raise ValueError("routes' shares must add up to 1")
-        keys = ("endpoint_s", "early_commit_s", "budget_s", "service_cv", "overhead_s", "asr_workers_per_core",
-                "llm_workers_per_core", "tts_workers_per_core", "tts_reserved", "tail_max_wait_s")
+        keys = (
+            "endpoint_s",
+            "early_commit_s",
+            "budget_s",
+            "service_cv",
+            "overhead_s",
+            "asr_workers_per_core",
+            "llm_workers_per_core",
+            "tts_workers_per_core",
+            "tts_reserved",
+            "tail_max_wait_s",
+        )
         known = {k: data[k] for k in keys if k in data}
         return cls(routes=routes, **known)
 
     def cpu_per_turn(self) -> float:
-        return self.overhead_s + sum(
-            r.share * (r.asr_s + r.llm_total_s + r.tts_total_s) for r in self.routes.values()
-        )
+        return self.overhead_s + sum(r.share * (r.asr_s + r.llm_total_s + r.tts_total_s) for r in self.routes.values())
 
 
 @dataclass
@@ -97,8 +105,15 @@ class SimResult:
         return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def simulate_edge(model: EdgeModel, devices: int, turns_per_min: float, cores: int, minutes: float = 30.0,
-                  seed: int = 1, warmup_min: float = 2.0) -> SimResult:  # fmt: skip
+def simulate_edge(
+    model: EdgeModel,
+    devices: int,
+    turns_per_min: float,
+    cores: int,
+    minutes: float = 30.0,
+    seed: int = 1,
+    warmup_min: float = 2.0,
+) -> SimResult:
     """Simulate ``minutes`` of traffic; statistics cover turns that start after the warm-up."""
     rng = random.Random(seed)
     env = simpy.Environment()

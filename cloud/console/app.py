@@ -127,8 +127,10 @@ class DeviceOut(BaseModel):
 class RevocationOut(BaseModel):
     device: DeviceOut
     changed: bool = Field(description="False when the device already was in the requested state")
-    published: bool = Field(description="the edges were told through NATS now; if False, the console tells "
-                            "them once it reaches NATS (provisioning refuses tokens at once either way)")  # fmt: skip
+    published: bool = Field(
+        description="the edges were told through NATS now; if False, the console tells "
+        "them once it reaches NATS (provisioning refuses tokens at once either way)"
+    )
     error: str | None = Field(None, description="why it could not be published now")
 
 
@@ -211,8 +213,9 @@ Writer = Annotated[Principal, Depends(writer)]
 
 
 def _diff(old: str, new: str) -> str:
-    return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                        "published", "proposed"))  # fmt: skip
+    return "".join(
+        difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True), "published", "proposed")
+    )
 
 
 def create_app(cfg: ConsoleConfig, store: Store, fleet: Fleet) -> FastAPI:
@@ -230,11 +233,17 @@ def create_app(cfg: ConsoleConfig, store: Store, fleet: Fleet) -> FastAPI:
         finally:
             await fleet.stop()
 
-    app = FastAPI(title="xiaozhi fleet console", version="1", lifespan=lifespan, openapi_url="/api/openapi.json",
-                  docs_url=None, redoc_url=None,
-                  description="The admin console's API: every page does what these endpoints do. Log in with "
-                  "POST /api/login (a session cookie); state-changing requests need the X-CSRF-Token header "
-                  "from the login answer or GET /api/session.")  # fmt: skip
+    app = FastAPI(
+        title="xiaozhi fleet console",
+        version="1",
+        lifespan=lifespan,
+        openapi_url="/api/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        description="The admin console's API: every page does what these endpoints do. Log in with "
+        "POST /api/login (a session cookie); state-changing requests need the X-CSRF-Token header "
+        "from the login answer or GET /api/session.",
+    )
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -246,17 +255,23 @@ def create_app(cfg: ConsoleConfig, store: Store, fleet: Fleet) -> FastAPI:
         return response
 
     app.state.store = store
-    @app.post("/api/login", response_model=SessionOut, tags=["session"],
-              responses={401: {"description": "wrong user name or password"},
-                         429: {"description": "too many failed logins"}})  # fmt: skip
+
+    @app.post(
+        "/api/login",
+        response_model=SessionOut,
+        tags=["session"],
+        responses={401: {"description": "wrong user name or password"}, 429: {"description": "too many failed logins"}},
+    )
     async def login(body: LoginBody, request: Request, response: Response) -> SessionOut:
         address = request.client.host if request.client else "?"
         wait = limiter.retry_after(address, body.username)
         if wait > 0:
-            await db(store.audit, body.username, "login", detail={"address": address, "result": "rate_limited"},
-                     ok=False)  # fmt: skip
-            raise HTTPException(429, f"too many failed logins: try again in {wait:.0f} s",
-                                headers={"Retry-After": str(int(wait) + 1)})  # fmt: skip
+            await db(
+                store.audit, body.username, "login", detail={"address": address, "result": "rate_limited"}, ok=False
+            )
+            raise HTTPException(
+                429, f"too many failed logins: try again in {wait:.0f} s", headers={"Retry-After": str(int(wait) + 1)}
+            )
         found = await db(store.user_hash, body.username)
         ok, rehash = await db(verify_password, found[1] if found else None, body.password)
         if not ok or found is None:
@@ -268,8 +283,15 @@ def create_app(cfg: ConsoleConfig, store: Store, fleet: Fleet) -> FastAPI:
             await db(store.set_password, body.username, rehash)
         token = new_token()
         csrf = await db(store.open_session, found[0], token_hash(token), cfg.session_ttl_h * 3600)
-        response.set_cookie(COOKIE, token, max_age=int(cfg.session_ttl_h * 3600), httponly=True,
-                            secure=cfg.cookie_secure, samesite="strict", path="/")  # fmt: skip
+        response.set_cookie(
+            COOKIE,
+            token,
+            max_age=int(cfg.session_ttl_h * 3600),
+            httponly=True,
+            secure=cfg.cookie_secure,
+            samesite="strict",
+            path="/",
+        )
         await db(store.audit, body.username, "login", detail={"address": address, "result": "ok"})
         return SessionOut(user=body.username, csrf=csrf)
 
@@ -294,14 +316,22 @@ def create_app(cfg: ConsoleConfig, store: Store, fleet: Fleet) -> FastAPI:
             return value if isinstance(value, int | float) and not isinstance(value, bool) else None
 
         link = snap.get("cloud_link")
-        return EdgeOut(id=row["id"], status=fleet.edge_status(row["last_seen"], now), last_seen=row["last_seen"],
-                       age_s=round(now - row["last_seen"], 1), version=row["version"], sessions=num("sessions"),
-                       max_sessions=num("max_sessions"), capacity_turns_per_s=num("capacity_turns_per_s"),
-                       demand_turns_per_s=num("demand_turns_per_s"),
-                       cloud_link=link if isinstance(link, bool) else None,
-                       first_audio_p95_s=num("first_audio_p95_s"), escalation_ratio=num("escalation_ratio"),
-                       ws_url=snap.get("ws_url") if isinstance(snap.get("ws_url"), str) else None,
-                       routing=snap.get("routing") if isinstance(snap.get("routing"), dict) else None)  # fmt: skip
+        return EdgeOut(
+            id=row["id"],
+            status=fleet.edge_status(row["last_seen"], now),
+            last_seen=row["last_seen"],
+            age_s=round(now - row["last_seen"], 1),
+            version=row["version"],
+            sessions=num("sessions"),
+            max_sessions=num("max_sessions"),
+            capacity_turns_per_s=num("capacity_turns_per_s"),
+            demand_turns_per_s=num("demand_turns_per_s"),
+            cloud_link=link if isinstance(link, bool) else None,
+            first_audio_p95_s=num("first_audio_p95_s"),
+            escalation_ratio=num("escalation_ratio"),
+            ws_url=snap.get("ws_url") if isinstance(snap.get("ws_url"), str) else None,
+            routing=snap.get("routing") if isinstance(snap.get("routing"), dict) else None,
+        )
 
     @app.get("/api/edges", response_model=list[EdgeOut], tags=["fleet"])
     async def edges(who: Reader) -> list[EdgeOut]:
@@ -334,8 +364,12 @@ def create_app(cfg: ConsoleConfig, store: Store, fleet: Fleet) -> FastAPI:
         if edge_id and edge_id not in await db(store.edge_ids):
             raise HTTPException(422, f"no edge {edge_id!r} has sent a heartbeat: cannot assign devices to it")
 
-    @app.post("/api/devices/bind", response_model=DeviceOut, tags=["devices"],
-              responses={404: {"description": "no device waits with that code"}})  # fmt: skip
+    @app.post(
+        "/api/devices/bind",
+        response_model=DeviceOut,
+        tags=["devices"],
+        responses={404: {"description": "no device waits with that code"}},
+    )
     async def bind(body: BindBody, who: Writer) -> dict[str, Any]:
         code = body.code.strip()
         if not CODE.match(code):
@@ -369,8 +403,12 @@ def create_app(cfg: ConsoleConfig, store: Store, fleet: Fleet) -> FastAPI:
             return f"{type(exc).__name__}: {exc}"
         return None
 
-    @app.post("/api/devices/{device_id}/revoke", response_model=RevocationOut, tags=["devices"],
-              responses={404: {"description": "no such device"}})  # fmt: skip
+    @app.post(
+        "/api/devices/{device_id}/revoke",
+        response_model=RevocationOut,
+        tags=["devices"],
+        responses={404: {"description": "no such device"}},
+    )
     async def revoke(device_id: str, body: RevokeBody, who: Writer) -> RevocationOut:
         """Revoke the device's token: provisioning issues it none, edges refuse it and drop its session."""
         try:
@@ -378,19 +416,32 @@ def create_app(cfg: ConsoleConfig, store: Store, fleet: Fleet) -> FastAPI:
         except StoreError as exc:
             await db(store.audit, who.username, "device.revoke", device_id, {"error": str(exc)}, ok=False)
             raise HTTPException(404, str(exc)) from exc
-        record = {"revoked_at": found["revoked_at"], "revoked_by": found["revoked_by"],
-                  "reason": found["revoked_reason"]}  # fmt: skip
+        record = {
+            "revoked_at": found["revoked_at"],
+            "revoked_by": found["revoked_by"],
+            "reason": found["revoked_reason"],
+        }
         error = await _tell_edges(lambda: fleet.publish_revocation(found["id"], record))
-        await db(store.audit, who.username, "device.revoke", found["id"],
-                 {"reason": body.reason, "changed": changed, "published": error is None, "error": error})  # fmt: skip
+        await db(
+            store.audit,
+            who.username,
+            "device.revoke",
+            found["id"],
+            {"reason": body.reason, "changed": changed, "published": error is None, "error": error},
+        )
         later = "" if error is None else f"; not published yet: {error}"
         why = (body.reason or "no reason given") if changed else "already revoked"
-        log.warning("device %s revoked by %s (%s)%s", found["id"], who.username, why, later,
-                    extra={"device_id": found["id"]})  # fmt: skip
+        log.warning(
+            "device %s revoked by %s (%s)%s", found["id"], who.username, why, later, extra={"device_id": found["id"]}
+        )
         return RevocationOut(device=DeviceOut(**found), changed=changed, published=error is None, error=error)
 
-    @app.post("/api/devices/{device_id}/unrevoke", response_model=RevocationOut, tags=["devices"],
-              responses={404: {"description": "no such device"}})  # fmt: skip
+    @app.post(
+        "/api/devices/{device_id}/unrevoke",
+        response_model=RevocationOut,
+        tags=["devices"],
+        responses={404: {"description": "no such device"}},
+    )
     async def unrevoke(device_id: str, who: Writer) -> RevocationOut:
         """Lift a revocation: the device gets a token at its next OTA and the edges let it in again."""
         try:
@@ -399,11 +450,22 @@ def create_app(cfg: ConsoleConfig, store: Store, fleet: Fleet) -> FastAPI:
             await db(store.audit, who.username, "device.unrevoke", device_id, {"error": str(exc)}, ok=False)
             raise HTTPException(404, str(exc)) from exc
         error = await _tell_edges(lambda: fleet.withdraw_revocation(found["id"]))
-        await db(store.audit, who.username, "device.unrevoke", found["id"],
-                 {"changed": changed, "published": error is None, "error": error})  # fmt: skip
+        await db(
+            store.audit,
+            who.username,
+            "device.unrevoke",
+            found["id"],
+            {"changed": changed, "published": error is None, "error": error},
+        )
         later = "" if error is None else f"; not published yet: {error}"
-        log.warning("device %s un-revoked by %s%s%s", found["id"], who.username,
-                    "" if changed else " (was not revoked)", later, extra={"device_id": found["id"]})  # fmt: skip
+        log.warning(
+            "device %s un-revoked by %s%s%s",
+            found["id"],
+            who.username,
+            "" if changed else " (was not revoked)",
+            later,
+            extra={"device_id": found["id"]},
+        )
         return RevocationOut(device=DeviceOut(**found), changed=changed, published=error is None, error=error)
 
     # -- routing --------------------------------------------------------------------------------
@@ -420,8 +482,13 @@ def create_app(cfg: ConsoleConfig, store: Store, fleet: Fleet) -> FastAPI:
     async def routing(who: Reader) -> RoutingStateOut:
         text, revision, error = await _current()
         versions = await db(store.routing_versions)
-        return RoutingStateOut(nats_connected=fleet.connected, current=text, kv_revision=revision, error=error,
-                               versions=[RoutingVersionOut(**v) for v in versions])  # fmt: skip
+        return RoutingStateOut(
+            nats_connected=fleet.connected,
+            current=text,
+            kv_revision=revision,
+            error=error,
+            versions=[RoutingVersionOut(**v) for v in versions],
+        )
 
     @app.get("/api/routing/versions/{version_id}", response_model=RoutingVersionOut, tags=["routing"])
     async def routing_version(version_id: int, who: Reader) -> dict[str, Any]:
@@ -455,14 +522,25 @@ def create_app(cfg: ConsoleConfig, store: Store, fleet: Fleet) -> FastAPI:
             await db(store.audit, who.username, action, detail={"error": str(exc)}, ok=False)
             raise HTTPException(503, str(exc)) from exc
         version = await db(store.add_routing_version, text, who.username, comment, revision, rollback_of)
-        await db(store.audit, who.username, action, f"routing v{version['id']}",
-                 {"kv_revision": revision, "comment": comment, "rollback_of": rollback_of, "diff": diff})  # fmt: skip
+        await db(
+            store.audit,
+            who.username,
+            action,
+            f"routing v{version['id']}",
+            {"kv_revision": revision, "comment": comment, "rollback_of": rollback_of, "diff": diff},
+        )
         log.info("routing v%d published by %s as KV revision %d", version["id"], who.username, revision)
         return PublishOut(version=RoutingVersionOut(**version), diff=diff)
 
-    @app.post("/api/routing/publish", response_model=PublishOut, tags=["routing"],
-              responses={422: {"description": "the config is invalid: nothing was published"},
-                         503: {"description": "NATS is unreachable: nothing was published"}})  # fmt: skip
+    @app.post(
+        "/api/routing/publish",
+        response_model=PublishOut,
+        tags=["routing"],
+        responses={
+            422: {"description": "the config is invalid: nothing was published"},
+            503: {"description": "NATS is unreachable: nothing was published"},
+        },
+    )
     async def publish(body: RoutingBody, who: Writer) -> PublishOut:
         return await _publish(who, body.text, body.comment, None)
 

@@ -55,9 +55,16 @@ class LivePoint:
 
 
 class Fleet:
-    def __init__(self, store: Store, nats_url: str, credential: str, stale_after_s: float,
-                 live_interval_s: float = 2.0, live_points: int = 900,
-                 revocation_sync_s: float = 30.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: Store,
+        nats_url: str,
+        credential: str,
+        stale_after_s: float,
+        live_interval_s: float = 2.0,
+        live_points: int = 900,
+        revocation_sync_s: float = 30.0,
+    ) -> None:
         self.store = store
         self.nats_url = nats_url
         self.credential = credential
@@ -139,8 +146,15 @@ class Fleet:
             # A counter that went down is an edge that restarted: its new value is all new turns.
             d = [cur - old if cur >= old else cur for cur, old in zip(totals, prev, strict=True)]
             turns, escalations, hits = turns + d[0], escalations + d[1], hits + d[2]
-        point = LivePoint(round(now, 3), round(turns / dt, 3), round(escalations / dt, 3), round(hits / dt, 3),
-                          max(p95s) if p95s else None, sessions, edges_up)  # fmt: skip
+        point = LivePoint(
+            round(now, 3),
+            round(turns / dt, 3),
+            round(escalations / dt, 3),
+            round(hits / dt, 3),
+            max(p95s) if p95s else None,
+            sessions,
+            edges_up,
+        )
         self.live.append(point)
         return point
 
@@ -162,8 +176,9 @@ class Fleet:
         except nats.js.errors.BucketNotFoundError:
             if not create:
                 return None
-            return await js.create_key_value(KeyValueConfig(bucket=s.ROUTING_BUCKET, history=10,
-                                                            storage=StorageType.FILE))  # fmt: skip
+            return await js.create_key_value(
+                KeyValueConfig(bucket=s.ROUTING_BUCKET, history=10, storage=StorageType.FILE)
+            )
 
     async def current_routing(self) -> tuple[str, int] | None:
         """(text, KV revision) of the published config; None when nothing is published."""
@@ -191,9 +206,12 @@ class Fleet:
     async def publish_revocation(self, device_id: str, record: dict[str, Any]) -> None:
         """Tell the edges: they refuse the device's handshakes and close its session."""
         kv = await self._revoked_kv()
-        await kv.put(revoked.key_of(device_id), revoked.record(device_id, str(record.get("revoked_by", "")),
-                                                               str(record.get("reason", "")),
-                                                               record.get("revoked_at")))  # fmt: skip
+        await kv.put(
+            revoked.key_of(device_id),
+            revoked.record(
+                device_id, str(record.get("revoked_by", "")), str(record.get("reason", "")), record.get("revoked_at")
+            ),
+        )
 
     async def withdraw_revocation(self, device_id: str) -> None:
         kv = await self._revoked_kv()
@@ -217,8 +235,12 @@ class Fleet:
         for key in extra:
             await kv.delete(key)
         if missing or extra:
-            log.info("revoked devices: %d put into and %d deleted from KV %s to match the database",
-                     len(missing), len(extra), s.REVOKED_BUCKET)  # fmt: skip
+            log.info(
+                "revoked devices: %d put into and %d deleted from KV %s to match the database",
+                len(missing),
+                len(extra),
+                s.REVOKED_BUCKET,
+            )
         return len(missing), len(extra)
 
     async def _revocation_loop(self) -> None:

@@ -37,8 +37,15 @@ def serve(cfg: CloudConfig) -> int:
         log.warning("no admin user yet: create one with `xiaozhi-cloud console-admin --username NAME --db %s`", c.db)
     fleet = Fleet(store, cfg.nats.url, cfg.nats.credential, c.stale_after_s, c.live_interval_s)
     app = create_app(c, store, fleet)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, proxy_headers=True, server_header=False,
-                            ssl_certfile=c.tls_cert_file or None, ssl_keyfile=c.tls_key_file or None)  # fmt: skip
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=True,
+        server_header=False,
+        ssl_certfile=c.tls_cert_file or None,
+        ssl_keyfile=c.tls_key_file or None,
+    )
     server = uvicorn.Server(config)
     # The socket is bound here so that port 0 (tests) is known before serving starts.
     sock = socket.create_server((c.host, c.port), family=socket.AF_INET6 if ":" in c.host else socket.AF_INET)

@@ -118,16 +118,18 @@ class Store(FleetRegistry):
         now = time.time()
         with self.tx() as s:
             s.execute(delete(LoginSession).where(LoginSession.expires_at < now))
-            s.add(LoginSession(token_hash=token_hash, user_id=user_id, csrf=csrf, created_at=now,
-                               expires_at=now + ttl_s))  # fmt: skip
+            s.add(
+                LoginSession(token_hash=token_hash, user_id=user_id, csrf=csrf, created_at=now, expires_at=now + ttl_s)
+            )
         return csrf
 
     def session_principal(self, token_hash: str) -> Principal | None:
         with self.tx() as s:
             row = s.execute(
-                select(LoginSession, User).join(User, User.id == LoginSession.user_id)
+                select(LoginSession, User)
+                .join(User, User.id == LoginSession.user_id)
                 .where(LoginSession.token_hash == token_hash)
-            ).first()  # fmt: skip
+            ).first()
             if row is None:
                 return None
             login, user = row
@@ -143,14 +145,28 @@ class Store(FleetRegistry):
     # -- routing versions -----------------------------------------------------------------------
     @staticmethod
     def _version(v: RoutingVersion) -> dict[str, Any]:
-        return {"id": v.id, "author": v.author, "created_at": v.created_at, "comment": v.comment,
-                "kv_revision": v.kv_revision, "rollback_of": v.rollback_of, "text": v.text}  # fmt: skip
+        return {
+            "id": v.id,
+            "author": v.author,
+            "created_at": v.created_at,
+            "comment": v.comment,
+            "kv_revision": v.kv_revision,
+            "rollback_of": v.rollback_of,
+            "text": v.text,
+        }
 
-    def add_routing_version(self, text: str, author: str, comment: str, kv_revision: int | None,
-                            rollback_of: int | None = None) -> dict[str, Any]:  # fmt: skip
+    def add_routing_version(
+        self, text: str, author: str, comment: str, kv_revision: int | None, rollback_of: int | None = None
+    ) -> dict[str, Any]:
         with self.tx() as s:
-            v = RoutingVersion(text=text, author=author, created_at=time.time(), comment=comment[:500],
-                               kv_revision=kv_revision, rollback_of=rollback_of)  # fmt: skip
+            v = RoutingVersion(
+                text=text,
+                author=author,
+                created_at=time.time(),
+                comment=comment[:500],
+                kv_revision=kv_revision,
+                rollback_of=rollback_of,
+            )
             s.add(v)
             s.flush()
             return self._version(v)
@@ -166,16 +182,35 @@ class Store(FleetRegistry):
             return self._version(v) if v else None
 
     # -- audit ----------------------------------------------------------------------------------
-    def audit(self, user: str, action: str, target: str = "", detail: dict[str, Any] | None = None,
-              ok: bool = True) -> None:  # fmt: skip
+    def audit(
+        self, user: str, action: str, target: str = "", detail: dict[str, Any] | None = None, ok: bool = True
+    ) -> None:
         with self.tx() as s:
-            s.add(Audit(at=time.time(), user=user, action=action, target=target[:200],
-                        detail=json.dumps(detail or {}), ok=ok))  # fmt: skip
+            s.add(
+                Audit(
+                    at=time.time(),
+                    user=user,
+                    action=action,
+                    target=target[:200],
+                    detail=json.dumps(detail or {}),
+                    ok=ok,
+                )
+            )
 
     def audit_log(self, limit: int = 200, before_id: int | None = None) -> list[dict[str, Any]]:
         with self.tx() as s:
             q = select(Audit).order_by(Audit.id.desc()).limit(limit)
             if before_id is not None:
                 q = q.where(Audit.id < before_id)
-            return [{"id": a.id, "at": a.at, "user": a.user, "action": a.action, "target": a.target,
-                     "detail": json.loads(a.detail or "{}"), "ok": a.ok} for a in s.scalars(q).all()]  # fmt: skip
+            return [
+                {
+                    "id": a.id,
+                    "at": a.at,
+                    "user": a.user,
+                    "action": a.action,
+                    "target": a.target,
+                    "detail": json.loads(a.detail or "{}"),
+                    "ok": a.ok,
+                }
+                for a in s.scalars(q).all()
+            ]

@@ -122,6 +122,13 @@ class AsrWorker:
         elapsed = time.perf_counter() - started
         metrics.WORKER_REQUESTS.labels(role="asr", result="ok").inc()
         metrics.STAGE_SECONDS.labels(stage="cloud_asr").observe(elapsed)
-        log.info("asr %s: %r (%s, %.0f ms audio, %.0f ms)", self.worker_id, reply["text"][:60], reply["language"],
-                 reply["audio_ms"], elapsed * 1000, extra=ids)  # fmt: skip
+        log.info(
+            "asr %s: %r (%s, %.0f ms audio, %.0f ms)",
+            self.worker_id,
+            reply["text"][:60],
+            reply["language"],
+            reply["audio_ms"],
+            elapsed * 1000,
+            extra=ids,
+        )
         await request.respond(json.dumps(reply).encode("utf-8"), headers={s.H_WORKER: self.worker_id})

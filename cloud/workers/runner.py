@@ -50,8 +50,13 @@ class WorkerHttp:
 
     async def start(self, host: str, port: int) -> None:
         app = web.Application()
-        app.add_routes([web.get("/metrics", metrics.metrics_handler), web.get("/health", self.health),
-                        web.get("/ready", self.ready)])  # fmt: skip
+        app.add_routes(
+            [
+                web.get("/metrics", metrics.metrics_handler),
+                web.get("/health", self.health),
+                web.get("/ready", self.ready),
+            ]
+        )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -67,8 +72,13 @@ class WorkerHttp:
         return web.json_response({"status": "ok", "worker": self.wid, "role": self.role})
 
     async def ready(self, request: web.Request) -> web.Response:
-        body = {"ready": self.serving and self.link.connected, "worker": self.wid, "role": self.role,
-                "nats_connected": self.link.connected, "serving": self.serving}  # fmt: skip
+        body = {
+            "ready": self.serving and self.link.connected,
+            "worker": self.wid,
+            "role": self.role,
+            "nats_connected": self.link.connected,
+            "serving": self.serving,
+        }
         return web.json_response(body, status=200 if body["ready"] else 503)
 
 

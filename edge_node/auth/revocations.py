@@ -38,8 +38,9 @@ __all__ = ["RevocationSource"]
 class RevocationSource(KvWatch):
     task_name = "revocation-watch"
 
-    def __init__(self, link: CloudLink | None, watch: bool = True, resync_s: float = 300.0,
-                 quiet_check_s: float = 3.0) -> None:  # fmt: skip
+    def __init__(
+        self, link: CloudLink | None, watch: bool = True, resync_s: float = 300.0, quiet_check_s: float = 3.0
+    ) -> None:
         super().__init__(link, watch)
         self.resync_s = resync_s
         self.quiet_check_s = quiet_check_s  # how long the watch may be quiet before the bucket is checked

@@ -77,8 +77,9 @@ class DiskCache:
             log.debug(message, *args)
             return
         self._logged.add((op, error))
-        log.warning(message + " (further %s %s errors are counted in xiaozhi_cache_errors_total, not logged)",
-                    *args, op, error)  # fmt: skip
+        log.warning(
+            message + " (further %s %s errors are counted in xiaozhi_cache_errors_total, not logged)", *args, op, error
+        )
 
     def _scan(self) -> None:
         bad = 0
@@ -101,8 +102,9 @@ class DiskCache:
         if bad:
             self.corrupt += bad
             metrics.CACHE_ERRORS.labels(cache=self.dir.name, op="corrupt", error="bad_entry").inc(bad)
-            log.warning("disk cache %s: %d corrupt entries (truncated or not cache files) removed at start",
-                        self.dir, bad)  # fmt: skip
+            log.warning(
+                "disk cache %s: %d corrupt entries (truncated or not cache files) removed at start", self.dir, bad
+            )
         self._evict()
 
     @staticmethod

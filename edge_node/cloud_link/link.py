@@ -95,11 +95,14 @@ class CloudLink:
         while self.nc is None:
             try:
                 # Replies come back to _INBOX.<node id>: the only inboxes the hub lets this edge's leaf receive.
-                self.nc = await connect(self.cfg.url, f"edge {self.node_id}", self.state,
-                                        inbox_prefix=s.inbox_prefix(s.safe_token(self.node_id)))  # fmt: skip
+                self.nc = await connect(
+                    self.cfg.url,
+                    f"edge {self.node_id}",
+                    self.state,
+                    inbox_prefix=s.inbox_prefix(s.safe_token(self.node_id)),
+                )
             except Exception as exc:  # noqa: BLE001 - the node serves locally meanwhile
-                log.warning("nats %s unreachable (%s): cloud routes off, retrying in %.0f s",
-                            self.cfg.url, exc, delay)  # fmt: skip
+                log.warning("nats %s unreachable (%s): cloud routes off, retrying in %.0f s", self.cfg.url, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(10.0, delay * 2)
         self._connected.set()
@@ -183,8 +186,13 @@ class CloudLink:
                 await stream.aclose()
             breaker.success()
             metrics.NATS_REQUESTS.labels(subject_class="llm", result="ok").inc()
-            log.info("cloud llm: turn %s answered by %s in %.0f ms (%d chunks)", turn_id, reply.worker or "?",
-                     (time.perf_counter() - started) * 1000, reply.chunks)  # fmt: skip
+            log.info(
+                "cloud llm: turn %s answered by %s in %.0f ms (%d chunks)",
+                turn_id,
+                reply.worker or "?",
+                (time.perf_counter() - started) * 1000,
+                reply.chunks,
+            )
             return
 
     # -- remote ASR ---------------------------------------------------------------------------

@@ -185,22 +185,33 @@ class StagePool(Generic[M]):
         (``reload``) before this worker takes another job. A reload that fails keeps the old instance:
         a pool with a worker that may fail beats one with a worker missing."""
         if self._reload is None:
-            log.warning("%s worker %d: engine raised %r (instance kept: this pool cannot reload)",
-                        self.stage, index, exc)  # fmt: skip
+            log.warning(
+                "%s worker %d: engine raised %r (instance kept: this pool cannot reload)", self.stage, index, exc
+            )
             return
         started = time.perf_counter()
         try:
             fresh = self._reload(index)
         except Exception as reload_exc:  # noqa: BLE001 - a failed reload must not kill the worker
             metrics.ENGINE_RESTARTS.labels(stage=self.stage, result="failed").inc()
-            log.error("%s worker %d: engine raised %r and reloading it failed (%r): old instance kept",
-                      self.stage, index, exc, reload_exc)  # fmt: skip
+            log.error(
+                "%s worker %d: engine raised %r and reloading it failed (%r): old instance kept",
+                self.stage,
+                index,
+                exc,
+                reload_exc,
+            )
             return
         self.models[index] = fresh
         self.restarts += 1
         metrics.ENGINE_RESTARTS.labels(stage=self.stage, result="ok").inc()
-        log.warning("%s worker %d: engine raised %r: instance replaced by a fresh one (loaded in %.2f s)",
-                    self.stage, index, exc, time.perf_counter() - started)  # fmt: skip
+        log.warning(
+            "%s worker %d: engine raised %r: instance replaced by a fresh one (loaded in %.2f s)",
+            self.stage,
+            index,
+            exc,
+            time.perf_counter() - started,
+        )
 
     @staticmethod
     def _settle(job: _Job, result: Any = None, error: BaseException | None = None) -> None:

@@ -67,8 +67,9 @@ class Engines:
         make = reload or {}
         self.asr_pool = StagePool("asr", asr, q.max_queue, q.asr_max_wait_s, reload=make.get("asr"))
         self.llm_pool = StagePool("llm", llm, q.max_queue, q.llm_max_wait_s, reload=make.get("llm"))
-        self.tts_pool = StagePool("tts", tts, q.max_queue, q.tts_max_wait_s, cfg.tts.reserved_first,
-                                  reload=make.get("tts"))  # fmt: skip
+        self.tts_pool = StagePool(
+            "tts", tts, q.max_queue, q.tts_max_wait_s, cfg.tts.reserved_first, reload=make.get("tts")
+        )
         self._vad_pool = ThreadPoolExecutor(1, thread_name_prefix="vad")
         # Bulk Opus work that is not TTS (decoding a push-to-talk utterance).
         self._audio_pool = ThreadPoolExecutor(1, thread_name_prefix="audio")
@@ -90,13 +91,23 @@ class Engines:
             from edge_node.engines.timing import TimingAsr, TimingLlm, TimingTts, load_profile
 
             profile = load_profile(cfg.timing.profile)
-            log.warning("TIMING ENGINES: ASR, LLM and TTS sleep the times measured by %s and understand "
-                        "nothing (fleet runs only; timing.profile=%s)", profile.source, cfg.timing.profile)  # fmt: skip
-            make = {"asr": lambda i: TimingAsr(profile, i), "llm": lambda _i: TimingLlm(profile),
-                    "tts": lambda _i: TimingTts(profile)}  # fmt: skip
+            log.warning(
+                "TIMING ENGINES: ASR, LLM and TTS sleep the times measured by %s and understand "
+                "nothing (fleet runs only; timing.profile=%s)",
+                profile.source,
+                cfg.timing.profile,
+            )
+            make = {
+                "asr": lambda i: TimingAsr(profile, i),
+                "llm": lambda _i: TimingLlm(profile),
+                "tts": lambda _i: TimingTts(profile),
+            }
         else:
-            make = {"asr": lambda _i: load_asr(cfg.asr), "llm": lambda _i: LlamaLlm(cfg.llm),
-                    "tts": lambda _i: PiperTts(cfg.tts)}  # fmt: skip
+            make = {
+                "asr": lambda _i: load_asr(cfg.asr),
+                "llm": lambda _i: LlamaLlm(cfg.llm),
+                "tts": lambda _i: PiperTts(cfg.tts),
+            }
         asr: list[AsrEngine] = [make["asr"](i) for i in range(n_asr)]
         llm: list[ChatModel] = [make["llm"](i) for i in range(n_llm)]
         tts: list[SpeechModel] = [make["tts"](i) for i in range(n_tts)]

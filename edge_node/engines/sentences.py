@@ -25,9 +25,7 @@ _STRAY_CLOSERS = "”’)]}」』）》"
 _CLAUSE = ",:"
 _CJK_CLAUSE = "，、："
 # A '.' after one of these is not a sentence end.
-_ABBREVIATIONS = frozenset(
-    "mr mrs ms dr prof sr jr st vs etc e.g i.e approx dept est inc ltd co no mt ave fig".split()
-)
+_ABBREVIATIONS = frozenset("mr mrs ms dr prof sr jr st vs etc e.g i.e approx dept est inc ltd co no mt ave fig".split())
 
 
 def _is_cjk(ch: str) -> bool:

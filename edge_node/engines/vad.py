@@ -66,9 +66,7 @@ class SileroVad:
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
         try:
-            self._session = ort.InferenceSession(
-                str(path), sess_options=opts, providers=["CPUExecutionProvider"]
-            )
+            self._session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelError(f"cannot load Silero VAD model {path}: {exc}") from exc
         names = [i.name for i in self._session.get_inputs()]

@@ -14,12 +14,28 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 _UNITS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
-    "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
-}  # fmt: skip
-_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
-         "ninety": 90}  # fmt: skip
+    "zero": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+}
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
 _STOP_WORDS = {"self", "set", "get", "the", "a", "an", "to", "of", "please", "my", "your"}
 
 
@@ -92,21 +108,31 @@ class _Setting:
 
 
 _VOLUME = _Setting(
-    "volume", "volume control", r"\b(volume|louder|quieter|softer|mute|unmute)\b|音量",
-    ("up", "louder", "increase", "raise", "大"), ("down", "quieter", "softer", "lower", "decrease", "小"),
-    "self.audio_speaker.set_volume", ("Speaker", "SetVolume"),
-)  # fmt: skip
+    "volume",
+    "volume control",
+    r"\b(volume|louder|quieter|softer|mute|unmute)\b|音量",
+    ("up", "louder", "increase", "raise", "大"),
+    ("down", "quieter", "softer", "lower", "decrease", "小"),
+    "self.audio_speaker.set_volume",
+    ("Speaker", "SetVolume"),
+)
 _BRIGHTNESS = _Setting(
-    "brightness", "screen brightness control", r"\b(brightness|brighter|dimmer|dim)\b|亮度",
-    ("up", "brighter", "increase", "raise"), ("down", "dimmer", "dim", "lower", "decrease"),
-    "self.screen.set_brightness", ("Backlight", "SetBrightness"),
-)  # fmt: skip
+    "brightness",
+    "screen brightness control",
+    r"\b(brightness|brighter|dimmer|dim)\b|亮度",
+    ("up", "brighter", "increase", "raise"),
+    ("down", "dimmer", "dim", "lower", "decrease"),
+    "self.screen.set_brightness",
+    ("Backlight", "SetBrightness"),
+)
 _THEME = r"\b(dark|light)\s+(mode|theme)\b"
 # Words of a device command whose tool is known only from the device's list (the generic rule): on,
 # off, open, close... Broad on purpose: a false hit only costs a turn mcp.tool_wait_s while a new
 # device's tools list is still on its way.
-_COMMAND = (r"\b(turn|switch|put)\b.*\b(on|off)\b|\b(open|close|enable|disable|lock|unlock|activate|"
-            r"deactivate|start|stop|play|pause|resume|mute|unmute|reboot|restart)\b|打开|关闭|开灯|关灯")  # fmt: skip
+_COMMAND = (
+    r"\b(turn|switch|put)\b.*\b(on|off)\b|\b(open|close|enable|disable|lock|unlock|activate|"
+    r"deactivate|start|stop|play|pause|resume|mute|unmute|reboot|restart)\b|打开|关闭|开灯|关灯"
+)
 
 
 class IntentMatcher:
@@ -167,8 +193,9 @@ class IntentMatcher:
         action = self._device_action(caps, setting.tool, {setting.key: level}, setting.iot)
         if action is None:
             if caps.tools_pending:
-                return IntentMatch(setting.key, f"Sorry, I can't reach the {setting.spoken} yet. Please try again.",
-                                   "sad")  # fmt: skip
+                return IntentMatch(
+                    setting.key, f"Sorry, I can't reach the {setting.spoken} yet. Please try again.", "sad"
+                )
             return IntentMatch(setting.key, f"Sorry, this device has no {setting.spoken} I can reach.", "sad")
         caps.state[setting.key] = level
         return IntentMatch(setting.key, f"Okay, {setting.key} set to {level}.", "happy", action)

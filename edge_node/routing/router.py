@@ -269,8 +269,9 @@ class Router:
                 await ctx.run_action(match.action)
             except Exception as exc:  # noqa: BLE001 - any device failure becomes a spoken answer
                 ctx.log.warning("device action %s failed: %r", match.action.name, exc)
-                return RouteResult(Route.INTENT, f"{match.intent} action failed", "sad",
-                                   _once("Sorry, the device did not respond."))  # fmt: skip
+                return RouteResult(
+                    Route.INTENT, f"{match.intent} action failed", "sad", _once("Sorry, the device did not respond.")
+                )
         return RouteResult(Route.INTENT, f"rule {match.intent}", match.emotion, _once(say))
 
     async def _cache(self, ctx: TurnContext) -> RouteResult | None:
@@ -326,16 +327,24 @@ class Router:
         result.text = self._chain(ctx, policy, policy.chain(route), messages, result)
         return result
 
-    def _open(self, step: str, ctx: TurnContext, policy: RoutingPolicy, messages: list[dict[str, str]]
-              ) -> AsyncIterator[str]:  # fmt: skip
+    def _open(
+        self, step: str, ctx: TurnContext, policy: RoutingPolicy, messages: list[dict[str, str]]
+    ) -> AsyncIterator[str]:
         limits = policy.limits(step)
         if step == "cloud":
             if self.cloud is None or not self.cloud.configured:
                 raise _Skip("no cloud link configured")
             max_tokens = limits.max_tokens or self._llm_cfg.max_tokens
-            return self.cloud.chat_stream(messages, max_tokens, ctx.turn_id or "turn", ctx.gen, limits,
-                                          self._llm_cfg.temperature, device_id=ctx.device_id,
-                                          session_id=ctx.session_id)  # fmt: skip
+            return self.cloud.chat_stream(
+                messages,
+                max_tokens,
+                ctx.turn_id or "turn",
+                ctx.gen,
+                limits,
+                self._llm_cfg.temperature,
+                device_id=ctx.device_id,
+                session_id=ctx.session_id,
+            )
         max_tokens = limits.max_tokens or self._llm_cfg.max_tokens
         return self._chat.chat_stream(messages, max_tokens, deadline=ctx.deadline)
 

@@ -149,8 +149,9 @@ class RoutingSource(KvWatch):
                 return False
             self.file_policy, self._file_text = policy, text
             metrics.ROUTING_RELOADS.labels(result="standby").inc()
-            log.info("routing file %s changed and is valid; kept as the fallback, %s stays in force",
-                     self.file, self.origin)  # fmt: skip
+            log.info(
+                "routing file %s changed and is valid; kept as the fallback, %s stays in force", self.file, self.origin
+            )
             return False
         if not self.apply(text, origin):
             return False

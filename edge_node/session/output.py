@@ -20,9 +20,7 @@ __all__ = ["ReplyOutput"]
 
 
 class ReplyOutput:
-    def __init__(
-        self, port: ReplyPort, gen: int, audio: AudioConfig, on_first_audio: Callable[[float], None]
-    ) -> None:
+    def __init__(self, port: ReplyPort, gen: int, audio: AudioConfig, on_first_audio: Callable[[float], None]) -> None:
         self._port = port
         self._gen = gen
         self._audio = audio

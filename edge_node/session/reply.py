@@ -190,9 +190,7 @@ class Reply:
                 self.port.log.warning("speculative ASR failed (%r): transcribing again", exc)
         if result is None:
             result = await self.services.transcribe(self.turn.pcm, self.deadline)
-        self.port.log.info(
-            "asr: %r (%.0f ms audio, %.0f ms compute)", result.text, result.audio_ms, result.compute_ms
-        )
+        self.port.log.info("asr: %r (%.0f ms audio, %.0f ms compute)", result.text, result.audio_ms, result.compute_ms)
         text, self.language = await self.services.router.confirm_transcript(result, self.turn.pcm, self.port.log)
         return text
 

@@ -138,9 +138,11 @@ class Session:
         self._stalled = self.closing = True
         metrics.SEND_TIMEOUTS.inc()
         transport = self.ws.transport
-        self.log.warning("device stopped reading: a send waited %.1f s with %d bytes queued for it: "
-                         "connection dropped", self.ctx.cfg.server.send_timeout_s,
-                         transport.get_write_buffer_size())  # fmt: skip
+        self.log.warning(
+            "device stopped reading: a send waited %.1f s with %d bytes queued for it: connection dropped",
+            self.ctx.cfg.server.send_timeout_s,
+            transport.get_write_buffer_size(),
+        )
         transport.abort()
 
     def _limit_send_buffer(self) -> None:
@@ -175,23 +177,31 @@ class Session:
         device flooding the control lane is broken or hostile, and dropping frames silently would
         leave the protocol in an unknown state."""
         limits = self.ctx.cfg.limits
-        return await self._frames_allowed(self._text_limit, "text", limits.text_per_s, limits.text_burst,
-                                          "too many messages")  # fmt: skip
+        return await self._frames_allowed(
+            self._text_limit, "text", limits.text_per_s, limits.text_burst, "too many messages"
+        )
 
     async def _audio_allowed(self) -> bool:
         """Binary (audio) frames per second on this connection (limits.audio_per_s); over it, close with
         1008: firmware streams its microphone in real time, so a device far faster is broken or hostile,
         and its frames cost the event loop and the VAD that every device on this edge shares."""
         limits = self.ctx.cfg.limits
-        return await self._frames_allowed(self._audio_limit, "audio", limits.audio_per_s, limits.audio_burst,
-                                          "audio faster than real time")  # fmt: skip
+        return await self._frames_allowed(
+            self._audio_limit, "audio", limits.audio_per_s, limits.audio_burst, "audio faster than real time"
+        )
 
     async def _frames_allowed(self, limit: TokenBuckets, kind: str, per_s: float, burst: int, reason: str) -> bool:
         bucket = limit.take("")
         if bucket is None:
             return True
-        self.ctx.limits.refused(kind, self.device.device_id, bucket, f"{kind} frames", "connection closed (1008)",
-                                f"{per_s:g}/s (burst {burst})")  # fmt: skip
+        self.ctx.limits.refused(
+            kind,
+            self.device.device_id,
+            bucket,
+            f"{kind} frames",
+            "connection closed (1008)",
+            f"{per_s:g}/s (burst {burst})",
+        )
         # Its unread frames fill the receive queue, which stops reading, so its answering close frame
         # may never be read: do not wait the usual 10 s for it.
         self.ws.close_timeout = 1.0
@@ -454,9 +464,7 @@ class Session:
         if self.closing or not self.listening or self.mode == "manual" or pcm is None:
             return
         text = task.result().text.strip()
-        if not text or text[-1] not in ".?!" or not self.ctx.router.answers_at_once(
-            text, self.caps, len(self.history)
-        ):
+        if not text or text[-1] not in ".?!" or not self.ctx.router.answers_at_once(text, self.caps, len(self.history)):
             return
         self._speculative = None
         metrics.EARLY_COMMITS.inc()

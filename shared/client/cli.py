@@ -86,14 +86,14 @@ def _turn_json(n: int, turns: int, turn: Turn, client: DeviceClient, saved: Path
             "first_audio": _ms(turn.first_audio_ms),
             "tts_stop": _ms(turn.tts_stop_ms),
             "hello": _ms(client.hello_latency_ms),
-        },  # fmt: skip
+        },
         "audio": {
             "packets": turn.audio_packets,
             "duration_s": round(turn.duration_s, 3),
             "sample_rate": turn.sample_rate,
             "max_queue_depth": turn.max_queue_depth,
             "dropped_packets": turn.dropped_packets,
-        },  # fmt: skip
+        },
         "order": turn.order,
         "saved": None if saved is None else str(saved),
     }

@@ -16,10 +16,21 @@ def ota_request(
     device_id: str, client_id: str, version: str = "2.4.2", board: str = "bread-compact-wifi"
 ) -> tuple[dict[str, str], bytes]:
     """(headers, body) of ``POST /xiaozhi/ota/`` from a board running firmware ``version``."""
-    headers = {"Activation-Version": "1", "Device-Id": device_id, "Client-Id": client_id,
-               "User-Agent": f"{board}/{version}", "Accept-Language": "en-US",
-               "Content-Type": "application/json"}  # fmt: skip
-    body: dict[str, Any] = {"version": 2, "language": "en-US", "mac_address": device_id, "uuid": client_id,
-                            "chip_model_name": "esp32s3", "application": {"name": "xiaozhi", "version": version},
-                            "board": {"type": board, "name": board, "rssi": -50}}  # fmt: skip
+    headers = {
+        "Activation-Version": "1",
+        "Device-Id": device_id,
+        "Client-Id": client_id,
+        "User-Agent": f"{board}/{version}",
+        "Accept-Language": "en-US",
+        "Content-Type": "application/json",
+    }
+    body: dict[str, Any] = {
+        "version": 2,
+        "language": "en-US",
+        "mac_address": device_id,
+        "uuid": client_id,
+        "chip_model_name": "esp32s3",
+        "application": {"name": "xiaozhi", "version": version},
+        "board": {"type": board, "name": board, "rssi": -50},
+    }
     return headers, json.dumps(body).encode()

@@ -83,8 +83,12 @@ def _q(value: str) -> str:
 def _kv_read(bucket: str) -> list[str]:
     """The JetStream API subjects that open a KV bucket and read one key (direct get or message get)."""
     api, stream = f"$JS.{JS_DOMAIN}.API", f"KV_{bucket}"
-    return [f"{api}.STREAM.INFO.{stream}", f"{api}.DIRECT.GET.{stream}", f"{api}.DIRECT.GET.{stream}.>",
-            f"{api}.STREAM.MSG.GET.{stream}"]  # fmt: skip
+    return [
+        f"{api}.STREAM.INFO.{stream}",
+        f"{api}.DIRECT.GET.{stream}",
+        f"{api}.DIRECT.GET.{stream}.>",
+        f"{api}.STREAM.MSG.GET.{stream}",
+    ]
 
 
 def edge_permissions(edge: str) -> dict[str, list[str]]:
@@ -106,8 +110,13 @@ def edge_permissions(edge: str) -> dict[str, list[str]]:
     publish = [s.CLOUD_LLM, s.CLOUD_ASR, f"{s.CANCEL_PREFIX}.*", s.heartbeat_subject(edge)]
     for bucket in (s.ROUTING_BUCKET, s.REVOKED_BUCKET):  # watched: an ordered consumer, flow control
         stream = f"KV_{bucket}"
-        publish += [*_kv_read(bucket), f"{api}.CONSUMER.CREATE.{stream}", f"{api}.CONSUMER.CREATE.{stream}.>",
-                    f"{api}.CONSUMER.INFO.{stream}.*", f"$JS.FC.{stream}.>"]  # fmt: skip
+        publish += [
+            *_kv_read(bucket),
+            f"{api}.CONSUMER.CREATE.{stream}",
+            f"{api}.CONSUMER.CREATE.{stream}.>",
+            f"{api}.CONSUMER.INFO.{stream}.*",
+            f"$JS.FC.{stream}.>",
+        ]
     for bucket in s.CACHE_BUCKETS.values():  # a put goes through the domain's API prefix (kv_cache)
         publish += [*_kv_read(bucket), f"{api}.$KV.{bucket}.>"]
     return {"publish": publish, "subscribe": [f"{s.inbox_prefix(edge)}.>"]}
@@ -229,11 +238,16 @@ def edge_config(
             scheme, rest = url.split("://", 1)
             url = f"{scheme}://{credential.user}:{credential.password}@{rest}"
         urls.append(url)
-    lines = _server_head("`xiaozhi-edge nats-config`: this edge's NATS server, a leaf of the cloud hub.",
-                         server_name, host, port, http_port)  # fmt: skip
+    lines = _server_head(
+        "`xiaozhi-edge nats-config`: this edge's NATS server, a leaf of the cloud hub.",
+        server_name,
+        host,
+        port,
+        http_port,
+    )
     lines += [
         "leafnodes {",
-        f"  reconnect: \"{int(reconnect_s)}s\"",
+        f'  reconnect: "{int(reconnect_s)}s"',
         "  remotes: [",
         f"    {{ urls: [{', '.join(_q(u) for u in urls)}] }}",
         "  ]",

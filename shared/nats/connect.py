@@ -103,10 +103,17 @@ async def connect_once(
     import asyncio
 
     return await asyncio.wait_for(
-        connect(url, name, user=user, password=password, connect_timeout_s=timeout_s, allow_reconnect=False,
-                max_reconnect_attempts=1),
+        connect(
+            url,
+            name,
+            user=user,
+            password=password,
+            connect_timeout_s=timeout_s,
+            allow_reconnect=False,
+            max_reconnect_attempts=1,
+        ),
         timeout_s,
-    )  # fmt: skip
+    )
 
 
 async def connect_until_up(url: str, name: str, state: LinkState, credential: str = "") -> Client:

@@ -70,8 +70,9 @@ class Hub:
         try:
             js = nc.jetstream(domain=JS_DOMAIN, timeout=10.0)
             for bucket in CACHE_BUCKETS.values():
-                cfg = KeyValueConfig(bucket=bucket, ttl=7 * 24 * 3600, history=1, max_value_size=512 * 1024,
-                                     storage=StorageType.FILE)  # fmt: skip
+                cfg = KeyValueConfig(
+                    bucket=bucket, ttl=7 * 24 * 3600, history=1, max_value_size=512 * 1024, storage=StorageType.FILE
+                )
                 await js.create_key_value(cfg)
             await revoked.open_bucket(js, create=True)
         finally:
@@ -98,9 +99,11 @@ class Leaf:
 
     def config_text(self) -> str:
         return edge_config(
-            server_name=self.name, cloud_leaf_urls=[self.hub.leaf_url], credential=self.hub.credential(self.name),
+            server_name=self.name,
+            cloud_leaf_urls=[self.hub.leaf_url],
+            credential=self.hub.credential(self.name),
             port=self.port,
-        )  # fmt: skip
+        )
 
     def start(self) -> Leaf:
         self.server = start_nats_server(self.config_text(), self.workdir, f"leaf-{self.name}", "127.0.0.1", self.port)
@@ -120,9 +123,11 @@ class Leaf:
 
     def _linked(self) -> bool:
         assert self.server is not None
-        events = [line for line in self.server.log_text().splitlines()
-                  if "Leafnode connection created" in line or "Leafnode connection closed" in line
-                  or "Leafnode Error" in line]  # fmt: skip
+        events = [
+            line
+            for line in self.server.log_text().splitlines()
+            if "Leafnode connection created" in line or "Leafnode connection closed" in line or "Leafnode Error" in line
+        ]
         return bool(events) and "Leafnode connection created" in events[-1]
 
     def stop(self) -> None:

@@ -48,8 +48,9 @@ def device_of(key: str) -> str:
 
 
 def record(device_id: str, by: str, reason: str = "", at: float | None = None) -> bytes:
-    return json.dumps({"device": device_id, "revoked_at": time.time() if at is None else at, "by": by,
-                       "reason": reason}).encode("utf-8")  # fmt: skip
+    return json.dumps(
+        {"device": device_id, "revoked_at": time.time() if at is None else at, "by": by, "reason": reason}
+    ).encode("utf-8")
 
 
 def parse_record(data: bytes | None) -> dict[str, Any]:

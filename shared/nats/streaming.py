@@ -103,16 +103,25 @@ async def request_stream(
     sub = await nc.subscribe(inbox, pending_msgs_limit=4096)
     finished = False
     try:
-        headers = {s.H_TURN: turn_id, s.H_GEN: str(gen), s.H_STREAM: inbox, s.H_EDGE: edge_id,
-                   s.H_DEVICE: device_id or "-", s.H_SESSION: session_id or "-"}  # fmt: skip
+        headers = {
+            s.H_TURN: turn_id,
+            s.H_GEN: str(gen),
+            s.H_STREAM: inbox,
+            s.H_EDGE: edge_id,
+            s.H_DEVICE: device_id or "-",
+            s.H_SESSION: session_id or "-",
+        }
         try:
             ack = await nc.request(subject, body, timeout=accept_timeout_s, headers=headers)
         except nats.errors.NoRespondersError as exc:
             raise RemoteUnavailable(f"no responders on {subject}", "accept") from exc
         except nats.errors.TimeoutError as exc:
             raise RemoteTimeout(f"{subject}: no answer within {accept_timeout_s:.1f} s", "accept") from exc
-        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
-                nats.errors.OutboundBufferLimitError) as exc:  # fmt: skip
+        except (
+            nats.errors.ConnectionClosedError,
+            nats.errors.ConnectionReconnectingError,
+            nats.errors.OutboundBufferLimitError,
+        ) as exc:
             raise RemoteUnavailable(f"{subject}: not connected ({type(exc).__name__})", "accept") from exc
         ack_headers = ack.headers or {}
         if "Nats-Service-Error-Code" in ack_headers:
@@ -244,8 +253,14 @@ class StreamingWorker:
         self.inflight[turn] = cancelled
         metrics.WORKER_INFLIGHT.labels(role=self.role).set(len(self.inflight))
         await request.respond(b"", headers={s.H_WORKER: self.worker_id})
-        log.info("worker %s: turn %s (gen %s) from %s accepted", self.worker_id, turn, gen, headers.get(s.H_EDGE, "?"),
-                 extra=log_ids(headers))  # fmt: skip
+        log.info(
+            "worker %s: turn %s (gen %s) from %s accepted",
+            self.worker_id,
+            turn,
+            gen,
+            headers.get(s.H_EDGE, "?"),
+            extra=log_ids(headers),
+        )
         task = asyncio.create_task(self._stream(request.data, headers, inbox, turn, gen, cancelled))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

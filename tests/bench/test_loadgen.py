@@ -215,19 +215,47 @@ def test_percentiles_and_rate() -> None:
 def test_build_report_fields() -> None:
     state = LoadState(t0=0.0, deadline=10.0)
     state.records = [
-        TurnRecord(t=3.0, device=0, category="commands", phrase="x", stt_ms=100, first_audio_ms=400,
-                   tts_stop_ms=900, turn_total_ms=2000, packets=10, jitter_ms=[1.0, 2.0]),
-        TurnRecord(t=12.0, device=1, category="open", phrase="y", stt_ms=150, first_audio_ms=1500,
-                   tts_stop_ms=3000, turn_total_ms=5000, packets=40, jitter_ms=[3.0]),
+        TurnRecord(
+            t=3.0,
+            device=0,
+            category="commands",
+            phrase="x",
+            stt_ms=100,
+            first_audio_ms=400,
+            tts_stop_ms=900,
+            turn_total_ms=2000,
+            packets=10,
+            jitter_ms=[1.0, 2.0],
+        ),
+        TurnRecord(
+            t=12.0,
+            device=1,
+            category="open",
+            phrase="y",
+            stt_ms=150,
+            first_audio_ms=1500,
+            tts_stop_ms=3000,
+            turn_total_ms=5000,
+            packets=40,
+            jitter_ms=[3.0],
+        ),
         TurnRecord(t=8.0, device=1, category="open", phrase="y", error="timeout", turn_total_ms=60000),
-    ]  # fmt: skip
+    ]
     state.connected_samples = [(0.0, 1), (1.0, 2), (6.0, 2), (11.0, 0)]
     state.reconnects = 1
     report = build_report(
-        state=state, devices=2, duration_s=10, ramp_s=0, rate_per_min=4, url="ws://x", mix_source="m",
-        elapsed_s=13.0, resource_samples=[(1.0, 50.0, 100.0), (2.0, 150.0, 120.0)],
-        hist_before=parse_histograms(METRICS_BEFORE), hist_after=parse_histograms(METRICS_AFTER),
-    )  # fmt: skip
+        state=state,
+        devices=2,
+        duration_s=10,
+        ramp_s=0,
+        rate_per_min=4,
+        url="ws://x",
+        mix_source="m",
+        elapsed_s=13.0,
+        resource_samples=[(1.0, 50.0, 100.0), (2.0, 150.0, 120.0)],
+        hist_before=parse_histograms(METRICS_BEFORE),
+        hist_after=parse_histograms(METRICS_AFTER),
+    )
     for key in REQUIRED_FIELDS:
         assert key in report, key
     assert report["turns"] == 2 and report["turns_in_window"] == 1 and report["turns_per_s"] == 0.1

@@ -20,13 +20,24 @@ def test_loadgen_smoke(tmp_path) -> None:
     records = tmp_path / "turns.jsonl"
     # A subprocess: the load generator runs its own event loop and its own edge node.
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.loadgen.cli", "--smoke", "--quiet", "--out", str(report_path),
-         "--plot", str(plot_path), "--records", str(records)],
+        [
+            sys.executable,
+            "-m",
+            "bench.loadgen.cli",
+            "--smoke",
+            "--quiet",
+            "--out",
+            str(report_path),
+            "--plot",
+            str(plot_path),
+            "--records",
+            str(records),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=280,
-    )  # fmt: skip
+    )
     assert report_path.is_file(), f"no report (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}"
     report = json.loads(report_path.read_text())
     context = json.dumps({k: report.get(k) for k in ("error_notes", "incomplete_reasons", "turns")})

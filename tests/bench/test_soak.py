@@ -14,8 +14,17 @@ def _series(n: int = 60, rss_per_s: float = 0.0, tasks_per_s: float = 0.0, fds_p
     for i in range(n):
         t = i * 15.0
         sessions = 20 + rng.randint(-3, 3)  # devices come and go
-        out.append(Sample(t=t, rss_mb=900 + rng.uniform(-8, 8) + rss_per_s * t, fds=40 + sessions + fds_per_s * t,
-                          tasks=10 + 6 * sessions + tasks_per_s * t, threads=12, sessions=sessions, turns=i * 5.0))
+        out.append(
+            Sample(
+                t=t,
+                rss_mb=900 + rng.uniform(-8, 8) + rss_per_s * t,
+                fds=40 + sessions + fds_per_s * t,
+                tasks=10 + 6 * sessions + tasks_per_s * t,
+                threads=12,
+                sessions=sessions,
+                turns=i * 5.0,
+            )
+        )
     return out
 
 

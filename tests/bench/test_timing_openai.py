@@ -108,9 +108,15 @@ async def test_raw_stream_shape_and_plain_completion() -> None:
 
 @pytest.mark.parametrize(
     "content",
-    [b"not json", b"[1, 2]", b'{"model": "x"}', b'{"messages": "hi"}', b'{"messages": [], "max_tokens": 5}',
-     b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}'],
-)  # fmt: skip
+    [
+        b"not json",
+        b"[1, 2]",
+        b'{"model": "x"}',
+        b'{"messages": "hi"}',
+        b'{"messages": [], "max_tokens": 5}',
+        b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}',
+    ],
+)
 async def test_bad_body_is_400(content: bytes) -> None:
     async with serve(fast_spec()) as url, httpx.AsyncClient(timeout=10) as client:
         resp = await client.post(url + "/chat/completions", content=content)

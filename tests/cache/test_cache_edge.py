@@ -47,8 +47,10 @@ async def test_repeated_question_is_answered_from_the_cache(edge: EdgeProcess) -
     assert after["caches"]["answer"]["l1"]["hits"] == answer_before + 1
     assert after["caches"]["tts"]["hits"] >= before["caches"]["tts"]["hits"] + len(first.sentences)
     assert isinstance(after["sessions"], int)
-    print(f"\nfirst audio: uncached {first.first_audio_ms:.0f} ms, cached {second.first_audio_ms:.0f} ms; "
-          f"reply {first.sentences}")  # fmt: skip
+    print(
+        f"\nfirst audio: uncached {first.first_audio_ms:.0f} ms, cached {second.first_audio_ms:.0f} ms; "
+        f"reply {first.sentences}"
+    )
 
 
 async def test_cached_answer_survives_a_restart(tmp_path: Path) -> None:
@@ -71,5 +73,6 @@ async def test_cached_answer_survives_a_restart(tmp_path: Path) -> None:
     assert second.sentences == first.sentences and second.audio_packets == first.audio_packets
     assert stats["answer"]["l3"]["hits"] == 1 and stats["answer"]["l1"]["hits"] == 0
     assert stats["tts"]["l3"]["hits"] >= len(first.sentences)
-    print(f"\nafter restart: first audio uncached {first.first_audio_ms:.0f} ms, "
-          f"from L3 {second.first_audio_ms:.0f} ms")  # fmt: skip
+    print(
+        f"\nafter restart: first audio uncached {first.first_audio_ms:.0f} ms, from L3 {second.first_audio_ms:.0f} ms"
+    )

@@ -25,21 +25,32 @@ import pytest
 from tests.conftest import ROOT, EdgeProcess, start_edge, stop_edge
 
 BIN = Path(sys.executable).parent  # the venv's bin: where pip put the console scripts
-TOOLS = ("xiaozhi-edge", "xiaozhi-device", "xiaozhi-eval", "xiaozhi-loadgen", "xiaozhi-cloud", "xiaozhi-validate",
-         "xiaozhi-provision", "xiaozhi-plan", "xiaozhi-fleet")  # fmt: skip
+TOOLS = (
+    "xiaozhi-edge",
+    "xiaozhi-device",
+    "xiaozhi-eval",
+    "xiaozhi-loadgen",
+    "xiaozhi-cloud",
+    "xiaozhi-validate",
+    "xiaozhi-provision",
+    "xiaozhi-plan",
+    "xiaozhi-fleet",
+)
 PROFILE = ROOT / "bench" / "fleet" / "timing.2026-11-25.yaml"
 HUB_TIMEOUT_S = 3.0
 # Python start-up and imports on a loaded 2-core machine: what a command may take beyond its own timeout.
 STARTUP_SLACK_S = 15.0
 
 
-def run(*argv: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-        timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def run(
+    *argv: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     script = BIN / argv[0]
     assert script.is_file(), f"{script} is not installed: run `bash scripts/install.sh` (pip install -e .)"
     full_env = {**os.environ, "COLUMNS": "120", **(env or {})}
-    return subprocess.run([str(script), *argv[1:]], cwd=cwd or ROOT, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [str(script), *argv[1:]], cwd=cwd or ROOT, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def stderr_lines(proc: subprocess.CompletedProcess[str]) -> list[str]:
@@ -139,9 +150,11 @@ def dead_hub(request: pytest.FixtureRequest) -> Iterator[str]:
         yield f"nats://127.0.0.1:{sock.getsockname()[1]}"
 
 
-@pytest.mark.parametrize("argv", [["buckets"], ["routing", "show"],
-                                  ["routing", "push", str(ROOT / "deploy" / "routing.example.yaml")]],
-                         ids=["buckets", "routing show", "routing push"])  # fmt: skip
+@pytest.mark.parametrize(
+    "argv",
+    [["buckets"], ["routing", "show"], ["routing", "push", str(ROOT / "deploy" / "routing.example.yaml")]],
+    ids=["buckets", "routing show", "routing push"],
+)
 def test_an_unreachable_hub_fails_within_the_timeout(argv: list[str], dead_hub: str) -> None:
     started = time.monotonic()
     proc = run("xiaozhi-cloud", *argv, "--nats", dead_hub, "--timeout", f"{HUB_TIMEOUT_S:g}", timeout=90)
@@ -164,9 +177,15 @@ def test_a_bad_credential_file_is_named(tmp_path: Path) -> None:
 def serve(tmp_path: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
     """``xiaozhi-edge serve`` that is expected to stop by itself: on loopback, free ports, a throw-away cache,
     one instance per stage (so a model that fails to load fails after as little loading as possible)."""
-    base = {"XIAOZHI__SERVER__HOST": "127.0.0.1", "XIAOZHI__SERVER__PORT": "0", "XIAOZHI__SERVER__HTTP_PORT": "0",
-            "XIAOZHI__CACHE__DIR": str(tmp_path / "cache"), "XIAOZHI__ASR__WORKERS": "1",
-            "XIAOZHI__LLM__WORKERS": "1", "XIAOZHI__TTS__WORKERS": "1"}  # fmt: skip
+    base = {
+        "XIAOZHI__SERVER__HOST": "127.0.0.1",
+        "XIAOZHI__SERVER__PORT": "0",
+        "XIAOZHI__SERVER__HTTP_PORT": "0",
+        "XIAOZHI__CACHE__DIR": str(tmp_path / "cache"),
+        "XIAOZHI__ASR__WORKERS": "1",
+        "XIAOZHI__LLM__WORKERS": "1",
+        "XIAOZHI__TTS__WORKERS": "1",
+    }
     proc = run("xiaozhi-edge", "serve", *argv, env={**base, **env}, cwd=tmp_path, timeout=180)
     assert not proc.stdout.startswith("READY"), "the edge started instead of refusing"
     return proc
@@ -235,15 +254,23 @@ def test_serve_names_an_unusable_config(tmp_path: Path, kind: str) -> None:
 @pytest.fixture(scope="module")
 def edge() -> Iterator[EdgeProcess]:
     """An edge on timing engines: it starts in seconds and answers with real protocol and Opus audio."""
-    node = start_edge("cli-edge", {"XIAOZHI__TIMING__PROFILE": str(PROFILE), "XIAOZHI__ASR__WORKERS": "1",
-                                   "XIAOZHI__LLM__WORKERS": "1", "XIAOZHI__TTS__WORKERS": "1"})  # fmt: skip
+    node = start_edge(
+        "cli-edge",
+        {
+            "XIAOZHI__TIMING__PROFILE": str(PROFILE),
+            "XIAOZHI__ASR__WORKERS": "1",
+            "XIAOZHI__LLM__WORKERS": "1",
+            "XIAOZHI__TTS__WORKERS": "1",
+        },
+    )
     yield node
     stop_edge(node)
 
 
 def test_device_writes_nothing_without_out_and_prints_json(edge: EdgeProcess, tmp_path: Path) -> None:
-    proc = run("xiaozhi-device", "--url", edge.url, "--text", "what time is it", "--json", "--timeout", "60",
-               cwd=tmp_path)  # fmt: skip
+    proc = run(
+        "xiaozhi-device", "--url", edge.url, "--text", "what time is it", "--json", "--timeout", "60", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     assert list(tmp_path.iterdir()) == []  # no reply.wav, nothing else
     lines = proc.stdout.splitlines()
@@ -256,8 +283,18 @@ def test_device_writes_nothing_without_out_and_prints_json(edge: EdgeProcess, tm
 
 
 def test_device_saves_the_reply_only_where_out_says(edge: EdgeProcess, tmp_path: Path) -> None:
-    proc = run("xiaozhi-device", "--url", edge.url, "--text", "what time is it", "--out", "answer.wav",
-               "--timeout", "60", cwd=tmp_path)  # fmt: skip
+    proc = run(
+        "xiaozhi-device",
+        "--url",
+        edge.url,
+        "--text",
+        "what time is it",
+        "--out",
+        "answer.wav",
+        "--timeout",
+        "60",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["answer.wav"]
     with wave.open(str(tmp_path / "answer.wav"), "rb") as w:

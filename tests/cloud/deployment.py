@@ -25,10 +25,30 @@ class Cloud:
     openai_url: str = ""
 
     def start_llm_worker(self) -> Proc:
-        self.llm_worker = spawn("cloud-llm-worker", [
-            sys.executable, "-m", "cloud.cli", "worker", "--role", "llm", "--nats", self.hub.url,
-            "--credential", str(self.cred_path), "--openai-url", self.openai_url, "--model", "smollm2",
-            "--id", "llm-test-1", "--http-port", "0"], "READY worker=")  # fmt: skip
+        self.llm_worker = spawn(
+            "cloud-llm-worker",
+            [
+                sys.executable,
+                "-m",
+                "cloud.cli",
+                "worker",
+                "--role",
+                "llm",
+                "--nats",
+                self.hub.url,
+                "--credential",
+                str(self.cred_path),
+                "--openai-url",
+                self.openai_url,
+                "--model",
+                "smollm2",
+                "--id",
+                "llm-test-1",
+                "--http-port",
+                "0",
+            ],
+            "READY worker=",
+        )
         return self.llm_worker
 
     @property
@@ -49,10 +69,29 @@ class Cloud:
 def start_cloud(work: Path, edges: list[str]) -> Cloud:
     """Start everything and return once the leaves are linked and the LLM worker is registered."""
     port = free_port()
-    openai = spawn("openai-smollm2", [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(models.smollm2_gguf()), "--host", "127.0.0.1",
-        "--port", str(port), "--n_threads", "1", "--n_ctx", "2048", "--model_alias", "smollm2",
-        "--interrupt_requests", "False"], "Uvicorn running")  # fmt: skip
+    openai = spawn(
+        "openai-smollm2",
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(models.smollm2_gguf()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_threads",
+            "1",
+            "--n_ctx",
+            "2048",
+            "--model_alias",
+            "smollm2",
+            "--interrupt_requests",
+            "False",
+        ],
+        "Uvicorn running",
+    )
     return start_cloud_around(work, edges, openai, f"http://127.0.0.1:{port}/v1")
 
 

@@ -101,10 +101,20 @@ async def _push_routing(cloud: Cloud, text: str, tmp: Path) -> None:
     path = tmp / "push.yaml"
     path.write_text(text)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cloud.cli", "routing", "push", str(path), "--nats", cloud.hub.url,
-        "--credential", str(cloud.cred_path), cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "cloud.cli",
+        "routing",
+        "push",
+        str(path),
+        "--nats",
+        cloud.hub.url,
+        "--credential",
+        str(cloud.cred_path),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+    )
     out, _ = await proc.communicate()
     assert proc.returncode == 0, out.decode()
 
@@ -204,8 +214,10 @@ async def test_leaf_link_cut_falls_back_fast_and_recovers(cloud: Cloud, edges: d
         assert "route cloud failed before its first word" in log or "route cloud skipped" in log, log[-2000:]
         # The edge logs the fallback once the reply has been spoken, which can be just after tts:stop arrives.
         edge.wait_for_log("answered by local_llm after fallback", timeout=10, after=offset)
-        print(f"\nlink down: escalated turn answered locally, first audio {turn.first_audio_ms:.0f} ms, "
-              f"whole turn {time.monotonic() - started:.1f} s")  # fmt: skip
+        print(
+            f"\nlink down: escalated turn answered locally, first audio {turn.first_audio_ms:.0f} ms, "
+            f"whole turn {time.monotonic() - started:.1f} s"
+        )
     finally:
         cloud.hub.start()  # same ports, same credentials: the leaves and the worker reconnect
     cloud.leaves["edge-a"].wait_linked(20)
@@ -284,10 +296,27 @@ async def test_two_edges_share_the_l2_cache(cloud: Cloud, edges: dict[str, EdgeP
 
 
 async def test_cloud_asr_transcribes_for_the_edge(cloud: Cloud, edges: dict[str, EdgeProcess], tmp_path: Path) -> None:
-    cloud.asr_worker = spawn("cloud-asr-worker", [
-        sys.executable, "-m", "cloud.cli", "worker", "--role", "asr", "--nats", cloud.hub.url,
-        "--credential", str(cloud.cred_path), "--id", "asr-test-1", "--http-port", "0"],
-        "READY worker=", timeout_s=120)  # fmt: skip
+    cloud.asr_worker = spawn(
+        "cloud-asr-worker",
+        [
+            sys.executable,
+            "-m",
+            "cloud.cli",
+            "worker",
+            "--role",
+            "asr",
+            "--nats",
+            cloud.hub.url,
+            "--credential",
+            str(cloud.cred_path),
+            "--id",
+            "asr-test-1",
+            "--http-port",
+            "0",
+        ],
+        "READY worker=",
+        timeout_s=120,
+    )
     edge = edges["edge-b"]
     offset = edge.log_offset()
     await _push_routing(cloud, "asr: {cloud: always}\n", tmp_path)

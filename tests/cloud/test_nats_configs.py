@@ -99,9 +99,18 @@ def test_a_three_hub_cluster_config_is_accepted(tmp_path: Path) -> None:
     ports = [free_port() for _ in range(3)]
     for i in range(3):
         routes = [f"nats-route://127.0.0.1:{p}" for j, p in enumerate(ports) if j != i]
-        text = cloud_config(server_name=f"hub-{i}", edges=[edge], clients=[cloud], host="127.0.0.1",
-                            port=free_port(), leaf_port=free_port(), http_port=None, cluster_port=ports[i],
-                            routes=routes, store_dir=str(tmp_path / f"js{i}"))  # fmt: skip
+        text = cloud_config(
+            server_name=f"hub-{i}",
+            edges=[edge],
+            clients=[cloud],
+            host="127.0.0.1",
+            port=free_port(),
+            leaf_port=free_port(),
+            http_port=None,
+            cluster_port=ports[i],
+            routes=routes,
+            store_dir=str(tmp_path / f"js{i}"),
+        )
         conf = tmp_path / f"hub-{i}.conf"
         conf.write_text(text)
         check = subprocess.run([str(nats_server_binary()), "-t", "-c", str(conf)], capture_output=True, text=True)

@@ -96,8 +96,12 @@ async def _ask(nc: Client, edge: str, text: str) -> tuple[str, StreamReply]:
     while True:
         reply = StreamReply()
         try:
-            chunks = [c async for c in request_stream(nc, s.CLOUD_LLM, text.encode(), turn_id=uuid.uuid4().hex,
-                                                      gen=1, edge_id=edge, reply=reply)]  # fmt: skip
+            chunks = [
+                c
+                async for c in request_stream(
+                    nc, s.CLOUD_LLM, text.encode(), turn_id=uuid.uuid4().hex, gen=1, edge_id=edge, reply=reply
+                )
+            ]
             return b"".join(chunks).decode(), reply
         except RemoteUnavailable:
             if time.monotonic() > deadline:
@@ -144,8 +148,17 @@ async def test_an_edge_receives_nothing_of_another_edges_traffic(topo: tuple[Hub
         beats = await cloud.subscribe(f"{s.HEARTBEAT_PREFIX}.>")
         cancels = await cloud.subscribe(f"{s.CANCEL_PREFIX}.>")
         await cloud.flush()
-        spied = [s.heartbeat_subject("edge-b"), f"{s.HEARTBEAT_PREFIX}.>", f"{s.inbox_prefix('edge-b')}.>", "_INBOX.>",
-                 s.CLOUD_LLM, s.CLOUD_ASR, "xz.cloud.>", f"{s.CANCEL_PREFIX}.>", ">"]  # fmt: skip
+        spied = [
+            s.heartbeat_subject("edge-b"),
+            f"{s.HEARTBEAT_PREFIX}.>",
+            f"{s.inbox_prefix('edge-b')}.>",
+            "_INBOX.>",
+            s.CLOUD_LLM,
+            s.CLOUD_ASR,
+            "xz.cloud.>",
+            f"{s.CANCEL_PREFIX}.>",
+            ">",
+        ]
         spies = {subject: await a.subscribe(subject) for subject in spied}
         # An edge posing as a worker: in the workers' queue group it would take B's requests.
         spies["queue llm"] = await a.subscribe(s.CLOUD_LLM, queue=s.QUEUE_LLM)
@@ -170,8 +183,11 @@ async def test_an_edge_receives_nothing_of_another_edges_traffic(topo: tuple[Hub
         assert set(await _until_data(control, b"after")) <= {b"before"}  # extra tries of the first control
         await asyncio.sleep(0.3)
         got = {name: [m.subject for m in await _drain(sub)] for name, sub in spies.items()}
-        foreign = {name: subjects for name, subjects in got.items()
-                   if [x for x in subjects if not x.startswith(f"{s.inbox_prefix('edge-a')}.")]}  # fmt: skip
+        foreign = {
+            name: subjects
+            for name, subjects in got.items()
+            if [x for x in subjects if not x.startswith(f"{s.inbox_prefix('edge-a')}.")]
+        }
         assert foreign == {}, f"edge-a received another edge's or the cloud's traffic: {foreign}"
         assert set(got[">"]) == {f"{s.inbox_prefix('edge-a')}.control"}  # the wildcard spy was live all along
     finally:
@@ -230,8 +246,13 @@ async def test_an_edges_own_heartbeat_and_requests_work(topo: tuple[Hub, dict[st
             await plain.request(s.CLOUD_ASR, b"\x00\x00", timeout=1.5)
         # The edge's credential opens a leaf link and nothing else: not a client session on the hub.
         with pytest.raises(Exception):  # noqa: B017 - nats-py raises a few different errors here
-            await nats.connect(hub.url, user="edge-a", password=hub.credential("edge-a").password,
-                               allow_reconnect=False, connect_timeout=2)  # fmt: skip
+            await nats.connect(
+                hub.url,
+                user="edge-a",
+                password=hub.credential("edge-a").password,
+                allow_reconnect=False,
+                connect_timeout=2,
+            )
     finally:
         await link.stop()
         await plain.close()
@@ -245,8 +266,9 @@ async def test_an_edge_reads_the_routing_bucket_and_the_caches_but_changes_no_st
     cloud, a, b = await _cloud(hub), await _edge(leaves["edge-a"]), await _edge(leaves["edge-b"])
     try:
         cjs = cloud.jetstream(domain=s.JS_DOMAIN)
-        routing = await cjs.create_key_value(KeyValueConfig(bucket=s.ROUTING_BUCKET, history=10,
-                                                            storage=StorageType.FILE))  # fmt: skip
+        routing = await cjs.create_key_value(
+            KeyValueConfig(bucket=s.ROUTING_BUCKET, history=10, storage=StorageType.FILE)
+        )
         await routing.put(s.ROUTING_KEY, b"llm: {default: local_llm}\n")
         ajs = a.jetstream(domain=s.JS_DOMAIN, timeout=2.0)
         kv = await ajs.key_value(s.ROUTING_BUCKET)

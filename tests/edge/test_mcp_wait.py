@@ -67,14 +67,17 @@ async def test_a_silent_mcp_device_gets_its_first_answer_as_fast_as_one_without_
                 await client.close()
         assert silent.mcp_requests_ignored >= 1, "the edge never asked the device for MCP"
     after = await _metrics(edge)
-    print(f"\nfirst audio after end of speech, 'what time is it', first turn of a session: "
-          f"no MCP {plain_ms} ms, MCP never answered {silent_ms} ms")  # fmt: skip
+    print(
+        f"\nfirst audio after end of speech, 'what time is it', first turn of a session: "
+        f"no MCP {plain_ms} ms, MCP never answered {silent_ms} ms"
+    )
     assert max(plain_ms) < FIRST_AUDIO_BOUND_MS, plain_ms
     assert max(silent_ms) < FIRST_AUDIO_BOUND_MS, silent_ms
     assert statistics.median(silent_ms) < statistics.median(plain_ms) + 1000, (plain_ms, silent_ms)
     for outcome in ("ready", "timeout"):  # the time needs no device tool: nothing waited
         assert metric_value(after, "xiaozhi_mcp_tool_waits_total", outcome=outcome) == metric_value(
-            before, "xiaozhi_mcp_tool_waits_total", outcome=outcome)  # fmt: skip
+            before, "xiaozhi_mcp_tool_waits_total", outcome=outcome
+        )
 
 
 async def test_a_command_to_a_silent_mcp_device_waits_only_the_bound(edge: EdgeProcess) -> None:
@@ -94,5 +97,6 @@ async def test_a_command_to_a_silent_mcp_device_waits_only_the_bound(edge: EdgeP
     # From listen/detect: the wait is mcp.tool_wait_s (0.3 s), then a rule answer and one sentence of TTS.
     assert turn.first_audio_ms is not None and turn.first_audio_ms < FIRST_AUDIO_BOUND_MS, turn.first_audio_ms
     waited = metric_value(after, "xiaozhi_mcp_tool_waits_total", outcome="timeout") - metric_value(
-        before, "xiaozhi_mcp_tool_waits_total", outcome="timeout")  # fmt: skip
+        before, "xiaozhi_mcp_tool_waits_total", outcome="timeout"
+    )
     assert waited == 1

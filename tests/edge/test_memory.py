@@ -27,7 +27,6 @@ async def test_rss_flat_over_200_connect_disconnect_cycles(edge: EdgeProcess) ->
         await _cycle(edge, 1000 + i)
     after = proc.memory_info().rss
     growth_mb = (after - before) / 2**20
-    print(f"\nRSS before {before / 2**20:.1f} MB, after 200 cycles {after / 2**20:.1f} MB "
-          f"({growth_mb:+.1f} MB)")  # fmt: skip
+    print(f"\nRSS before {before / 2**20:.1f} MB, after 200 cycles {after / 2**20:.1f} MB ({growth_mb:+.1f} MB)")
     # A model loaded per connection would add >= 25 MB (VAD) to 160 MB (LLM) per cycle.
     assert growth_mb < 8, f"RSS grew {growth_mb:.1f} MB over 200 connections"

@@ -25,13 +25,21 @@ QUESTION = "what time is it"  # answered by an intent: quick on timing engines
 
 @pytest.fixture(scope="module")
 def limited() -> Iterator[EdgeProcess]:
-    node = start_edge("limits-edge", {
-        "XIAOZHI__TIMING__PROFILE": str(ROOT / "bench" / "fleet" / "timing.2026-11-25.yaml"),
-        "XIAOZHI__LLM__WORKERS": "1", "XIAOZHI__TTS__WORKERS": "1", "XIAOZHI__ASR__WORKERS": "1",
-        "XIAOZHI__LIMITS__CONNECTS_PER_MIN": "4", "XIAOZHI__LIMITS__TURNS_PER_MIN": "2",
-        "XIAOZHI__LIMITS__TEXT_PER_S": "5", "XIAOZHI__LIMITS__TEXT_BURST": "15",
-        "XIAOZHI__LIMITS__LOG_EVERY_S": "300", "XIAOZHI__LIMITS__SLOW_DOWN_MESSAGE": SLOW_DOWN,
-    })  # fmt: skip
+    node = start_edge(
+        "limits-edge",
+        {
+            "XIAOZHI__TIMING__PROFILE": str(ROOT / "bench" / "fleet" / "timing.2026-11-25.yaml"),
+            "XIAOZHI__LLM__WORKERS": "1",
+            "XIAOZHI__TTS__WORKERS": "1",
+            "XIAOZHI__ASR__WORKERS": "1",
+            "XIAOZHI__LIMITS__CONNECTS_PER_MIN": "4",
+            "XIAOZHI__LIMITS__TURNS_PER_MIN": "2",
+            "XIAOZHI__LIMITS__TEXT_PER_S": "5",
+            "XIAOZHI__LIMITS__TEXT_BURST": "15",
+            "XIAOZHI__LIMITS__LOG_EVERY_S": "300",
+            "XIAOZHI__LIMITS__SLOW_DOWN_MESSAGE": SLOW_DOWN,
+        },
+    )
     yield node
     stop_edge(node)
 
@@ -77,8 +85,10 @@ async def test_handshakes_over_the_limit_get_429_and_other_devices_still_connect
 async def test_turns_over_the_limit_are_answered_with_the_slow_down_message(limited: EdgeProcess) -> None:
     before = await _metrics(limited)
     offset = limited.log_offset()
-    async with (DeviceClient(limited.url, device_id="d8:3b:da:20:00:01") as chatty,
-                DeviceClient(limited.url, device_id="d8:3b:da:20:00:02") as polite):  # fmt: skip
+    async with (
+        DeviceClient(limited.url, device_id="d8:3b:da:20:00:01") as chatty,
+        DeviceClient(limited.url, device_id="d8:3b:da:20:00:02") as polite,
+    ):
         answers = [await _ask(chatty) for _ in range(4)]
         polite_answer = await _ask(polite)
     assert all(a != [SLOW_DOWN] for a in answers[:2]), answers

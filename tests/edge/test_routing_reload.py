@@ -32,8 +32,12 @@ async def _route(edge_url: str, device_id: str, edge: object, question: str) -> 
 async def test_sighup_reloads_the_routing_file_and_a_bad_file_is_refused(tmp_path: Path) -> None:
     routing = tmp_path / "routing.yaml"
     routing.write_text("order: [intent, cache, llm]\n", encoding="utf-8")
-    env = timing_env(write_profile(tmp_path), XIAOZHI__ROUTING__FILE=str(routing),
-                     XIAOZHI__ROUTING__FILE_POLL_S="0", XIAOZHI__LLM__MAX_TOKENS="6")  # fmt: skip
+    env = timing_env(
+        write_profile(tmp_path),
+        XIAOZHI__ROUTING__FILE=str(routing),
+        XIAOZHI__ROUTING__FILE_POLL_S="0",
+        XIAOZHI__LLM__MAX_TOKENS="6",
+    )
     edge = start_edge("routing-reload", env)
     try:
         assert await _route(edge.url, "aa:bb:cc:00:09:01", edge, "What time is it?") == "intent"

@@ -41,8 +41,13 @@ async def test_saturated_stage_answers_busy_and_ends_every_turn(tight_edge: Edge
     try:
         for client in clients:
             await client.listen_start("auto")
-        questions = ["Why is the sky blue?", "How do plants grow?", "What is a black hole?",
-                     "Why do cats purr?", "How do airplanes fly?"]  # fmt: skip
+        questions = [
+            "Why is the sky blue?",
+            "How do plants grow?",
+            "What is a black hole?",
+            "Why do cats purr?",
+            "How do airplanes fly?",
+        ]
         await asyncio.gather(*(c.listen_detect(q) for c, q in zip(clients, questions, strict=True)))
         turns = await asyncio.gather(*(c.wait_turn_end(120) for c in clients))
         assert all(t.order[-1] == "tts:stop" for t in turns)

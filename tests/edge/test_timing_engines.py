@@ -44,9 +44,14 @@ def test_the_shipped_profile_is_the_calibration_of_the_shipped_eval() -> None:
 
 
 def test_engines_take_the_profile_times(tmp_path: Path) -> None:
-    profile = load_profile(_profile(tmp_path, asr={"base_s": 0.15, "per_audio_s": 0.05},
-                                    llm={"first_token_s": 0.1, "per_token_s": 0.02, "reply": "one two three four"},
-                                    tts={"base_s": 0.0, "per_audio_s": 0.1, "chars_per_s": 20.0}))  # fmt: skip
+    profile = load_profile(
+        _profile(
+            tmp_path,
+            asr={"base_s": 0.15, "per_audio_s": 0.05},
+            llm={"first_token_s": 0.1, "per_token_s": 0.02, "reply": "one two three four"},
+            tts={"base_s": 0.0, "per_audio_s": 0.1, "chars_per_s": 20.0},
+        )
+    )
     asr = TimingAsr(profile)
     started = time.perf_counter()
     result = asr.transcribe(np.zeros(32000, dtype=np.int16))

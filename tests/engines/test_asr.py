@@ -102,9 +102,7 @@ def test_sherpa_garbage_model_is_rejected_without_killing_us(tmp_path: Path, mod
     model = tmp_path / "model.onnx"
     model.write_bytes(np.random.default_rng(7).bytes(64 * 1024))
     tokens = write_tokens(tmp_path / "tokens.txt")
-    cfg = AsrConfig(
-        backend="sherpa", sherpa_model_type=model_type, model_path=str(model), sherpa_tokens=str(tokens)
-    )
+    cfg = AsrConfig(backend="sherpa", sherpa_model_type=model_type, model_path=str(model), sherpa_tokens=str(tokens))
     with pytest.raises(ModelError, match="probe exit") as info:
         load_asr(cfg)
     assert "cannot load" in str(info.value)

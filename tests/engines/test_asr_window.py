@@ -167,7 +167,7 @@ def test_speech_from_the_first_sample_does_not_loop(engines: dict[str, WhisperAs
     The property is the absence of a loop: no fallback to the 30 s window, no repeated phrase, no
     more words than were said. Which words Whisper hears depends on the CPU (module docstring).
     """
-    (_ref, pcm), = utterance_bank([text], raw=True)
+    ((_ref, pcm),) = utterance_bank([text], raw=True)
     asr = engines["utterance"]
     before = asr.window_fallbacks
     result = asr.transcribe(pcm)

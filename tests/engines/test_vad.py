@@ -156,9 +156,7 @@ async def test_batch_of_streams_is_one_infer_per_round(model: SileroVad, utteran
     assert all(r.kinds == ["speech_start", "speech_end"] for r in recs)
 
 
-async def test_garbage_packet_is_counted_and_others_keep_working(
-    model: SileroVad, utterance: np.ndarray
-) -> None:
+async def test_garbage_packet_is_counted_and_others_keep_working(model: SileroVad, utterance: np.ndarray) -> None:
     good, bad = Recorder(), Recorder()
     s_good = VadStream(VadConfig(), good.on_event, good.on_error)
     s_bad = VadStream(VadConfig(), bad.on_event, bad.on_error)

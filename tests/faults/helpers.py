@@ -30,8 +30,9 @@ from tests.processes import ready_field, spawn
 
 SHIPPED_PROFILE = ROOT / "bench" / "fleet" / "timing.2026-11-25.yaml"
 # A reply of many sentences: long enough to be mid-way through when a fault hits it.
-LONG_REPLY = " ".join(f"This is sentence number {i} of a long stand-in reply, spoken at the voice's pace." for i in
-                      range(1, 41))  # fmt: skip
+LONG_REPLY = " ".join(
+    f"This is sentence number {i} of a long stand-in reply, spoken at the voice's pace." for i in range(1, 41)
+)
 
 
 def observed(line: str) -> None:
@@ -57,8 +58,12 @@ def write_profile(directory: Path, name: str = "profile.yaml", **changes: Any) -
 
 def timing_env(profile: Path, **extra: str) -> dict[str, str]:
     """Environment for an edge on timing engines with small pools (the box has 2 cores)."""
-    return {"XIAOZHI__TIMING__PROFILE": str(profile), "XIAOZHI__ASR__WORKERS": "1", "XIAOZHI__TTS__WORKERS": "2",
-            **extra}  # fmt: skip
+    return {
+        "XIAOZHI__TIMING__PROFILE": str(profile),
+        "XIAOZHI__ASR__WORKERS": "1",
+        "XIAOZHI__TTS__WORKERS": "2",
+        **extra,
+    }
 
 
 async def metrics_text(edge: EdgeProcess) -> str:
@@ -204,17 +209,38 @@ CLOUD_REPLY = (
 def start_timing_cloud(work: Path, edges: list[str], per_token_s: float = 0.05) -> Cloud:
     """A hub, one leaf per edge and a real cloud LLM worker in front of the timing stand-in for vLLM
     (bench/fleet/timing_openai.py): the whole escalation path runs, no model uses the CPU."""
-    openai = spawn("fault-timing-openai", [
-        sys.executable, "-m", "bench.fleet.timing_openai", "--host", "127.0.0.1", "--port", "0",
-        "--first-token-s", "0.1", "--per-token-s", str(per_token_s), "--reply", CLOUD_REPLY],
-        "READY timing-openai")  # fmt: skip
+    openai = spawn(
+        "fault-timing-openai",
+        [
+            sys.executable,
+            "-m",
+            "bench.fleet.timing_openai",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--first-token-s",
+            "0.1",
+            "--per-token-s",
+            str(per_token_s),
+            "--reply",
+            CLOUD_REPLY,
+        ],
+        "READY timing-openai",
+    )
     return start_cloud_around(work, edges, openai, ready_field(openai, "url"), link_s=20)
 
 
 def cloud_edge_env(cloud: Cloud, edge: str, routing: Path, profile: Path, **extra: str) -> dict[str, str]:
-    return timing_env(profile, XIAOZHI__NODE_ID=edge, XIAOZHI__NATS__URL=cloud.leaves[edge].url,
-                      XIAOZHI__NATS__HEARTBEAT_S="1", XIAOZHI__ROUTING__FILE=str(routing),
-                      XIAOZHI__CACHE__ENABLED="false", **extra)  # fmt: skip
+    return timing_env(
+        profile,
+        XIAOZHI__NODE_ID=edge,
+        XIAOZHI__NATS__URL=cloud.leaves[edge].url,
+        XIAOZHI__NATS__HEARTBEAT_S="1",
+        XIAOZHI__ROUTING__FILE=str(routing),
+        XIAOZHI__CACHE__ENABLED="false",
+        **extra,
+    )
 
 
 async def cloud_link_up(edge: EdgeProcess, timeout_s: float = 20) -> bool:

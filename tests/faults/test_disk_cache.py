@@ -118,7 +118,8 @@ async def test_corrupt_cache_entries_are_dropped_and_answers_stay_right(tmp_path
         assert _routes(edge, offset) == ["local_llm", "cache"]
         after = await metrics_text(edge)
         read_corrupt = metric_value(after, "xiaozhi_cache_errors_total", op="corrupt") - metric_value(
-            before, "xiaozhi_cache_errors_total", op="corrupt")  # fmt: skip
+            before, "xiaozhi_cache_errors_total", op="corrupt"
+        )
         assert read_corrupt >= 1 and log_lines(edge, "corrupt entry", offset)
         caches = await _caches(edge)
         assert edge.proc.poll() is None
@@ -126,13 +127,15 @@ async def test_corrupt_cache_entries_are_dropped_and_answers_stay_right(tmp_path
     finally:
         stop_edge(edge)
     corrupt_total = caches["answer"]["l3"]["corrupt"] + caches["tts"]["l3"]["corrupt"]
-    observed(f"corrupt disk cache: {sum(damaged.values())} entries damaged ({damaged}) plus a temp file, a "
-             f"foreign file and an orphan entry; the edge started, dropped {dropped_at_start} entries at start by "
-             f"their headers (logged once per directory) and the payload-damaged one when read, and answered the "
-             f"same {len(reference.sentences)} sentence(s) (LLM, then from the rewritten cache); damaged again "
-             f"while running ({sum(running_damage.values())} entries): dropped when read ({read_corrupt:.0f} "
-             f"counted, {corrupt_total} corrupt in /stats), same answer; there is no index/db file to corrupt "
-             f"(the index is rebuilt from the directory)")  # fmt: skip
+    observed(
+        f"corrupt disk cache: {sum(damaged.values())} entries damaged ({damaged}) plus a temp file, a "
+        f"foreign file and an orphan entry; the edge started, dropped {dropped_at_start} entries at start by "
+        f"their headers (logged once per directory) and the payload-damaged one when read, and answered the "
+        f"same {len(reference.sentences)} sentence(s) (LLM, then from the rewritten cache); damaged again "
+        f"while running ({sum(running_damage.values())} entries): dropped when read ({read_corrupt:.0f} "
+        f"counted, {corrupt_total} corrupt in /stats), same answer; there is no index/db file to corrupt "
+        f"(the index is rebuilt from the directory)"
+    )
 
 
 async def test_a_full_disk_costs_no_turn_and_logs_once(tmp_path: Path) -> None:
@@ -161,6 +164,8 @@ async def test_a_full_disk_costs_no_turn_and_logs_once(tmp_path: Path) -> None:
     assert turns[3].sentences == turns[0].sentences  # the memory level still answers the repeat
     assert not list(cache.glob("*/.tmp*")), "a failed write left its temp file"
     assert "Traceback" not in log
-    observed(f"full disk (RLIMIT_FSIZE 16 B: EFBIG on every cache write): {len(turns)} turns answered, "
-             f"{failed:.0f} failed writes counted in xiaozhi_cache_errors_total, {len(lines)} log lines "
-             f"({', '.join(sorted(kinds))}; one per cache), no temp files left, edge alive")  # fmt: skip
+    observed(
+        f"full disk (RLIMIT_FSIZE 16 B: EFBIG on every cache write): {len(turns)} turns answered, "
+        f"{failed:.0f} failed writes counted in xiaozhi_cache_errors_total, {len(lines)} log lines "
+        f"({', '.join(sorted(kinds))}; one per cache), no temp files left, edge alive"
+    )

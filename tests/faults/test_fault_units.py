@@ -68,9 +68,14 @@ def test_fault_injection_is_off_by_default_and_fires_on_its_trigger(tmp_path: Pa
     messages = [{"role": "user", "content": "please self-destruct"}]
     plain = TimingLlm(load_profile(write_profile(tmp_path, "plain.yaml", llm={"first_token_s": 0, "per_token_s": 0})))
     assert len(list(plain.stream_chat(messages))) > 5
-    profile = load_profile(write_profile(tmp_path, "faulty.yaml", llm={"first_token_s": 0, "per_token_s": 0},
-                                         faults={"llm_raise_on": "self-destruct", "llm_raise_after_words": 2,
-                                                 "llm_stays_broken": True}))  # fmt: skip
+    profile = load_profile(
+        write_profile(
+            tmp_path,
+            "faulty.yaml",
+            llm={"first_token_s": 0, "per_token_s": 0},
+            faults={"llm_raise_on": "self-destruct", "llm_raise_after_words": 2, "llm_stays_broken": True},
+        )
+    )
     llm = TimingLlm(profile)
     said: list[str] = []
     with pytest.raises(InjectedFault):

@@ -32,8 +32,9 @@ QUESTION = "Tell me something nice about the weather."
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProcess]:
     # The timing ASR "hears" this one transcript: every voice turn is the same local-LLM turn.
     profile = write_profile(tmp_path_factory.mktemp("flood"), transcripts=[{"text": QUESTION, "weight": 1.0}])
-    node = start_edge("fault-flood", timing_env(profile, XIAOZHI__LLM__MAX_TOKENS="12",
-                                                XIAOZHI__CACHE__ENABLED="false"))  # fmt: skip
+    node = start_edge(
+        "fault-flood", timing_env(profile, XIAOZHI__LLM__MAX_TOKENS="12", XIAOZHI__CACHE__ENABLED="false")
+    )
     yield node
     stop_edge(node)
 
@@ -65,8 +66,10 @@ class Flooder:
         sent = [n for n, _, _, _ in self.closes]
         secs = [s for _, s, _, _ in self.closes]
         refused = f"; {len(self.refused)} reconnect(s) refused ({self.refused[0]})" if self.refused else ""
-        return (f"{len(self.closes)} connection(s), each closed after {min(secs):.2f}-{max(secs):.2f} s and "
-                f"{min(sent)}-{max(sent)} frames with {', '.join(codes)}{refused}")  # fmt: skip
+        return (
+            f"{len(self.closes)} connection(s), each closed after {min(secs):.2f}-{max(secs):.2f} s and "
+            f"{min(sent)}-{max(sent)} frames with {', '.join(codes)}{refused}"
+        )
 
 
 async def _audio_flood(edge: EdgeProcess, flooder: Flooder, interval_s: float, stop: asyncio.Event) -> None:
@@ -120,9 +123,11 @@ async def test_floods_are_closed_and_a_polite_device_keeps_its_latency(edge: Edg
     stop = asyncio.Event()
     fast, fastest, text = Flooder("aa:f4:00:00:01:01"), Flooder("aa:f4:00:00:01:02"), Flooder("aa:f4:00:00:01:03")
     with RssSampler(edge.pid) as rss:
-        attacks = [asyncio.create_task(_audio_flood(edge, fast, 0.060 / 20, stop)),
-                   asyncio.create_task(_audio_flood(edge, fastest, 0.0, stop)),
-                   asyncio.create_task(_text_burst(edge, text, 500))]  # fmt: skip
+        attacks = [
+            asyncio.create_task(_audio_flood(edge, fast, 0.060 / 20, stop)),
+            asyncio.create_task(_audio_flood(edge, fastest, 0.0, stop)),
+            asyncio.create_task(_text_burst(edge, text, 500)),
+        ]
         await asyncio.sleep(0.5)
         during = [await _voice_turn(edge, f"aa:f4:00:00:02:{i:02x}") for i in range(2)]
         stop.set()
@@ -144,8 +149,10 @@ async def test_floods_are_closed_and_a_polite_device_keeps_its_latency(edge: Edg
     limit = max(baseline) * 2 + 1500
     assert max(during) < limit, (baseline, during)
     assert "session crashed" not in edge.log_text()[offset:]
-    observed(f"flood: 20x real-time audio device: {fast.summary()}; full-speed audio device: {fastest.summary()}; "
-             f"text burst of 500: closed after {text.closes[0][0]} frames with {text.closes[0][2]} "
-             f"{text.closes[0][3]!r}; edge RSS +{rss.growth_mb:.1f} MB peak; a polite device's first audio "
-             f"{min(during):.0f}-{max(during):.0f} ms during the floods (baseline {min(baseline):.0f}-"
-             f"{max(baseline):.0f} ms)")  # fmt: skip
+    observed(
+        f"flood: 20x real-time audio device: {fast.summary()}; full-speed audio device: {fastest.summary()}; "
+        f"text burst of 500: closed after {text.closes[0][0]} frames with {text.closes[0][2]} "
+        f"{text.closes[0][3]!r}; edge RSS +{rss.growth_mb:.1f} MB peak; a polite device's first audio "
+        f"{min(during):.0f}-{max(during):.0f} ms during the floods (baseline {min(baseline):.0f}-"
+        f"{max(baseline):.0f} ms)"
+    )

@@ -122,8 +122,14 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
 @pytest.fixture(scope="module")
 def edge(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProcess]:
     work = tmp_path_factory.mktemp("flap-edge")
-    env = cloud_edge_env(cloud, EDGE, routing_file(work, CLOUD_WORDS), write_profile(work),
-                         XIAOZHI__LLM__MAX_TOKENS=str(LOCAL_WORDS), XIAOZHI__LLM__WORKERS="2")  # fmt: skip
+    env = cloud_edge_env(
+        cloud,
+        EDGE,
+        routing_file(work, CLOUD_WORDS),
+        write_profile(work),
+        XIAOZHI__LLM__MAX_TOKENS=str(LOCAL_WORDS),
+        XIAOZHI__LLM__WORKERS="2",
+    )
     node = start_edge("fault-leaf-flap-edge", env)
     yield node
     stop_edge(node)
@@ -185,13 +191,15 @@ async def test_leaf_link_flaps_under_load(cloud: Cloud, edge: EdgeProcess) -> No
     log = edge.log_text()[offset:]
     assert "session crashed" not in log and "Traceback" not in log, log[-3000:]
     disconnects = len(log_lines(edge, "disconnected from", offset))
-    observed(f"leaf link flapped {FLAPS}x ({DOWN_S:g} s down each) under {DEVICES} talking devices for "
-             f"{flapping_s:.0f} s: {sum(outcomes.values())} turns, all ended with tts/stop, none stuck, no protocol "
-             f"errors; escalated turns: {outcomes['escalated:cloud']} answered by the cloud, "
-             f"{outcomes['escalated:local']} by the local fallback, {outcomes['escalated:cut_off']} cut off with "
-             f"{CUT_OFF!r}, {outcomes['escalated:apology']} apologised, {outcomes['escalated:busy']} told 'busy'; "
-             f"local turns: "
-             f"{outcomes['local:local'] + outcomes['local:intent']} answered normally; escalations asked during "
-             f"an outage: {probed['local']}/{len(probes)} answered by the local fallback; the edge's NATS "
-             f"client saw {disconnects} disconnects; after the flapping the cloud answered again "
-             f"(attempt {attempts})")  # fmt: skip
+    observed(
+        f"leaf link flapped {FLAPS}x ({DOWN_S:g} s down each) under {DEVICES} talking devices for "
+        f"{flapping_s:.0f} s: {sum(outcomes.values())} turns, all ended with tts/stop, none stuck, no protocol "
+        f"errors; escalated turns: {outcomes['escalated:cloud']} answered by the cloud, "
+        f"{outcomes['escalated:local']} by the local fallback, {outcomes['escalated:cut_off']} cut off with "
+        f"{CUT_OFF!r}, {outcomes['escalated:apology']} apologised, {outcomes['escalated:busy']} told 'busy'; "
+        f"local turns: "
+        f"{outcomes['local:local'] + outcomes['local:intent']} answered normally; escalations asked during "
+        f"an outage: {probed['local']}/{len(probes)} answered by the local fallback; the edge's NATS "
+        f"client saw {disconnects} disconnects; after the flapping the cloud answered again "
+        f"(attempt {attempts})"
+    )

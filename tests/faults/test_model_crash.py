@@ -93,8 +93,9 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
 @pytest.fixture(scope="module")
 def cloud_edge(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProcess]:
     work = tmp_path_factory.mktemp("crash-edge")
-    env = cloud_edge_env(cloud, "edge-crash", routing_file(work), write_profile(work),
-                         XIAOZHI__LLM__MAX_TOKENS=str(LOCAL_WORDS))  # fmt: skip
+    env = cloud_edge_env(
+        cloud, "edge-crash", routing_file(work), write_profile(work), XIAOZHI__LLM__MAX_TOKENS=str(LOCAL_WORDS)
+    )
     node = start_edge("fault-crash-cloud-edge", env)
     yield node
     stop_edge(node)
@@ -138,20 +139,25 @@ async def test_cloud_worker_killed_mid_answer(cloud: Cloud, cloud_edge: EdgeProc
         assert time.monotonic() - restarted_at < 30, "the cloud did not answer again after the worker restart"
     assert words(_heard(turn)) == words(CLOUD_REPLY)[: len(words(_heard(turn)))]
     assert turn.first_audio_ms is not None
-    observed(f"cloud worker SIGKILLed mid-answer: the escalated device heard {len(heard_cloud)} words of the "
-             f"cloud's answer, then {CUT_OFF!r} and tts/stop {stop_after:.1f} s after the kill; the local device "
-             f"heard its whole answer ({len(kept.sentences)} sentences, {kept.audio_packets} packets) untouched; "
-             f"worker restarted: the cloud answered the next escalated turn (attempt {attempts}), first audio "
-             f"{turn.first_audio_ms:.0f} ms")  # fmt: skip
+    observed(
+        f"cloud worker SIGKILLed mid-answer: the escalated device heard {len(heard_cloud)} words of the "
+        f"cloud's answer, then {CUT_OFF!r} and tts/stop {stop_after:.1f} s after the kill; the local device "
+        f"heard its whole answer ({len(kept.sentences)} sentences, {kept.audio_packets} packets) untouched; "
+        f"worker restarted: the cloud answered the next escalated turn (attempt {attempts}), first audio "
+        f"{turn.first_audio_ms:.0f} ms"
+    )
 
 
 # --------------------------------------------------------------------- (b) edge model instance fails
 @pytest.fixture(scope="module")
 def faulty_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProcess]:
-    profile = write_profile(tmp_path_factory.mktemp("crash-local"), faults={
-        "llm_raise_on": TRIGGER, "llm_raise_after_words": 5, "llm_stays_broken": True})  # fmt: skip
-    env = timing_env(profile, XIAOZHI__LLM__WORKERS="1", XIAOZHI__LLM__MAX_TOKENS=str(LOCAL_WORDS),
-                     XIAOZHI__CACHE__ENABLED="false")  # fmt: skip
+    profile = write_profile(
+        tmp_path_factory.mktemp("crash-local"),
+        faults={"llm_raise_on": TRIGGER, "llm_raise_after_words": 5, "llm_stays_broken": True},
+    )
+    env = timing_env(
+        profile, XIAOZHI__LLM__WORKERS="1", XIAOZHI__LLM__MAX_TOKENS=str(LOCAL_WORDS), XIAOZHI__CACHE__ENABLED="false"
+    )
     node = start_edge("fault-crash-local-edge", env)
     yield node
     stop_edge(node)
@@ -187,7 +193,9 @@ async def test_edge_model_fails_mid_reply_and_its_worker_restarts(faulty_edge: E
     replaced = log_lines(edge, "llm worker 0: engine raised", offset)
     assert len(replaced) == 1 and "instance replaced" in replaced[0], replaced
     assert "session crashed" not in edge.log_text()[offset:]
-    observed(f"edge LLM instance raised mid-reply: that device heard {_heard(failed)!r} then tts/stop; the device "
-             f"speaking meanwhile heard its whole answer untouched; the pool replaced the broken instance "
-             f"(xiaozhi_engine_restarts_total{{stage=llm}} +1) and the next {len(after_turns)} turns on the same "
-             f"single LLM worker were answered normally")  # fmt: skip
+    observed(
+        f"edge LLM instance raised mid-reply: that device heard {_heard(failed)!r} then tts/stop; the device "
+        f"speaking meanwhile heard its whole answer untouched; the pool replaced the broken instance "
+        f"(xiaozhi_engine_restarts_total{{stage=llm}} +1) and the next {len(after_turns)} turns on the same "
+        f"single LLM worker were answered normally"
+    )

@@ -39,9 +39,16 @@ SLOW_ID = "aa:f5:00:00:00:01"
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProcess]:
     profile = write_profile(tmp_path_factory.mktemp("slow-reader"), llm={"reply": LONG_REPLY})
-    node = start_edge("fault-slow-reader", timing_env(
-        profile, XIAOZHI__LLM__MAX_TOKENS="600", XIAOZHI__SERVER__SEND_BUFFER_BYTES="4096",
-        XIAOZHI__SERVER__SEND_TIMEOUT_S=str(SEND_TIMEOUT_S), XIAOZHI__CACHE__ENABLED="false"))  # fmt: skip
+    node = start_edge(
+        "fault-slow-reader",
+        timing_env(
+            profile,
+            XIAOZHI__LLM__MAX_TOKENS="600",
+            XIAOZHI__SERVER__SEND_BUFFER_BYTES="4096",
+            XIAOZHI__SERVER__SEND_TIMEOUT_S=str(SEND_TIMEOUT_S),
+            XIAOZHI__CACHE__ENABLED="false",
+        ),
+    )
     yield node
     stop_edge(node)
 
@@ -53,8 +60,9 @@ async def _quick_turn(edge: EdgeProcess, device_id: str) -> float:
     return turn.first_audio_ms
 
 
-async def test_a_device_that_stops_reading_is_dropped_and_others_are_unaffected(edge: EdgeProcess, tmp_path: Path
-                                                                                ) -> None:  # fmt: skip
+async def test_a_device_that_stops_reading_is_dropped_and_others_are_unaffected(
+    edge: EdgeProcess, tmp_path: Path
+) -> None:
     baseline = [await _quick_turn(edge, f"aa:f5:00:00:01:{i:02x}") for i in range(2)]
     before = await metrics_text(edge)
     offset = edge.log_offset()
@@ -88,8 +96,10 @@ async def test_a_device_that_stops_reading_is_dropped_and_others_are_unaffected(
     limit = max(baseline) * 3 + 1000
     assert during < limit and after_turn < limit, (baseline, during, after_turn)
     assert "session crashed" not in edge.log_text()[offset:]
-    observed(f"slow reader: stopped reading after {audio} audio frames; the edge dropped it {closed_after:.1f} s "
-             f"later (send timeout {SEND_TIMEOUT_S:g} s, xiaozhi_send_timeouts_total +1, log names device={SLOW_ID}); "
-             f"reading again it got {frames} buffered frames then {ending}; edge RSS +{rss.growth_mb:.1f} MB peak; "
-             f"another device's first audio {during:.0f} ms during the stall, {after_turn:.0f} ms after "
-             f"(baseline {min(baseline):.0f}-{max(baseline):.0f} ms)")  # fmt: skip
+    observed(
+        f"slow reader: stopped reading after {audio} audio frames; the edge dropped it {closed_after:.1f} s "
+        f"later (send timeout {SEND_TIMEOUT_S:g} s, xiaozhi_send_timeouts_total +1, log names device={SLOW_ID}); "
+        f"reading again it got {frames} buffered frames then {ending}; edge RSS +{rss.growth_mb:.1f} MB peak; "
+        f"another device's first audio {during:.0f} ms during the stall, {after_turn:.0f} ms after "
+        f"(baseline {min(baseline):.0f}-{max(baseline):.0f} ms)"
+    )

@@ -41,8 +41,12 @@ def test_the_verdict_needs_every_device_connected_balanced_and_moved() -> None:
     report: dict[str, Any] = json.loads(RUN.read_text())
     assert passed(report) and "result: PASS" in render(report)
     assert "TIMING ENGINES" in render(report)
-    for path, value in ((("boot", "never_connected"), 3), (("balance", "within_tolerance"), False),
-                        (("kill", "not_recovered"), 1), (("kill", "reassigned"), 0)):  # fmt: skip
+    for path, value in (
+        (("boot", "never_connected"), 3),
+        (("balance", "within_tolerance"), False),
+        (("kill", "not_recovered"), 1),
+        (("kill", "reassigned"), 0),
+    ):
         bad = copy.deepcopy(report)
         bad[path[0]][path[1]] = value
         assert not passed(bad), path

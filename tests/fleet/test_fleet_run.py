@@ -28,8 +28,15 @@ TOLERANCE = 0.1
 
 async def test_small_fleet_assigns_balances_and_survives_a_killed_edge(tmp_path: Path) -> None:
     topo = FleetTopology(FleetSpec(edges=EDGES), tmp_path / "fleet", ARTIFACTS / "fleet")
-    spec = RunSpec(devices=DEVICES, talkers=0.15, rate_per_min=4.0, boot_s=8.0, duration_s=40.0, kill_at_s=22.0,
-                   balance_tolerance=TOLERANCE)  # fmt: skip
+    spec = RunSpec(
+        devices=DEVICES,
+        talkers=0.15,
+        rate_per_min=4.0,
+        boot_s=8.0,
+        duration_s=40.0,
+        kill_at_s=22.0,
+        balance_tolerance=TOLERANCE,
+    )
     try:
         topo.start()
         report = await run_fleet(topo, spec)

@@ -510,11 +510,45 @@ _HOSTILE_TEMPLATES = [
     '{"type":"mcp","payload":{"jsonrpc":"2.0","method":"notifications/state_changed","params":{"v":@N@}}}',
     '{"type":"ping","session_id":@S@}',
 ]
-_HOSTILE_NUMBERS = ["1", "2", "3", "0", "-1", "60", "16000", "1e999", "-1e999", "1E400", "1e308", "-0", "2.5",
-                    "9" * 400, "123456789012345678901234567890", "NaN", "Infinity", "-Infinity", "true", "null",
-                    '"60"', "[]", "{}"]  # fmt: skip
-_HOSTILE_STRINGS = ['"\\ud800"', '"a\\udfffb"', '"\\ud83d\\ude00"', '"\\ude00\\ud83d"', '"\\u0000"', '""',
-                    '"\\\\ud800"', '"what time is it"', json.dumps("x" * 5000), "1", "null", "[]"]  # fmt: skip
+_HOSTILE_NUMBERS = [
+    "1",
+    "2",
+    "3",
+    "0",
+    "-1",
+    "60",
+    "16000",
+    "1e999",
+    "-1e999",
+    "1E400",
+    "1e308",
+    "-0",
+    "2.5",
+    "9" * 400,
+    "123456789012345678901234567890",
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "true",
+    "null",
+    '"60"',
+    "[]",
+    "{}",
+]
+_HOSTILE_STRINGS = [
+    '"\\ud800"',
+    '"a\\udfffb"',
+    '"\\ud83d\\ude00"',
+    '"\\ude00\\ud83d"',
+    '"\\u0000"',
+    '""',
+    '"\\\\ud800"',
+    '"what time is it"',
+    json.dumps("x" * 5000),
+    "1",
+    "null",
+    "[]",
+]
 
 
 @st.composite
@@ -640,19 +674,26 @@ def _mcp_payload_strategy() -> st.SearchStrategy[Any]:
     )
     valid = st.one_of(
         st.fixed_dictionaries(
-            {"jsonrpc": st.just("2.0"), "id": st.integers(0, 2**31 - 1) | st.none(),
-             "result": st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=3)}
+            {
+                "jsonrpc": st.just("2.0"),
+                "id": st.integers(0, 2**31 - 1) | st.none(),
+                "result": st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=3),
+            }
         ),
         st.fixed_dictionaries(
-            {"jsonrpc": st.just("2.0"), "id": st.integers(0, 2**31 - 1),
-             "error": st.fixed_dictionaries({}, optional={"code": st.integers(-33000, 0),
-                                                          "message": st.text(max_size=20)})}
+            {
+                "jsonrpc": st.just("2.0"),
+                "id": st.integers(0, 2**31 - 1),
+                "error": st.fixed_dictionaries(
+                    {}, optional={"code": st.integers(-33000, 0), "message": st.text(max_size=20)}
+                ),
+            }
         ),
         st.fixed_dictionaries(
             {"jsonrpc": st.just("2.0"), "method": st.text(max_size=12).map(lambda m: "notifications/" + m)},
             optional={"params": st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=3)},
         ),
-    )  # fmt: skip
+    )
     near = (valid | response | notification).flatmap(
         lambda p: st.sampled_from(sorted(p)).flatmap(
             lambda k: st.one_of(
@@ -1056,10 +1097,17 @@ _CHAT_NUMBERS = st.one_of(st.integers(-3, 10**6), st.floats(), st.sampled_from([
 
 
 _VALID_CHAT = st.fixed_dictionaries(
-    {"messages": st.lists(st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant"]),
-                                                 "content": st.text(max_size=20)}), min_size=1, max_size=4)},
+    {
+        "messages": st.lists(
+            st.fixed_dictionaries(
+                {"role": st.sampled_from(["system", "user", "assistant"]), "content": st.text(max_size=20)}
+            ),
+            min_size=1,
+            max_size=4,
+        )
+    },
     optional={"max_tokens": st.integers(1, 10**6), "temperature": st.floats(0, 2) | st.integers(0, 2)},
-)  # fmt: skip
+)
 
 
 @st.composite

@@ -61,9 +61,14 @@ def _device_id() -> str:
 
 
 def _hello(version: int) -> str:
-    return json.dumps({"type": "hello", "version": version, "transport": "websocket",
-                       "audio_params": {"format": "opus", "sample_rate": 16000, "channels": 1,
-                                        "frame_duration": 60}})  # fmt: skip
+    return json.dumps(
+        {
+            "type": "hello",
+            "version": version,
+            "transport": "websocket",
+            "audio_params": {"format": "opus", "sample_rate": 16000, "channels": 1, "frame_duration": 60},
+        }
+    )
 
 
 def _json_text(frame: str | bytes, version: int) -> str | None:
@@ -136,8 +141,16 @@ async def _fuzz_connection(url: str, version: int, pre: list[str | bytes], post:
     """One device connection: ``pre`` frames, the hello, ``post`` frames, then listen + ping -> pong."""
     allowed: dict[int, str] = {}  # close code -> why the frames sent so far allow it
     headers = {"Device-Id": _device_id(), "Client-Id": str(uuid.uuid4()), "Protocol-Version": str(version)}
-    async with connect(url, additional_headers=headers, max_size=None, compression=None, ping_interval=None,
-                       open_timeout=10, close_timeout=2, user_agent_header=None) as ws:  # fmt: skip
+    async with connect(
+        url,
+        additional_headers=headers,
+        max_size=None,
+        compression=None,
+        ping_interval=None,
+        open_timeout=10,
+        close_timeout=2,
+        user_agent_header=None,
+    ) as ws:
         try:
             for frame in pre:
                 if len(frame.encode() if isinstance(frame, str) else frame) > MAX_FRAME:

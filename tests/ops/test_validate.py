@@ -34,9 +34,22 @@ class Site:
     work: Path
 
     def args(self) -> list[str]:
-        return ["--edge", self.edge.http, "--nats", self.cloud.hub.url, "--credential", str(self.cloud.cred_path),
-                "--worker", self._worker, "--expect-workers", "llm=1", "--prometheus", self.prometheus_url,
-                "--max-first-audio-s", "10"]  # fmt: skip
+        return [
+            "--edge",
+            self.edge.http,
+            "--nats",
+            self.cloud.hub.url,
+            "--credential",
+            str(self.cloud.cred_path),
+            "--worker",
+            self._worker,
+            "--expect-workers",
+            "llm=1",
+            "--prometheus",
+            self.prometheus_url,
+            "--max-first-audio-s",
+            "10",
+        ]
 
     @property
     def _worker(self) -> str:
@@ -49,13 +62,20 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     cloud = start_cloud(work, ["edge-v"])
     edge = prometheus = None
     try:
-        env = {"XIAOZHI__NODE_ID": "edge-v", "XIAOZHI__NATS__URL": cloud.leaves["edge-v"].url,
-               "XIAOZHI__NATS__HEARTBEAT_S": "1", "XIAOZHI__LLM__WORKERS": "1"}  # fmt: skip
+        env = {
+            "XIAOZHI__NODE_ID": "edge-v",
+            "XIAOZHI__NATS__URL": cloud.leaves["edge-v"].url,
+            "XIAOZHI__NATS__HEARTBEAT_S": "1",
+            "XIAOZHI__LLM__WORKERS": "1",
+        }
         edge = start_edge("validate-edge", env)
         port = free_port()
         worker = cloud.llm_worker_http.removeprefix("http://")
-        prometheus = start_prometheus(work / "prometheus", {"xiaozhi-edge": [f"127.0.0.1:{edge.http_port}"],
-                                                            "xiaozhi-cloud-worker": [worker]}, port)  # fmt: skip
+        prometheus = start_prometheus(
+            work / "prometheus",
+            {"xiaozhi-edge": [f"127.0.0.1:{edge.http_port}"], "xiaozhi-cloud-worker": [worker]},
+            port,
+        )
         s = Site(cloud, edge, prometheus, f"http://127.0.0.1:{port}", work)
         _wait_scraped(s.prometheus_url, want_up=2)
         yield s
@@ -99,9 +119,23 @@ def test_validate_passes_against_a_working_deployment(site: Site) -> None:
     assert code == 0, text
     assert report["ok"] is True and report["failed"] == 0
     checks = _by_name(report)
-    for key in ("edge:health", "edge:ready", "edge:models", "edge:metrics", "edge:ota", "edge:hello", "edge:probe turn",
-                "edge:metrics live", "edge:cloud link", "nats:connect", "nats:workers llm", "nats:leaf links",
-                "worker:ready", "worker:metrics", "prometheus:scrapes"):  # fmt: skip
+    for key in (
+        "edge:health",
+        "edge:ready",
+        "edge:models",
+        "edge:metrics",
+        "edge:ota",
+        "edge:hello",
+        "edge:probe turn",
+        "edge:metrics live",
+        "edge:cloud link",
+        "nats:connect",
+        "nats:workers llm",
+        "nats:leaf links",
+        "worker:ready",
+        "worker:metrics",
+        "prometheus:scrapes",
+    ):
         assert checks[key]["status"] == "pass", (key, text)
     assert "llm-test-1" in checks["nats:workers llm"]["detail"]
     assert "edge-v" in checks["nats:leaf links"]["detail"]
@@ -141,7 +175,12 @@ def test_validate_fails_when_nats_is_stopped(site: Site) -> None:
 def test_a_bad_deployment_description_is_a_usage_error(tmp_path: Path) -> None:
     bad = tmp_path / "site.yaml"
     bad.write_text("edges: [http://127.0.0.1:1]\nexpect_worker: {llm: 1}\n")  # misspelt key
-    proc = subprocess.run([sys.executable, "-m", "ops.validate", "--config", str(bad)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "ops.validate", "--config", str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "expect_worker" in proc.stderr and "Extra inputs are not permitted" in proc.stderr

@@ -23,8 +23,12 @@ def test_erlang_c_known_values() -> None:
 def test_an_edge_with_one_exponential_stage_is_an_mmc_queue(cores: int, utilisation: float) -> None:
     # One stage, exponential service of 1 s, no pauses, no budget: the simulation must reproduce
     # Erlang C's mean wait (long run, several seeds).
-    model = EdgeModel(routes={"only": RouteCost(share=1.0, asr_s=1.0, early_commit=True)},
-                      early_commit_s=0.0, budget_s=1e9, service_cv=1.0)  # fmt: skip
+    model = EdgeModel(
+        routes={"only": RouteCost(share=1.0, asr_s=1.0, early_commit=True)},
+        early_commit_s=0.0,
+        budget_s=1e9,
+        service_cv=1.0,
+    )
     devices = round(utilisation * cores * 60)  # one turn a minute each
     waits = []
     for seed in (1, 2, 3):

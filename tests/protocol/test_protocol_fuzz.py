@@ -37,8 +37,13 @@ from shared.protocol.mcp import (
 SEEDS = range(8)
 ROUNDS = 400
 VALID_MESSAGES: list[dict[str, Any]] = [
-    {"type": "hello", "version": 1, "transport": "websocket", "features": {"mcp": True},
-     "audio_params": {"format": "opus", "sample_rate": 16000, "channels": 1, "frame_duration": 60}},
+    {
+        "type": "hello",
+        "version": 1,
+        "transport": "websocket",
+        "features": {"mcp": True},
+        "audio_params": {"format": "opus", "sample_rate": 16000, "channels": 1, "frame_duration": 60},
+    },
     {"session_id": "s", "type": "listen", "state": "start", "mode": "auto"},
     {"session_id": "s", "type": "listen", "state": "detect", "text": "你好小智"},
     {"session_id": "s", "type": "abort", "reason": "wake_word_detected"},
@@ -46,12 +51,31 @@ VALID_MESSAGES: list[dict[str, Any]] = [
     {"session_id": "s", "type": "iot", "update": True, "states": [{"name": "Speaker", "state": {"volume": 60}}]},
     {"session_id": "s", "type": "goodbye"},
     {"type": "ping"},
-]  # fmt: skip
+]
 
 JUNK_VALUES: list[Any] = [
-    None, True, False, 0, -1, 1.5, 2**40, "", "x", "start", "opus", [], [1, "a"], {}, {"a": None},
-    {"jsonrpc": "2.0"}, "😶" * 3, "\x00", 16000, 60, 3,
-]  # fmt: skip
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1.5,
+    2**40,
+    "",
+    "x",
+    "start",
+    "opus",
+    [],
+    [1, "a"],
+    {},
+    {"a": None},
+    {"jsonrpc": "2.0"},
+    "😶" * 3,
+    "\x00",
+    16000,
+    60,
+    3,
+]
 
 
 def _random_json(rng: random.Random, depth: int = 0) -> Any:
@@ -66,8 +90,26 @@ def _random_json(rng: random.Random, depth: int = 0) -> Any:
         return rng.random() * 1e6
     if kind == 4:
         return [_random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
-    keys = ["type", "state", "mode", "text", "session_id", "payload", "version", "features", "audio_params",
-            "reason", "update", "descriptors", "states", "jsonrpc", "id", "result", "error", "method"]  # fmt: skip
+    keys = [
+        "type",
+        "state",
+        "mode",
+        "text",
+        "session_id",
+        "payload",
+        "version",
+        "features",
+        "audio_params",
+        "reason",
+        "update",
+        "descriptors",
+        "states",
+        "jsonrpc",
+        "id",
+        "result",
+        "error",
+        "method",
+    ]
     return {rng.choice(keys): _random_json(rng, depth + 1) for _ in range(rng.randrange(5))}
 
 

@@ -40,15 +40,31 @@ def _env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     # molecule calls ansible-config and ansible-playbook by name
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.update({"ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1", "PY_COLORS": "0",
-                "ANSIBLE_LOCALHOST_WARNING": "False", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False"})  # fmt: skip
+    env.update(
+        {
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "NO_COLOR": "1",
+            "PY_COLORS": "0",
+            "ANSIBLE_LOCALHOST_WARNING": "False",
+            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
+        }
+    )
     env.update(extra)
     return env
 
 
 def _run(cmd: list[str], timeout: float, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=ANSIBLE, env=_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=timeout, check=False)  # fmt: skip
+    return subprocess.run(
+        cmd,
+        cwd=ANSIBLE,
+        env=_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _tail(text: str, lines: int = 80) -> str:
@@ -72,10 +88,24 @@ def _render_edge_yaml(out_dir: Path, variables: dict[str, Any]) -> Path:
     dest = out_dir / "edge.yaml"
     extra = out_dir / "vars.json"
     extra.write_text(json.dumps({"ansible_python_interpreter": sys.executable, **variables}), encoding="utf-8")
-    cmd = [str(BIN / "ansible"), "localhost", "-i", "localhost,", "-c", "local", "-m", "ansible.builtin.template",
-           "-a", f"src={ROLES / 'edge_node/templates/edge.yaml.j2'} dest={dest} mode=0640",
-           "-e", f"@{ROLES / 'xiaozhi_common/defaults/main.yml'}", "-e", f"@{ROLES / 'edge_node/defaults/main.yml'}",
-           "-e", f"@{extra}"]  # fmt: skip
+    cmd = [
+        str(BIN / "ansible"),
+        "localhost",
+        "-i",
+        "localhost,",
+        "-c",
+        "local",
+        "-m",
+        "ansible.builtin.template",
+        "-a",
+        f"src={ROLES / 'edge_node/templates/edge.yaml.j2'} dest={dest} mode=0640",
+        "-e",
+        f"@{ROLES / 'xiaozhi_common/defaults/main.yml'}",
+        "-e",
+        f"@{ROLES / 'edge_node/defaults/main.yml'}",
+        "-e",
+        f"@{extra}",
+    ]
     proc = _run(cmd, timeout=120)
     assert proc.returncode == 0, f"rendering edge.yaml failed:\n{_tail(proc.stdout)}"
     return dest
@@ -89,8 +119,14 @@ def render_dir() -> Any:
 
 
 def test_edge_yaml_bundled_models_loads(render_dir: Path) -> None:
-    path = _render_edge_yaml(render_dir, {"xiaozhi_edge_id": "site-a-1", "xiaozhi_site": "site-a",
-                                          "xiaozhi_public_ws_url": "ws://10.1.0.5:8000/xiaozhi/v1/"})  # fmt: skip
+    path = _render_edge_yaml(
+        render_dir,
+        {
+            "xiaozhi_edge_id": "site-a-1",
+            "xiaozhi_site": "site-a",
+            "xiaozhi_public_ws_url": "ws://10.1.0.5:8000/xiaozhi/v1/",
+        },
+    )
     cfg = load_settings(EdgeConfig, path, {}, environ={})
     assert (cfg.node_id, cfg.site) == ("site-a-1", "site-a")
     assert (cfg.server.port, cfg.server.http_port, cfg.server.host) == (8000, 8003, "0.0.0.0")
@@ -108,16 +144,22 @@ def test_edge_yaml_bundled_models_loads(render_dir: Path) -> None:
 
 def test_edge_yaml_production_models_and_extra_load(render_dir: Path) -> None:
     variables = {
-        "xiaozhi_edge_id": "site-b-1", "xiaozhi_site": "site-b", "xiaozhi_config_dir": "/srv/xz/etc",
-        "xiaozhi_data_dir": "/srv/xz/data", "xiaozhi_ws_port": 9000, "xiaozhi_http_port": 9003,
-        "xiaozhi_models": "production", "xiaozhi_asr_backend": "sherpa", "xiaozhi_asr_language": "auto",
+        "xiaozhi_edge_id": "site-b-1",
+        "xiaozhi_site": "site-b",
+        "xiaozhi_config_dir": "/srv/xz/etc",
+        "xiaozhi_data_dir": "/srv/xz/data",
+        "xiaozhi_ws_port": 9000,
+        "xiaozhi_http_port": 9003,
+        "xiaozhi_models": "production",
+        "xiaozhi_asr_backend": "sherpa",
+        "xiaozhi_asr_language": "auto",
         "xiaozhi_asr_model_path": "/opt/models/sense-voice/model.int8.onnx",
         "xiaozhi_asr_sherpa_tokens": "/opt/models/sense-voice/tokens.txt",
         "xiaozhi_llm_model_path": "/opt/models/qwen2.5-1.5b-instruct-q4_k_m.gguf",
         "xiaozhi_tts_voice_path": "/opt/voices/zh_CN-huayan-medium.onnx",
         "xiaozhi_tts_voice_config_path": "/opt/voices/zh_CN-huayan-medium.onnx.json",
         "xiaozhi_edge_config_extra": {"llm": {"threads": 4, "workers": 2}, "queues": {"max_queue": 32}},
-    }  # fmt: skip
+    }
     cfg = load_settings(EdgeConfig, _render_edge_yaml(render_dir, variables), {}, environ={})
     assert (cfg.server.port, cfg.server.http_port) == (9000, 9003)
     assert cfg.auth.token_key_file == "/srv/xz/etc/device-token.key"  # paths follow the prefix
@@ -126,14 +168,17 @@ def test_edge_yaml_production_models_and_extra_load(render_dir: Path) -> None:
     assert cfg.asr.model_path == variables["xiaozhi_asr_model_path"]
     assert cfg.asr.sherpa_tokens == variables["xiaozhi_asr_sherpa_tokens"]
     assert cfg.llm.model_path == variables["xiaozhi_llm_model_path"]
-    assert (cfg.tts.voice_path, cfg.tts.voice_config_path) == (variables["xiaozhi_tts_voice_path"],
-                                                               variables["xiaozhi_tts_voice_config_path"])  # fmt: skip
+    assert (cfg.tts.voice_path, cfg.tts.voice_config_path) == (
+        variables["xiaozhi_tts_voice_path"],
+        variables["xiaozhi_tts_voice_config_path"],
+    )
     assert (cfg.llm.threads, cfg.llm.workers, cfg.queues.max_queue) == (4, 2, 32)  # the extra merged in
 
 
 def test_edge_yaml_edge_only_without_tokens_loads(render_dir: Path) -> None:
-    path = _render_edge_yaml(render_dir, {"xiaozhi_nats_url": "", "xiaozhi_device_tokens": False,
-                                          "xiaozhi_log_json": False})  # fmt: skip
+    path = _render_edge_yaml(
+        render_dir, {"xiaozhi_nats_url": "", "xiaozhi_device_tokens": False, "xiaozhi_log_json": False}
+    )
     cfg = load_settings(EdgeConfig, path, {}, environ={})
     assert cfg.node_id == "localhost"  # xiaozhi_edge_id defaults to the inventory name
     assert cfg.nats.url == "" and not cfg.auth.device_tokens and cfg.auth.token_key_file == ""
@@ -146,8 +191,13 @@ def test_edge_yaml_misspelt_extra_is_refused(render_dir: Path) -> None:
     with pytest.raises(ConfigError, match=r"llm\.thread"):
         load_settings(EdgeConfig, path, {}, environ={})
     env = {k: v for k, v in os.environ.items() if not k.startswith("XIAOZHI__")}
-    proc = subprocess.run([str(BIN / "xiaozhi-edge"), "config", "--config", str(path)], capture_output=True,
-                          text=True, timeout=60, env=env)  # fmt: skip
+    proc = subprocess.run(
+        [str(BIN / "xiaozhi-edge"), "config", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert proc.returncode == 2 and "llm.thread" in proc.stderr, proc.stderr
 
 
@@ -160,8 +210,11 @@ def test_molecule_default_scenario() -> None:
         pytest.skip("systemd-analyze is not installed (Debian: systemd)")
     ephemeral = Path(tempfile.mkdtemp(prefix="xz-molecule-"))
     try:
-        proc = _run([str(BIN / "molecule"), "test", "--scenario-name", "default"], timeout=840,
-                    MOLECULE_EPHEMERAL_DIRECTORY=str(ephemeral))  # fmt: skip
+        proc = _run(
+            [str(BIN / "molecule"), "test", "--scenario-name", "default"],
+            timeout=840,
+            MOLECULE_EPHEMERAL_DIRECTORY=str(ephemeral),
+        )
     finally:
         shutil.rmtree(ephemeral, ignore_errors=True)
     assert proc.returncode == 0, f"molecule test failed:\n{_tail(proc.stdout, 150)}"

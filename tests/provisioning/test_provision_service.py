@@ -79,19 +79,51 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             leaf.start()
             leaf.wait_linked()
         port = free_port()
-        provision = spawn("provision", [
-            sys.executable, "-m", "provisioning.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--db", db, "--nats", hub.url, "--credential", str(cloud_cred), "--token-key", str(key_path),
-            "--public-url", f"http://127.0.0.1:{port}"], "READY provision",
-            env={"XIAOZHI_PROVISION__STALE_AFTER_S": "4", "XIAOZHI_PROVISION__FIRMWARE_DIR": str(work / "fw"),
-                 "XIAOZHI_PROVISION__CONSOLE_URL": "console.example",
-                 "XIAOZHI_PROVISION__SITES": "{site-a: [127.0.0.0/8]}",
-                 "XIAOZHI_PROVISION__PENDING_TOKEN_TTL_S": "0"})  # fmt: skip
+        provision = spawn(
+            "provision",
+            [
+                sys.executable,
+                "-m",
+                "provisioning.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--db",
+                db,
+                "--nats",
+                hub.url,
+                "--credential",
+                str(cloud_cred),
+                "--token-key",
+                str(key_path),
+                "--public-url",
+                f"http://127.0.0.1:{port}",
+            ],
+            "READY provision",
+            env={
+                "XIAOZHI_PROVISION__STALE_AFTER_S": "4",
+                "XIAOZHI_PROVISION__FIRMWARE_DIR": str(work / "fw"),
+                "XIAOZHI_PROVISION__CONSOLE_URL": "console.example",
+                "XIAOZHI_PROVISION__SITES": "{site-a: [127.0.0.0/8]}",
+                "XIAOZHI_PROVISION__PENDING_TOKEN_TTL_S": "0",
+            },
+        )
         for name, site in names.items():
-            edges[name] = start_edge(f"prov-{name}", {
-                "XIAOZHI__NODE_ID": name, "XIAOZHI__SITE": site, "XIAOZHI__NATS__URL": leaves[name].url,
-                "XIAOZHI__NATS__HEARTBEAT_S": "1", "XIAOZHI__LLM__WORKERS": "1", "XIAOZHI__TTS__WORKERS": "1",
-                "XIAOZHI__AUTH__DEVICE_TOKENS": "true", "XIAOZHI__AUTH__TOKEN_KEY_FILE": str(key_path)})  # fmt: skip
+            edges[name] = start_edge(
+                f"prov-{name}",
+                {
+                    "XIAOZHI__NODE_ID": name,
+                    "XIAOZHI__SITE": site,
+                    "XIAOZHI__NATS__URL": leaves[name].url,
+                    "XIAOZHI__NATS__HEARTBEAT_S": "1",
+                    "XIAOZHI__LLM__WORKERS": "1",
+                    "XIAOZHI__TTS__WORKERS": "1",
+                    "XIAOZHI__AUTH__DEVICE_TOKENS": "true",
+                    "XIAOZHI__AUTH__TOKEN_KEY_FILE": str(key_path),
+                },
+            )
         f = Fleet(hub, leaves, edges, provision, f"http://127.0.0.1:{port}", db, key)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -112,8 +144,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         hub.stop()
 
 
-def _ota(fleet: Fleet, device: str, version: str = "2.4.2", path: str = "/xiaozhi/ota/",
-         body: Any = None) -> httpx.Response:  # fmt: skip
+def _ota(
+    fleet: Fleet, device: str, version: str = "2.4.2", path: str = "/xiaozhi/ota/", body: Any = None
+) -> httpx.Response:
     """What the firmware sends (docs/protocol.md §1.2, §1.3); ``body`` replaces the firmware's body."""
     headers, content = ota_request(device, str(uuid.uuid4()), version)
     if body is not None:
@@ -122,8 +155,12 @@ def _ota(fleet: Fleet, device: str, version: str = "2.4.2", path: str = "/xiaozh
 
 
 def _activate(fleet: Fleet, device: str) -> httpx.Response:
-    return httpx.post(f"{fleet.url}/xiaozhi/ota/activate", headers={"Device-Id": device, "Activation-Version": "1",
-                      "Content-Type": "application/json"}, content=b"{}", timeout=10)  # fmt: skip
+    return httpx.post(
+        f"{fleet.url}/xiaozhi/ota/activate",
+        headers={"Device-Id": device, "Activation-Version": "1", "Content-Type": "application/json"},
+        content=b"{}",
+        timeout=10,
+    )
 
 
 async def _hello(url: str, device: str, token: str) -> str:
@@ -213,8 +250,18 @@ def test_xiaozhi_validate_checks_a_fleet_with_device_tokens(fleet: Fleet, tmp_pa
     key_file = tmp_path / "key"
     key_file.write_text(fleet.key.hex())
     edge = fleet.edges["edge-p1"]
-    base = [sys.executable, "-m", "ops.validate", "--edge", edge.http, "--ota", f"{fleet.url}/xiaozhi/ota/",
-            "--max-first-audio-s", "10", "--json"]  # fmt: skip
+    base = [
+        sys.executable,
+        "-m",
+        "ops.validate",
+        "--edge",
+        edge.http,
+        "--ota",
+        f"{fleet.url}/xiaozhi/ota/",
+        "--max-first-audio-s",
+        "10",
+        "--json",
+    ]
     run = subprocess.run([*base, "--token-key", str(key_file)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     report = json.loads(run.stdout)
     assert run.returncode == 0 and report["ok"], report

@@ -77,17 +77,45 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         leaf.start()
         leaf.wait_linked()
         port = free_port()
-        provision = spawn("provision-revoke", [
-            sys.executable, "-m", "provisioning.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--db", db, "--nats", hub.url, "--credential", str(cloud_cred), "--token-key", str(key_path),
-            "--public-url", f"http://127.0.0.1:{port}"], "READY provision",
-            env={"XIAOZHI_PROVISION__ACTIVATION_REQUIRED": "false",
-                 "XIAOZHI_PROVISION__STALE_AFTER_S": "10"})  # fmt: skip
-        edge = start_edge("revoke-edge", {
-            "XIAOZHI__NODE_ID": "edge-r1", "XIAOZHI__NATS__URL": leaf.url, "XIAOZHI__NATS__HEARTBEAT_S": "1",
-            "XIAOZHI__TIMING__PROFILE": str(ROOT / "bench" / "fleet" / "timing.2026-11-25.yaml"),
-            "XIAOZHI__LLM__WORKERS": "1", "XIAOZHI__TTS__WORKERS": "1", "XIAOZHI__ASR__WORKERS": "1",
-            "XIAOZHI__AUTH__DEVICE_TOKENS": "true", "XIAOZHI__AUTH__TOKEN_KEY_FILE": str(key_path)})  # fmt: skip
+        provision = spawn(
+            "provision-revoke",
+            [
+                sys.executable,
+                "-m",
+                "provisioning.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--db",
+                db,
+                "--nats",
+                hub.url,
+                "--credential",
+                str(cloud_cred),
+                "--token-key",
+                str(key_path),
+                "--public-url",
+                f"http://127.0.0.1:{port}",
+            ],
+            "READY provision",
+            env={"XIAOZHI_PROVISION__ACTIVATION_REQUIRED": "false", "XIAOZHI_PROVISION__STALE_AFTER_S": "10"},
+        )
+        edge = start_edge(
+            "revoke-edge",
+            {
+                "XIAOZHI__NODE_ID": "edge-r1",
+                "XIAOZHI__NATS__URL": leaf.url,
+                "XIAOZHI__NATS__HEARTBEAT_S": "1",
+                "XIAOZHI__TIMING__PROFILE": str(ROOT / "bench" / "fleet" / "timing.2026-11-25.yaml"),
+                "XIAOZHI__LLM__WORKERS": "1",
+                "XIAOZHI__TTS__WORKERS": "1",
+                "XIAOZHI__ASR__WORKERS": "1",
+                "XIAOZHI__AUTH__DEVICE_TOKENS": "true",
+                "XIAOZHI__AUTH__TOKEN_KEY_FILE": str(key_path),
+            },
+        )
         ota_url = f"http://127.0.0.1:{port}/xiaozhi/ota/"
         deadline = time.monotonic() + 30
         while httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5).status_code != 200:
@@ -150,8 +178,9 @@ async def test_a_revoked_device_is_dropped_refused_and_let_back_in(stack: Stack)
 
     # The admin revokes it: its live session is closed within a few seconds.
     revoked_at = time.monotonic()
-    r = await asyncio.to_thread(stack.console.post, f"/api/devices/{STOLEN}/revoke", json={"reason": "stolen"},
-                                headers=stack.csrf)  # fmt: skip
+    r = await asyncio.to_thread(
+        stack.console.post, f"/api/devices/{STOLEN}/revoke", json={"reason": "stolen"}, headers=stack.csrf
+    )
     assert r.status_code == 200 and r.json()["published"] is True, r.text
     assert await device.wait_closed(5), "the revoked device's session was not closed"
     assert time.monotonic() - revoked_at < 5

@@ -76,9 +76,14 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @pytest.fixture(scope="module")
 def tls_edge(pki: Pki) -> Iterator[EdgeProcess]:
-    edge = start_edge("tls-edge", {"XIAOZHI__TIMING__PROFILE": str(PROFILE),
-                                   "XIAOZHI__SERVER__TLS_CERT_FILE": str(pki.cert),
-                                   "XIAOZHI__SERVER__TLS_KEY_FILE": str(pki.key)})  # fmt: skip
+    edge = start_edge(
+        "tls-edge",
+        {
+            "XIAOZHI__TIMING__PROFILE": str(PROFILE),
+            "XIAOZHI__SERVER__TLS_CERT_FILE": str(pki.cert),
+            "XIAOZHI__SERVER__TLS_KEY_FILE": str(pki.key),
+        },
+    )
     yield edge
     stop_edge(edge)
 
@@ -136,8 +141,9 @@ async def test_a_client_that_does_not_trust_the_ca_is_refused(tls_edge: EdgeProc
 
 
 async def test_plain_ws_and_http_get_nowhere_on_the_tls_ports(tls_edge: EdgeProcess, pki: Pki) -> None:
-    client = DeviceClient(f"ws://127.0.0.1:{tls_edge.ws_port}/xiaozhi/v1/", device_id="aa:71:5e:00:00:04",
-                          hello_timeout_s=5)  # fmt: skip
+    client = DeviceClient(
+        f"ws://127.0.0.1:{tls_edge.ws_port}/xiaozhi/v1/", device_id="aa:71:5e:00:00:04", hello_timeout_s=5
+    )
     with pytest.raises(DeviceClientError, match="cannot open WebSocket"):
         await client.connect()
     assert client._ws is None  # no session was opened in the clear
@@ -170,12 +176,31 @@ def test_provisioning_answers_an_ota_over_https(pki: Pki, tmp_path: Path) -> Non
     hub.start()
     provision = None
     try:
-        provision = spawn("tls-provision", [
-            sys.executable, "-m", "provisioning.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--db", f"sqlite:///{tmp_path / 'console.db'}", "--nats", hub.url, "--credential", str(cloud_cred),
-            "--token-key", str(key_path), "--public-url", base], "READY provision",
-            env={"XIAOZHI_PROVISION__TLS_CERT_FILE": str(pki.cert),
-                 "XIAOZHI_PROVISION__TLS_KEY_FILE": str(pki.key)})  # fmt: skip
+        provision = spawn(
+            "tls-provision",
+            [
+                sys.executable,
+                "-m",
+                "provisioning.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--db",
+                f"sqlite:///{tmp_path / 'console.db'}",
+                "--nats",
+                hub.url,
+                "--credential",
+                str(cloud_cred),
+                "--token-key",
+                str(key_path),
+                "--public-url",
+                base,
+            ],
+            "READY provision",
+            env={"XIAOZHI_PROVISION__TLS_CERT_FILE": str(pki.cert), "XIAOZHI_PROVISION__TLS_KEY_FILE": str(pki.key)},
+        )
         edge_url = "wss://127.0.0.1:8000/xiaozhi/v1/"
 
         async def heartbeat() -> None:
@@ -199,8 +224,12 @@ def test_provisioning_answers_an_ota_over_https(pki: Pki, tmp_path: Path) -> Non
         assert body["websocket"]["url"] == edge_url
         tokens.verify(key, body["websocket"]["token"], "aa:71:5e:00:00:10")
         assert "activation" in body  # an unknown device: activation goes on over the same https endpoint
-        activate = httpx.post(f"{base}/xiaozhi/ota/activate", headers={"Device-Id": "aa:71:5e:00:00:10"},
-                              verify=pki.trusting(), timeout=10)  # fmt: skip
+        activate = httpx.post(
+            f"{base}/xiaozhi/ota/activate",
+            headers={"Device-Id": "aa:71:5e:00:00:10"},
+            verify=pki.trusting(),
+            timeout=10,
+        )
         assert activate.status_code == 202
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             _ota(base, client_context(str(pki.other_ca)), "aa:71:5e:00:00:11")
@@ -215,10 +244,16 @@ async def test_provisioning_warns_when_tls_is_on_but_public_url_says_http(
     pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     tokens.generate_key(tmp_path / "k.key")
-    cfg = ProvisionConfig(host="127.0.0.1", port=0, public_url="http://prov.example:8004",
-                          db=f"sqlite:///{tmp_path / 'c.db'}", token_key_file=str(tmp_path / "k.key"),
-                          tls_cert_file=str(pki.cert), tls_key_file=str(pki.key),
-                          nats=NatsClientConfig(url=""))  # fmt: skip
+    cfg = ProvisionConfig(
+        host="127.0.0.1",
+        port=0,
+        public_url="http://prov.example:8004",
+        db=f"sqlite:///{tmp_path / 'c.db'}",
+        token_key_file=str(tmp_path / "k.key"),
+        tls_cert_file=str(pki.cert),
+        tls_key_file=str(pki.key),
+        nats=NatsClientConfig(url=""),
+    )
     service = ProvisionService(cfg)
     with caplog.at_level(logging.WARNING, logger="provisioning"):
         await service.start()
@@ -230,11 +265,27 @@ async def test_provisioning_warns_when_tls_is_on_but_public_url_says_http(
 
 # -- the console -------------------------------------------------------------------------------------
 def test_the_console_over_https_serves_its_login_page_with_hsts(pki: Pki, tmp_path: Path) -> None:
-    console = spawn("tls-console", [
-        sys.executable, "-m", "cloud.cli", "console", "--db", f"sqlite:///{tmp_path / 'console.db'}",
-        "--host", "127.0.0.1", "--port", "0"], "READY console",
-        env={"XIAOZHI_CLOUD__CONSOLE__TLS_CERT_FILE": str(pki.cert),
-             "XIAOZHI_CLOUD__CONSOLE__TLS_KEY_FILE": str(pki.key), "XIAOZHI_CLOUD__NATS__URL": ""})  # fmt: skip
+    console = spawn(
+        "tls-console",
+        [
+            sys.executable,
+            "-m",
+            "cloud.cli",
+            "console",
+            "--db",
+            f"sqlite:///{tmp_path / 'console.db'}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ],
+        "READY console",
+        env={
+            "XIAOZHI_CLOUD__CONSOLE__TLS_CERT_FILE": str(pki.cert),
+            "XIAOZHI_CLOUD__CONSOLE__TLS_KEY_FILE": str(pki.key),
+            "XIAOZHI_CLOUD__NATS__URL": "",
+        },
+    )
     try:
         base = ready_field(console, "http")
         assert base.startswith("https://127.0.0.1:")
@@ -262,8 +313,9 @@ def _start_fails(args: list[str], env: dict[str, str]) -> str:
     """Run a server command that must refuse to start; its stderr (and stdout) for the message."""
     import os
 
-    run = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                         env={**os.environ, **env})  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, **env}
+    )
     assert run.returncode != 0, run.stdout + run.stderr
     assert "READY" not in run.stdout
     assert "Traceback" not in run.stderr, run.stderr
@@ -281,26 +333,38 @@ def test_bad_tls_settings_stop_each_server_at_start_naming_the_file(pki: Pki, tm
 
     err = _start_fails(EDGE, {**edge, "XIAOZHI__SERVER__TLS_CERT_FILE": str(pki.cert)})
     assert "server.tls_cert_file is set but server.tls_key_file is not" in err
-    err = _start_fails(EDGE, {**edge, "XIAOZHI__SERVER__TLS_CERT_FILE": missing,
-                              "XIAOZHI__SERVER__TLS_KEY_FILE": str(pki.key)})  # fmt: skip
+    err = _start_fails(
+        EDGE, {**edge, "XIAOZHI__SERVER__TLS_CERT_FILE": missing, "XIAOZHI__SERVER__TLS_KEY_FILE": str(pki.key)}
+    )
     assert f"TLS certificate file {missing}: cannot read it" in err
-    err = _start_fails(EDGE, {**edge, "XIAOZHI__SERVER__TLS_CERT_FILE": str(pki.key),
-                              "XIAOZHI__SERVER__TLS_KEY_FILE": str(pki.key)})  # fmt: skip
+    err = _start_fails(
+        EDGE, {**edge, "XIAOZHI__SERVER__TLS_CERT_FILE": str(pki.key), "XIAOZHI__SERVER__TLS_KEY_FILE": str(pki.key)}
+    )
     assert f"TLS certificate file {pki.key}: not a PEM certificate" in err
-    err = _start_fails(EDGE, {**edge, "XIAOZHI__SERVER__TLS_CERT_FILE": str(pki.cert),
-                              "XIAOZHI__SERVER__TLS_KEY_FILE": str(pki.other_key)})  # fmt: skip
+    err = _start_fails(
+        EDGE,
+        {**edge, "XIAOZHI__SERVER__TLS_CERT_FILE": str(pki.cert), "XIAOZHI__SERVER__TLS_KEY_FILE": str(pki.other_key)},
+    )
     assert f"TLS certificate {pki.cert} and key {pki.other_key} cannot be used together" in err
 
     prov = {"XIAOZHI_PROVISION__TOKEN_KEY_FILE": str(tmp_path / "absent.key")}
     err = _start_fails(PROVISION, {**prov, "XIAOZHI_PROVISION__TLS_CERT_FILE": str(pki.cert)})
     assert "tls_cert_file is set but tls_key_file is not" in err
-    err = _start_fails(PROVISION, {**prov, "XIAOZHI_PROVISION__TLS_CERT_FILE": str(pki.cert),
-                                   "XIAOZHI_PROVISION__TLS_KEY_FILE": missing})  # fmt: skip
+    err = _start_fails(
+        PROVISION,
+        {**prov, "XIAOZHI_PROVISION__TLS_CERT_FILE": str(pki.cert), "XIAOZHI_PROVISION__TLS_KEY_FILE": missing},
+    )
     assert f"TLS private key file {missing}: cannot read it" in err
 
     console = {"XIAOZHI_CLOUD__CONSOLE__DB": f"sqlite:///{tmp_path / 'c.db'}", "XIAOZHI_CLOUD__NATS__URL": ""}
     err = _start_fails(CONSOLE, {**console, "XIAOZHI_CLOUD__CONSOLE__TLS_KEY_FILE": str(pki.key)})
     assert "console.tls_key_file is set but console.tls_cert_file is not" in err
-    err = _start_fails(CONSOLE, {**console, "XIAOZHI_CLOUD__CONSOLE__TLS_CERT_FILE": missing,
-                                 "XIAOZHI_CLOUD__CONSOLE__TLS_KEY_FILE": str(pki.key)})  # fmt: skip
+    err = _start_fails(
+        CONSOLE,
+        {
+            **console,
+            "XIAOZHI_CLOUD__CONSOLE__TLS_CERT_FILE": missing,
+            "XIAOZHI_CLOUD__CONSOLE__TLS_KEY_FILE": str(pki.key),
+        },
+    )
     assert f"TLS certificate file {missing}: cannot read it" in err

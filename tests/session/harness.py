@@ -127,9 +127,17 @@ class FakeCloud:
     def ready(self, kind: str = "llm") -> bool:
         return True
 
-    async def chat_stream(self, messages: Any, max_tokens: int, turn_id: str, gen: int, limits: Any,
-                          temperature: float = 0.3, device_id: str = "", session_id: str = ""
-                          ) -> AsyncIterator[str]:  # fmt: skip
+    async def chat_stream(
+        self,
+        messages: Any,
+        max_tokens: int,
+        turn_id: str,
+        gen: int,
+        limits: Any,
+        temperature: float = 0.3,
+        device_id: str = "",
+        session_id: str = "",
+    ) -> AsyncIterator[str]:
         self.calls += 1
         for i, word in enumerate(self.reply.split(" ")):
             if self.fail_after is not None and i >= self.fail_after:

@@ -10,13 +10,19 @@ from edge_node.routing.intent import DeviceCapabilities, IntentMatcher, find_num
 
 TOOLS = {
     "self.get_device_status": {"type": "object", "properties": {}},
-    "self.audio_speaker.set_volume": {"type": "object", "properties": {"volume": {"type": "integer"}},
-                                      "required": ["volume"]},
-    "self.screen.set_brightness": {"type": "object", "properties": {"brightness": {"type": "integer"}},
-                                   "required": ["brightness"]},
+    "self.audio_speaker.set_volume": {
+        "type": "object",
+        "properties": {"volume": {"type": "integer"}},
+        "required": ["volume"],
+    },
+    "self.screen.set_brightness": {
+        "type": "object",
+        "properties": {"brightness": {"type": "integer"}},
+        "required": ["brightness"],
+    },
     "self.screen.set_theme": {"type": "object", "properties": {"theme": {"type": "string"}}, "required": ["theme"]},
     "self.light.turn_on": {"type": "object", "properties": {}},
-}  # fmt: skip
+}
 
 
 @pytest.fixture
@@ -26,18 +32,30 @@ def matcher() -> IntentMatcher:
 
 @pytest.mark.parametrize(
     ("text", "number"),
-    [("set volume to 30", 30), ("fifty five percent", 55), ("volume twenty", 20), ("a hundred", 100),
-     ("louder please", None)],
-)  # fmt: skip
+    [
+        ("set volume to 30", 30),
+        ("fifty five percent", 55),
+        ("volume twenty", 20),
+        ("a hundred", 100),
+        ("louder please", None),
+    ],
+)
 def test_find_number(text: str, number: int | None) -> None:
     assert find_number(text) == number
 
 
 @pytest.mark.parametrize(
     ("text", "volume"),
-    [("Set the volume to 30.", 30), ("volume 80", 80), ("Turn the volume up", 70), ("make it quieter", 30),
-     ("Mute.", 0), ("volume fifty", 50), ("Set volume to 150", 100)],
-)  # fmt: skip
+    [
+        ("Set the volume to 30.", 30),
+        ("volume 80", 80),
+        ("Turn the volume up", 70),
+        ("make it quieter", 30),
+        ("Mute.", 0),
+        ("volume fifty", 50),
+        ("Set volume to 150", 100),
+    ],
+)
 def test_volume_maps_to_the_mcp_tool(matcher: IntentMatcher, text: str, volume: int) -> None:
     caps = DeviceCapabilities(tools=dict(TOOLS), state={"volume": 50})
     match = matcher.match(text, caps)

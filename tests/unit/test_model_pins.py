@@ -147,8 +147,9 @@ def test_a_stamp_spares_the_next_process_the_hash_but_not_a_change(
         models.verify_file(copy, VAD)
 
 
-def test_a_stamp_for_another_hash_is_not_trusted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 private_stamp: Path) -> None:  # fmt: skip
+def test_a_stamp_for_another_hash_is_not_trusted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_stamp: Path
+) -> None:
     copy = _copy(VAD, tmp_path)
     _flip_byte(copy, 10)
     st = copy.stat()
@@ -169,8 +170,9 @@ def test_install_time_check_hashes_everything(monkeypatch: pytest.MonkeyPatch) -
     assert models.main(["--no-whisper-base"]) == 0
 
 
-def test_install_time_check_fails_on_a_mismatch(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-                                                tmp_path: Path) -> None:  # fmt: skip
+def test_install_time_check_fails_on_a_mismatch(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     fake = tmp_path / "silero_vad"
     (fake / "data").mkdir(parents=True)
     _flip_byte(_copy(VAD, fake / "data"), 100)

@@ -102,11 +102,15 @@ def _store(tmp_path: Path, manifest: str, files: tuple[str, ...]) -> FirmwareSto
 
 def test_the_newest_image_for_the_board_is_offered_by_numeric_version(tmp_path: Path) -> None:
     assert parse_version("2.10.0") > parse_version("2.9.9") and parse_version("1.6.0-rc1") == (1, 6, 0)
-    store = _store(tmp_path, """
+    store = _store(
+        tmp_path,
+        """
 - {board: bread, version: 2.4.3, file: b243.bin}
 - {board: bread, version: 2.10.0, file: b2100.bin}
 - {board: "*", version: 3.0.0, file: any.bin}
-""", ("b243.bin", "b2100.bin", "any.bin"))
+""",
+        ("b243.bin", "b2100.bin", "any.bin"),
+    )
     offer = store.offer("bread", "2.4.2")
     assert offer is not None and offer.file == "b2100.bin"
     assert store.offer("bread", "2.10.0") is None  # up to date

@@ -56,8 +56,9 @@ def _ctx(text: str, caps: DeviceCapabilities, tools: SlowTools, actions: list[An
         actions.append(action)
         return "ok"
 
-    return TurnContext(text, [], caps, run_action, logging.LoggerAdapter(logging.getLogger("t"), {}),
-                       await_tools=tools.wait)  # fmt: skip
+    return TurnContext(
+        text, [], caps, run_action, logging.LoggerAdapter(logging.getLogger("t"), {}), await_tools=tools.wait
+    )
 
 
 async def _route(text: str, arrives_after_s: float | None) -> tuple[str, str, SlowTools, list[Any], float]:
@@ -72,8 +73,9 @@ async def _route(text: str, arrives_after_s: float | None) -> tuple[str, str, Sl
     return result.route, words, tools, actions, elapsed
 
 
-@pytest.mark.parametrize("text", ["What time is it?", "What's the date today?", "Hello Xiaozhi!",
-                                  "What is the capital of France?"])  # fmt: skip
+@pytest.mark.parametrize(
+    "text", ["What time is it?", "What's the date today?", "Hello Xiaozhi!", "What is the capital of France?"]
+)
 async def test_turns_that_need_no_tool_never_wait(text: str) -> None:
     _route_name, _words, tools, _actions, _elapsed = await _route(text, None)
     assert tools.waits == []

@@ -108,8 +108,9 @@ class FakeLocalLlm:
     def __init__(self, reply: str = "Local answer.", fail: BaseException | None = None) -> None:
         self.reply, self.fail, self.calls = reply, fail, 0
 
-    async def chat_stream(self, messages: list[dict[str, str]], max_tokens: int | None = None,
-                          deadline: float | None = None) -> AsyncIterator[str]:  # fmt: skip
+    async def chat_stream(
+        self, messages: list[dict[str, str]], max_tokens: int | None = None, deadline: float | None = None
+    ) -> AsyncIterator[str]:
         self.calls += 1
         if self.fail is not None:
             raise self.fail
@@ -122,16 +123,29 @@ class FakeCloud:
 
     configured = True
 
-    def __init__(self, reply: str = "Cloud answer.", fail_before: BaseException | None = None,
-                 fail_after: int | None = None, up: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        reply: str = "Cloud answer.",
+        fail_before: BaseException | None = None,
+        fail_after: int | None = None,
+        up: bool = True,
+    ) -> None:
         self.reply, self.fail_before, self.fail_after, self.up, self.calls = reply, fail_before, fail_after, up, 0
 
     def ready(self, kind: str = "llm") -> bool:
         return self.up
 
-    async def chat_stream(self, messages: Any, max_tokens: int, turn_id: str, gen: int, limits: Any,
-                          temperature: float = 0.3, device_id: str = "", session_id: str = ""
-                          ) -> AsyncIterator[str]:  # fmt: skip
+    async def chat_stream(
+        self,
+        messages: Any,
+        max_tokens: int,
+        turn_id: str,
+        gen: int,
+        limits: Any,
+        temperature: float = 0.3,
+        device_id: str = "",
+        session_id: str = "",
+    ) -> AsyncIterator[str]:
         self.calls += 1
         if self.fail_before is not None:
             raise self.fail_before
@@ -150,8 +164,16 @@ def _ctx(text: str, language: str = "en") -> TurnContext:
     async def no_action(action: Any) -> str:
         return "ok"
 
-    return TurnContext(text, [], DeviceCapabilities(), no_action, logging.LoggerAdapter(logging.getLogger("t"), {}),
-                       language=language, turn_id="t1", gen=1)  # fmt: skip
+    return TurnContext(
+        text,
+        [],
+        DeviceCapabilities(),
+        no_action,
+        logging.LoggerAdapter(logging.getLogger("t"), {}),
+        language=language,
+        turn_id="t1",
+        gen=1,
+    )
 
 
 async def _say(router: Router, text: str, language: str = "en") -> tuple[str, Any]:
@@ -175,8 +197,15 @@ async def test_rules_pick_the_cloud_for_complex_or_foreign_turns() -> None:
 
 async def test_overflow_sends_turns_to_the_cloud_when_the_local_queue_is_deep() -> None:
     depth = [0]
-    router = Router(CFG.llm, CFG.intent, CFG.mcp, FakeLocalLlm(), routing=FakeRouting(EXAMPLE), cloud=FakeCloud(),  # type: ignore[arg-type]
-                    llm_queue_depth=lambda: depth[0])  # fmt: skip
+    router = Router(
+        CFG.llm,
+        CFG.intent,
+        CFG.mcp,
+        FakeLocalLlm(),
+        routing=FakeRouting(EXAMPLE),
+        cloud=FakeCloud(),  # type: ignore[arg-type]
+        llm_queue_depth=lambda: depth[0],
+    )
     assert (await _say(router, "What is two plus two?"))[1].route == "local_llm"
     depth[0] = 3
     words, result = await _say(router, "What is two plus two?")
