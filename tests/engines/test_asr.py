@@ -108,3 +108,37 @@ def test_sherpa_garbage_model_is_rejected_without_killing_us(tmp_path: Path, mod
     assert "cannot load" in str(info.value)
     # Still here: the crash happened in the probe's child process.
     assert os.getpid() > 0
+
+
+def test_multilingual_whisper_reports_the_turns_language_among_the_served_ones(
+    espeak_16k: Callable[[str], np.ndarray],
+) -> None:
+    """A bilingual node's ASR (multilingual Whisper base, languages [en, zh]) names each utterance's language,
+    and never one the node does not serve. Mandarin from the bundled Chinese voice (espeak-ng's is not
+    intelligible to Whisper: it is heard as Thai)."""
+    from shared.client.speech import ZhSpeechUnavailable, synthesize_zh_16k
+    from shared.models import whisper_base_multilingual
+
+    try:
+        (mandarin,) = synthesize_zh_16k(["今天天气很好，我们去公园散步吧。"])
+    except ZhSpeechUnavailable as exc:
+        pytest.skip(str(exc))
+
+    asr = WhisperAsr(AsrConfig(model_path=str(whisper_base_multilingual()), language="auto", languages=["en", "zh"]))
+    pad = np.zeros(4800, np.int16)
+    chinese = asr.transcribe(np.concatenate([pad, mandarin, pad]))
+    english = asr.transcribe(np.concatenate([pad, espeak_16k("turn on the kitchen light"), pad]))
+    assert chinese.language == "zh", chinese
+    assert re.search(r"[\u4e00-\u9fff]", chinese.text), chinese.text
+    assert english.language == "en", english
+
+
+def test_language_detection_keeps_to_the_allowed_languages() -> None:
+    """Whisper ranks every language it knows; the pick is the best-ranked allowed one, else the first allowed."""
+    asr = WhisperAsr.__new__(WhisperAsr)
+    asr.cfg = AsrConfig(language="auto", languages=["en", "zh"])
+    ranked = [("<|ja|>", 0.5), ("<|zh|>", 0.3), ("<|en|>", 0.2)]
+    assert asr._detect(ranked) == "zh"
+    assert asr._detect([("<|ko|>", 0.9)]) == "en"
+    asr.cfg = AsrConfig(language="auto")
+    assert asr._detect(ranked) == "ja"
