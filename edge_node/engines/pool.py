@@ -202,7 +202,13 @@ class StagePool(Generic[M]):
                 reload_exc,
             )
             return
-        self.models[index] = fresh
+        stale, self.models[index] = self.models[index], fresh
+        close = getattr(stale, "close", None)
+        if close is not None:  # an engine host's child process, a model's native memory
+            try:
+                close()
+            except Exception as close_exc:  # noqa: BLE001 - the fresh instance is in place either way
+                log.warning("%s worker %d: closing the replaced instance failed: %r", self.stage, index, close_exc)
         self.restarts += 1
         metrics.ENGINE_RESTARTS.labels(stage=self.stage, result="ok").inc()
         log.warning(
