@@ -109,3 +109,85 @@ def test_date_and_greeting(matcher: IntentMatcher) -> None:
 @pytest.mark.parametrize("text", ["What is the capital of France?", "Tell me a story", "", "   "])
 def test_open_questions_are_left_to_the_llm(matcher: IntentMatcher, text: str) -> None:
     assert matcher.match(text, DeviceCapabilities(tools=dict(TOOLS))) is None
+
+
+# -- Chinese ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bilingual() -> IntentMatcher:
+    return IntentMatcher(["hello xiaozhi", "你好小智"], timezone_offset_min=8 * 60)
+
+
+@pytest.mark.parametrize(
+    ("text", "volume"),
+    [
+        ("音量调到三十。", 30),
+        ("把音量设为50", 50),
+        ("音量百分之五十五", 55),
+        ("声音调到八十", 80),
+        ("声音大一点", 70),  # 一点 is "a bit", not the number one
+        ("音量调高", 70),
+        ("小声点", 30),
+        ("静音", 0),
+        ("音量調到三十", 30),  # Whisper sometimes writes traditional characters
+        ("音量 调到 一百五十", 100),
+    ],
+)
+def test_chinese_volume_commands(bilingual: IntentMatcher, text: str, volume: int) -> None:
+    caps = DeviceCapabilities(tools=dict(TOOLS), state={"volume": 50})
+    match = bilingual.match(text, caps, "zh")
+    assert match is not None and match.action is not None, text
+    assert match.action.name == "self.audio_speaker.set_volume"
+    assert match.action.arguments == {"volume": volume}
+    assert "音量" in match.say and re.search(r"[\u4e00-\u9fff]", match.say)
+
+
+def test_chinese_brightness_theme_and_missing_controls(bilingual: IntentMatcher) -> None:
+    caps = DeviceCapabilities(tools=dict(TOOLS), state={"brightness": 50})
+    bright = bilingual.match("亮度百分之五十", caps, "zh")
+    assert bright is not None and bright.action is not None and bright.action.arguments == {"brightness": 50}
+    dimmer = bilingual.match("屏幕暗一点", caps, "zh")
+    assert dimmer is not None and dimmer.action is not None and dimmer.action.arguments == {"brightness": 30}
+    theme = bilingual.match("切换到深色模式", caps, "zh")
+    assert theme is not None and theme.action is not None and theme.action.arguments == {"theme": "dark"}
+    assert "深色" in theme.say
+    bare = bilingual.match("音量调到三十", DeviceCapabilities(), "zh")
+    assert bare is not None and bare.action is None and bare.emotion == "sad" and "音量" in bare.say
+
+
+def test_chinese_time_date_and_greeting(bilingual: IntentMatcher) -> None:
+    caps = DeviceCapabilities()
+    time_match = bilingual.match("现在几点了？", caps, "zh")
+    assert time_match is not None and time_match.intent == "time"
+    spoken_time = r"现在是(凌晨|上午|中午|下午|晚上)[一二三四五六七八九十两]+点.*。"
+    assert re.fullmatch(spoken_time, time_match.say), time_match.say
+    assert not re.search(r"\d", time_match.say)  # read as Chinese numerals, not digits
+    date = bilingual.match("今天几号", caps, "zh")
+    assert date is not None and date.intent == "date" and "星期" in date.say and "月" in date.say
+    for greeting in ("你好小智", "小智你好！", "你好，小智。"):
+        match = bilingual.match(greeting, caps, "zh")
+        assert match is not None and match.intent == "greeting" and match.say.startswith("你好"), greeting
+
+
+def test_a_chinese_question_is_left_to_the_llm(bilingual: IntentMatcher) -> None:
+    caps = DeviceCapabilities(tools=dict(TOOLS))
+    for text in ("中国的首都是哪里？", "熊猫最喜欢吃什么？", "一年有几个月？"):
+        assert bilingual.match(text, caps, "zh") is None, text
+
+
+def test_english_replies_are_unchanged_by_the_phrase_table(matcher: IntentMatcher) -> None:
+    """The English wording predates the phrase table; a device fleet's users hear the same words."""
+    caps = DeviceCapabilities(tools=dict(TOOLS), state={"volume": 50})
+    volume = matcher.match("set the volume to 20", caps)
+    assert volume is not None and volume.say == "Okay, volume set to 20."
+    greeting = matcher.match("Hello Xiaozhi!", caps)
+    assert greeting is not None and greeting.say == "Hi! How can I help you?"
+    missing = matcher.match("set the volume to 20", DeviceCapabilities())
+    assert missing is not None and missing.say == "Sorry, this device has no volume control I can reach."
+
+
+def test_a_chinese_command_may_need_the_devices_tools(bilingual: IntentMatcher) -> None:
+    assert bilingual.may_need_device("音量调到三十")
+    assert not bilingual.may_need_device("你好小智")
+    assert not bilingual.may_need_device("现在几点了")
