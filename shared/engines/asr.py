@@ -7,6 +7,8 @@ compute, so the event loop keeps moving audio meanwhile.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import logging
 import math
@@ -75,6 +77,21 @@ class AsrResult:
     # Mean log-probability of the decoded tokens (Whisper): how sure the model was. Low on speech
     # in a language the model does not know, which is when the router escalates ASR to the cloud.
     avg_logprob: float | None = None
+
+
+@functools.cache
+def _converter(config: str) -> Any:
+    from opencc import OpenCC
+
+    return OpenCC(config)
+
+
+def in_script(result: AsrResult, cfg: AsrConfig) -> AsrResult:
+    """A Mandarin transcript in the configured script (``asr.chinese_script``); other languages as they are."""
+    if cfg.chinese_script == "as_heard" or not result.text or not result.language.startswith("zh"):
+        return result
+    config = "t2s" if cfg.chinese_script == "simplified" else "s2t"
+    return dataclasses.replace(result, text=_converter(config).convert(result.text))
 
 
 class AsrEngine(Protocol):
@@ -231,9 +248,8 @@ class WhisperAsr:
             self._last_logprob = None
             text, language, cut = self._transcribe_window(audio)
             if not window_needs_fallback(text, cut):
-                return AsrResult(
-                    text.strip(), language, audio_ms, (time.perf_counter() - started) * 1000, self._last_logprob
-                )
+                elapsed = (time.perf_counter() - started) * 1000
+                return in_script(AsrResult(text.strip(), language, audio_ms, elapsed, self._last_logprob), self.cfg)
             self.window_fallbacks += 1
             log.info(
                 "asr: %.1f s utterance %s in the short window (%r): redoing it with the 30 s window",
@@ -242,7 +258,8 @@ class WhisperAsr:
                 text[:80],
             )
         text, language = self._transcribe_full(audio)
-        return AsrResult(text, language, audio_ms, (time.perf_counter() - started) * 1000, self._last_logprob)
+        elapsed = (time.perf_counter() - started) * 1000
+        return in_script(AsrResult(text, language, audio_ms, elapsed, self._last_logprob), self.cfg)
 
     def _tokenizer(self, language: str) -> tuple[Any, list[int]]:
         """faster-whisper's Tokenizer for ``language`` and its suppress list, built once each."""
@@ -459,7 +476,7 @@ class SherpaAsr:
         text = collapse_repeats(result.text.strip())
         language = getattr(result, "lang", "") or self.language
         language = language.strip("<|>") if isinstance(language, str) else self.language
-        return AsrResult(text, language, audio_ms, (time.perf_counter() - started) * 1000)
+        return in_script(AsrResult(text, language, audio_ms, (time.perf_counter() - started) * 1000), self.cfg)
 
 
 def load_asr(cfg: AsrConfig) -> AsrEngine:

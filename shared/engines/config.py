@@ -18,6 +18,9 @@ class AsrConfig(Settings):
     # With language "auto": the languages detection may choose from (empty: any). A bilingual node lists
     # the ones it serves, so a short or accented Mandarin utterance is not heard as Japanese or Welsh.
     languages: list[str] = Field(default_factory=list)
+    # Whisper writes Mandarin in traditional or simplified characters as it pleases (often traditional);
+    # the node's rules, answer cache and LLM prompt are simplified. "as_heard" keeps Whisper's choice.
+    chinese_script: Literal["simplified", "traditional", "as_heard"] = "simplified"
     # Threads per model instance. Under load one thread per instance and one instance per core
     # (``workers: 0``) serve more turns than two threads each: llama.cpp's and CTranslate2's
     # threads wait for each other at every step, so on a busy box a descheduled thread stalls the rest.

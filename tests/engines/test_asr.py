@@ -142,3 +142,16 @@ def test_language_detection_keeps_to_the_allowed_languages() -> None:
     assert asr._detect([("<|ko|>", 0.9)]) == "en"
     asr.cfg = AsrConfig(language="auto")
     assert asr._detect(ranked) == "ja"
+
+
+def test_mandarin_transcripts_come_in_the_configured_script() -> None:
+    """Whisper often writes Mandarin in traditional characters; the node's rules and cache read simplified."""
+    from shared.engines.asr import AsrResult, in_script
+
+    heard = AsrResult("現在幾點了", "zh", 1000.0, 100.0)
+    assert in_script(heard, AsrConfig()).text == "现在几点了"
+    assert in_script(heard, AsrConfig(chinese_script="as_heard")).text == "現在幾點了"
+    simplified = AsrResult("现在几点了", "zh", 1.0, 1.0)
+    assert in_script(simplified, AsrConfig(chinese_script="traditional")).text == "現在幾點了"
+    english = AsrResult("What time is it?", "en", 1.0, 1.0)
+    assert in_script(english, AsrConfig()) is english
