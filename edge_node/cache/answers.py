@@ -44,25 +44,25 @@ class AnswerCache:
         age = time.time() - stored_at
         return -_FUTURE_SLACK_S <= age <= self.ttl_s
 
-    async def get(self, question: str) -> str | None:
-        value = await self.tiered.get(answer_key(question))
+    async def get(self, question: str, language: str = "en") -> str | None:
+        value = await self.tiered.get(answer_key(question, language))
         if value is None:
             return None
         text = decode_answer(value)[1]
         return text or None
 
-    def contains(self, question: str) -> bool:
+    def contains(self, question: str, language: str = "en") -> bool:
         """A fresh answer for ``question`` is in memory (L1). Not counted as a lookup."""
-        value = self.tiered.l1.peek(answer_key(question))
+        value = self.tiered.l1.peek(answer_key(question, language))
         try:
             return value is not None and self._fresh(value)
         except ValueError:
             return False
 
-    async def put(self, question: str, text: str) -> None:
+    async def put(self, question: str, text: str, language: str = "en") -> None:
         text = text.strip()
         if text:
-            await self.tiered.put(answer_key(question), encode_answer(text))
+            await self.tiered.put(answer_key(question, language), encode_answer(text))
 
     def stats(self) -> dict[str, Any]:
         return self.tiered.stats()

@@ -25,10 +25,14 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 
-def tts_key(voice: str, text: str, rate: int, frame_ms: int) -> str:
-    """Exact text: punctuation changes Piper's prosody, so "Paris." and "Paris!" are different audio."""
-    return "tts:" + _digest(voice, str(int(rate)), str(int(frame_ms)), text)
+def tts_key(voice: str, text: str, rate: int, frame_ms: int, language: str = "en") -> str:
+    """Exact text: punctuation changes Piper's prosody, so "Paris." and "Paris!" are different audio.
+    The language is part of the key as well as the voice: one text (a number, a name) read by the
+    English and the Chinese voice is two different sounds."""
+    return "tts:" + _digest(language, voice, str(int(rate)), str(int(frame_ms)), text)
 
 
-def answer_key(question: str) -> str:
-    return "answer:" + _digest(normalize_question(question))
+def answer_key(question: str, language: str = "en") -> str:
+    """The answer depends on the language it is given in as well as the question (a bilingual
+    node can answer one question in either, from different models)."""
+    return "answer:" + _digest(language, normalize_question(question))
