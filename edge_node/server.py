@@ -79,13 +79,16 @@ class EdgeServer:
             self.caches.answers,
             routing=self.routing,
             cloud=self.cloud,
-            llm_queue_depth=lambda: engines.llm_pool.depth(),
+            llm_queue_depth=lambda: sum(pool.depth() for pool in engines.llm_pools.values()),
+            languages=list(cfg.languages.serve),
+            chats={lang: LocalChat(pool) for lang, pool in engines.llm_pools.items() if lang != "en"},
+            system_prompts={lang: engines.system_prompt(lang) for lang in engines.llm_pools if lang != "en"},
         )
         capacity, turn_stats = CapacityModel(cfg.admission), TurnStats()
         replies = ReplyServices(
             router=router,
             transcribe=engines.transcribe,
-            synthesize=CachedSynthesis(engines.synthesize, self.caches.tts, lambda: engines.tts.name),
+            synthesize=CachedSynthesis(engines.synthesize, self.caches.tts, engines.voice_name),
             canned=canned or CannedSpeech(),
             capacity=capacity,
             turn_stats=turn_stats,
@@ -235,7 +238,8 @@ class EdgeServer:
             "capacity_turns_per_s": round(ctx.capacity.capacity(), 3),
             "demand_turns_per_s": round(ctx.capacity.demand(), 3),
             "cpu_s_per_turn": round(ctx.capacity.cpu_s_per_turn, 3),
-            "llm_queue": ctx.engines.llm_pool.depth(),
+            "llm_queue": sum(pool.depth() for pool in ctx.engines.llm_pools.values()),
+            "languages": list(self.cfg.languages.serve),
             "cloud_link": self.cloud.up,
             # "timing" when the models are timing stand-ins (fleet runs): never mistaken for real ones.
             "engines": "timing" if self.cfg.timing.profile else "models",

