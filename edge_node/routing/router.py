@@ -25,6 +25,7 @@ from edge_node import metrics
 from edge_node.cache.policy import is_reusable_question
 from edge_node.config import IntentConfig, LlmConfig, McpConfig
 from edge_node.engines.pool import BusyError
+from edge_node.language.phrases import say
 from edge_node.routing.intent import DeviceAction, DeviceCapabilities, IntentMatcher
 from edge_node.routing.rules import complexity_score, text_language
 from shared.engines.asr import AsrResult
@@ -34,8 +35,9 @@ if TYPE_CHECKING:
     from edge_node.cloud_link.link import CloudLink
     from edge_node.routing.source import RoutingSource
 
-APOLOGY = "Sorry, I can't answer that right now."
-CUT_OFF = "Sorry, I lost the rest of that answer."
+# The English phrases (edge_node/language/phrases.py has every language's).
+APOLOGY = say("en", "apology")
+CUT_OFF = say("en", "cut_off")
 
 
 class Route(enum.StrEnum):
@@ -63,9 +65,9 @@ class ChatBackend(Protocol):
 
 
 class AnswerStore(Protocol):
-    async def get(self, question: str) -> str | None: ...
-    async def put(self, question: str, text: str) -> None: ...
-    def contains(self, question: str) -> bool: ...
+    async def get(self, question: str, language: str = "en") -> str | None: ...
+    async def put(self, question: str, text: str, language: str = "en") -> None: ...
+    def contains(self, question: str, language: str = "en") -> bool: ...
 
 
 @dataclass(slots=True)
@@ -101,6 +103,8 @@ class RouteResult:
     emotion: str
     text: AsyncIterator[str]
     cacheable: bool = False
+    # The language the answer is in: its voice speaks it, and it keys the answer cache.
+    language: str = "en"
     chosen: Route = Route.NONE  # the LLM route the rules picked (before any fallback)
     fell_back: list[str] = field(default_factory=list)
 
@@ -161,8 +165,17 @@ class Router:
         routing: RoutingSource | None = None,
         cloud: CloudLink | None = None,
         llm_queue_depth: Callable[[], int] | None = None,
+        languages: list[str] | None = None,
+        chats: dict[str, ChatBackend] | None = None,
+        system_prompts: dict[str, str] | None = None,
     ) -> None:
+        """``languages``: those the node answers in (default English only); a turn in another one is
+        answered in the first of them. ``chats`` / ``system_prompts``: the local LLM and its prompt per
+        non-English language (English: ``chat`` and ``llm.system_prompt``)."""
         self._llm_cfg = llm
+        self.languages = languages or ["en"]
+        self._chats = chats or {}
+        self._prompts = system_prompts or {}
         self._intent_cfg = intent
         self._mcp = mcp
         self._chat = chat
@@ -171,6 +184,12 @@ class Router:
         self.cloud = cloud
         self._depth = llm_queue_depth or (lambda: 0)
         self._intents = IntentMatcher(intent.wake_words, intent.timezone_offset_min)
+
+    def answer_language(self, text: str, heard: str = "") -> str:
+        """The language a turn is answered in: what was said (its script, else what the ASR heard)
+        when the node serves it, else the node's first language."""
+        language = text_language(text, heard)
+        return language if language in self.languages else self.languages[0]
 
     @property
     def intents(self) -> IntentMatcher:
@@ -194,7 +213,7 @@ class Router:
                 return True
         cache = self.answer_cache
         if Route.CACHE in order and cache is not None and is_reusable_question(text, history_len):
-            return cache.contains(text)
+            return cache.contains(text, self.answer_language(text))
         return False
 
     # -- the words ---------------------------------------------------------------------------
@@ -231,36 +250,42 @@ class Router:
         unsure = heard.avg_logprob is not None and heard.avg_logprob < rule.min_avg_logprob
         return "low_confidence" if unsure or (not heard.text.strip() and heard.audio_ms > 800) else None
 
-    async def store_answer(self, question: str, answer: str, log: logging.LoggerAdapter[logging.Logger]) -> None:
+    async def store_answer(
+        self, question: str, answer: str, log: logging.LoggerAdapter[logging.Logger], language: str = "en"
+    ) -> None:
         """A complete answer to a reusable question goes to the answer cache (never fails the turn)."""
         if self.answer_cache is None:
             return
         try:
-            await self.answer_cache.put(question, answer)
+            await self.answer_cache.put(question, answer, language)
         except Exception as exc:  # noqa: BLE001
             log.warning("answer cache store failed: %r", exc)
 
     # -- the route ---------------------------------------------------------------------------
     async def route(self, ctx: TurnContext) -> RouteResult:
         policy = self.policy
+        language = self.answer_language(ctx.text, ctx.language)
         for step in policy.order:
             if step == "intent" and self._intent_cfg.enabled:
-                result = await self._intent(ctx)
+                result = await self._intent(ctx, language)
             elif step == "cache":
-                result = await self._cache(ctx)
+                result = await self._cache(ctx, language)
             elif step == "llm":
-                return self._llm(ctx, policy)
+                result = self._llm(ctx, policy, language)
             else:
                 result = None
             if result is not None:
+                result.language = language
                 return result
-        return RouteResult(Route.FALLBACK, "no route accepted the turn", "sad", _once(APOLOGY))
+        return RouteResult(
+            Route.FALLBACK, "no route accepted the turn", "sad", _once(say(language, "apology")), language=language
+        )
 
-    async def _intent(self, ctx: TurnContext) -> RouteResult | None:
+    async def _intent(self, ctx: TurnContext, language: str) -> RouteResult | None:
         if ctx.await_tools is not None and self._intents.may_need_device(ctx.text):
             # A new device's tools list may still be on its way: a command waits for it, briefly.
             await ctx.await_tools(self._mcp.tool_wait_s)
-        match = self._intents.match(ctx.text, ctx.caps)
+        match = self._intents.match(ctx.text, ctx.caps, language)
         if match is None:
             return None
         say = match.say
@@ -270,15 +295,15 @@ class Router:
             except Exception as exc:  # noqa: BLE001 - any device failure becomes a spoken answer
                 ctx.log.warning("device action %s failed: %r", match.action.name, exc)
                 return RouteResult(
-                    Route.INTENT, f"{match.intent} action failed", "sad", _once("Sorry, the device did not respond.")
+                    Route.INTENT, f"{match.intent} action failed", "sad", _once(say(language, "device_no_response"))
                 )
         return RouteResult(Route.INTENT, f"rule {match.intent}", match.emotion, _once(say))
 
-    async def _cache(self, ctx: TurnContext) -> RouteResult | None:
+    async def _cache(self, ctx: TurnContext, language: str) -> RouteResult | None:
         if self.answer_cache is None or not is_reusable_question(ctx.text, len(ctx.history)):
             return None
         try:
-            text = await self.answer_cache.get(ctx.text)
+            text = await self.answer_cache.get(ctx.text, language)
         except Exception as exc:  # noqa: BLE001 - a cache failure only means "ask the next route"
             ctx.log.warning("answer cache lookup failed: %r", exc)
             return None
@@ -301,20 +326,20 @@ class Router:
             return Route(overflow.route), f"overflow: {depth} LLM jobs queued"
         return Route(policy.llm.default), f"default (language {language}, complexity {score:.2f})"
 
-    def _messages(self, ctx: TurnContext) -> list[dict[str, str]]:
-        messages = [{"role": "system", "content": self._llm_cfg.system_prompt}]
+    def _messages(self, ctx: TurnContext, language: str) -> list[dict[str, str]]:
+        messages = [{"role": "system", "content": self._prompts.get(language, self._llm_cfg.system_prompt)}]
         messages += ctx.history[-2 * self._llm_cfg.history_turns :] if self._llm_cfg.history_turns else []
         messages.append({"role": "user", "content": ctx.text})
         return messages
 
-    def _llm(self, ctx: TurnContext, policy: RoutingPolicy) -> RouteResult:
+    def _llm(self, ctx: TurnContext, policy: RoutingPolicy, language: str) -> RouteResult:
         route, reason = self.choose(ctx, policy)
         if route == Route.CLOUD and (self.cloud is None or not self.cloud.configured):
             route, reason = Route.LOCAL_LLM, f"{reason}; no cloud link on this node"
         metrics.ROUTE_DECISIONS.labels(route=route, reason=_reason_label(reason)).inc()
         if route == Route.CLOUD:
             metrics.ESCALATIONS.labels(kind="llm", reason=_reason_label(reason)).inc()
-        messages = self._messages(ctx)
+        messages = self._messages(ctx, language)
         # Stored for other devices only when the answer cannot depend on this conversation: a
         # reusable question that the LLM answered without any history in its prompt.
         cacheable = (
@@ -323,12 +348,12 @@ class Router:
             and len(messages) == 2
             and is_reusable_question(ctx.text, len(ctx.history))
         )
-        result = RouteResult(route, reason, "neutral", _once(""), cacheable=cacheable, chosen=route)
+        result = RouteResult(route, reason, "neutral", _once(""), cacheable=cacheable, chosen=route, language=language)
         result.text = self._chain(ctx, policy, policy.chain(route), messages, result)
         return result
 
     def _open(
-        self, step: str, ctx: TurnContext, policy: RoutingPolicy, messages: list[dict[str, str]]
+        self, step: str, ctx: TurnContext, policy: RoutingPolicy, messages: list[dict[str, str]], language: str
     ) -> AsyncIterator[str]:
         limits = policy.limits(step)
         if step == "cloud":
@@ -346,7 +371,8 @@ class Router:
                 session_id=ctx.session_id,
             )
         max_tokens = limits.max_tokens or self._llm_cfg.max_tokens
-        return self._chat.chat_stream(messages, max_tokens, deadline=ctx.deadline)
+        chat = self._chats.get(language, self._chat)
+        return chat.chat_stream(messages, max_tokens, deadline=ctx.deadline)
 
     async def _chain(
         self,
@@ -361,10 +387,10 @@ class Router:
             nxt = chain[i + 1] if i + 1 < len(chain) else None
             if step == "apology":
                 result.route, result.emotion = Route.APOLOGY, "sad"
-                yield APOLOGY
+                yield say(result.language, "apology")
                 return
             try:
-                stream = self._open(step, ctx, policy, messages)
+                stream = self._open(step, ctx, policy, messages, result.language)
             except _Skip as skip:
                 ctx.log.info("route %s skipped (%s): trying %s", step, skip, nxt)
                 self._fell_back(result, step, nxt)
@@ -397,7 +423,8 @@ class Router:
                     ctx.log.warning("route %s failed mid-answer: %s; ending the turn", step, exc)
                     metrics.FALLBACKS.labels(from_route=step, to_route="cut_off").inc()
                     result.fell_back.append("cut_off")
-                    yield "… " + CUT_OFF  # its own sentence: the device hears the break, then the apology
+                    # Its own sentence: the device hears the break, then the apology.
+                    yield "… " + say(result.language, "cut_off")
                     return
                 ctx.log.warning("route %s failed before its first word (%s): trying %s", step, exc, nxt)
                 self._fell_back(result, step, nxt)

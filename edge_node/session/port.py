@@ -18,9 +18,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge_node.admission import CapacityModel
+from edge_node.cache.speech import Synthesize
 from edge_node.config import AudioConfig, QueueConfig, TtsConfig
 from edge_node.engines.canned import CannedSpeech
-from edge_node.engines.runtime import SpeechAudio
 from edge_node.routing.intent import DeviceAction, DeviceCapabilities
 from edge_node.routing.router import Router
 from edge_node.turn_stats import TurnStats
@@ -43,6 +43,10 @@ class ReplyPort(Protocol):
 
     @property
     def caps(self) -> DeviceCapabilities: ...
+
+    # The language of the device's last answered turn: what a turn that ends before its words are known
+    # (over the rate limit, ASR busy) is answered in. The reply sets it once it knows the turn's language.
+    language: str
 
     async def send_json(self, msg: dict[str, Any], gen: int | None = None) -> bool:
         """Send a message; with ``gen``, only while that generation is current (else dropped: False)."""
@@ -71,8 +75,9 @@ class ReplyServices:
 
     router: Router
     transcribe: Callable[[np.ndarray, float | None], Awaitable[AsrResult]]
-    # text, sample rate, frame ms, priority, deadline -> packets (the TTS cache in front of the TTS pool)
-    synthesize: Callable[[str, int, int, int, float | None], Awaitable[SpeechAudio]]
+    # text, sample rate, frame ms, priority, deadline, language -> packets (the TTS cache in front of the
+    # language's TTS pool)
+    synthesize: Synthesize
     canned: CannedSpeech
     capacity: CapacityModel
     turn_stats: TurnStats

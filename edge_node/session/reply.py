@@ -27,7 +27,9 @@ from edge_node import metrics
 from edge_node.engines.pool import FIRST, NORMAL, BusyError
 from edge_node.engines.runtime import SpeechAudio
 from edge_node.engines.sentences import SentenceSplitter, clean_for_speech
-from edge_node.routing.router import APOLOGY, Route, RouteResult, TurnContext
+from edge_node.language.phrases import say
+from edge_node.language.speech_text import for_speech
+from edge_node.routing.router import Route, RouteResult, TurnContext
 from edge_node.session.output import ReplyOutput
 from edge_node.session.port import ReplyPort, ReplyServices
 from shared.engines.asr import AsrResult
@@ -115,7 +117,7 @@ class Reply:
             if self.turn.rate_limited:
                 self.state = ReplyState.DONE
                 metrics.TURNS.labels(route="none", outcome="rate_limited").inc()
-                await self._say_canned(services.canned.slow_down, "neutral")
+                await self._say_canned(services.canned.for_language(port.language)[1], "neutral")
                 return
             text = await self._user_text()
             if not text:
@@ -124,6 +126,7 @@ class Reply:
                 metrics.TURNS.labels(route="none", outcome="empty").inc()
                 return
             self.user_text = text
+            port.language = services.router.answer_language(text, self.language)
             await self.out.stt(text)
             ctx = TurnContext(
                 text,
@@ -140,24 +143,24 @@ class Reply:
                 await_tools=port.wait_for_tools if port.caps.tools_pending else None,
             )
             result = self.result = await services.router.route(ctx)
-            port.log.info("turn: %r -> route=%s (%s)", text, result.route, result.reason)
+            port.log.info("turn: %r -> route=%s (%s, language %s)", text, result.route, result.reason, result.language)
             self.state = ReplyState.SPEAKING
             await self.out.start(result.emotion)
-            await self._speak(result.text)
+            await self._speak(result.text, result.language)
             if result.fell_back:
                 port.log.info("turn answered by %s after fallback %s", result.route, ", ".join(result.fell_back))
             answer = " ".join(self.reply_text)
             if result.remember and answer:
                 port.remember(text, answer)
             if result.store and answer:
-                await services.router.store_answer(text, answer, port.log)
+                await services.router.store_answer(text, answer, port.log, result.language)
             self.state = ReplyState.DONE
             metrics.TURNS.labels(route=self.route, outcome="ok").inc()
         except BusyError as exc:
             self.state = ReplyState.FAILED
             metrics.TURNS.labels(route=self.route, outcome="busy").inc()
             port.log.warning("turn refused, node busy: %s", exc)
-            await self._say_canned(services.canned.busy, "sad")
+            await self._say_canned(services.canned.for_language(port.language)[0], "sad")
         except asyncio.CancelledError:
             self.state = ReplyState.INTERRUPTED
             metrics.TURNS.labels(route=self.route, outcome="interrupted").inc()
@@ -206,12 +209,13 @@ class Reply:
 
     async def _apologise(self) -> None:
         """After a failure mid-turn, end the turn the device is waiting for, spoken if possible."""
+        language = self.port.language
         with contextlib.suppress(Exception):
             await self.out.start("sad")
-            await self._speak(_once(APOLOGY))
+            await self._speak(_once(say(language, "apology")), language)
         await self.out.stop()
 
-    async def _speak(self, deltas: AsyncIterator[str]) -> None:
+    async def _speak(self, deltas: AsyncIterator[str], language: str) -> None:
         """Sentences -> TTS (one ahead) -> paced audio, then tts/stop once the device has played it."""
         services = self.services
         audio_cfg = services.audio
@@ -240,12 +244,14 @@ class Reply:
                     spoken = clean_for_speech(sentence)
                     if not spoken:
                         continue
+                    # What the voice reads (numbers in words for Chinese); the device shows ``spoken``.
+                    read = for_speech(spoken, language)
                     # No turn deadline here: the words exist (the LLM's work is done or a rule
                     # answered), so speaking them is the cheapest way to finish the turn; FIRST
                     # puts the opening sentence ahead of other replies' tails.
                     try:
                         audio = await services.synthesize(
-                            spoken, audio_cfg.downlink_sample_rate, audio_cfg.downlink_frame_ms, priority, None
+                            read, audio_cfg.downlink_sample_rate, audio_cfg.downlink_frame_ms, priority, None, language
                         )
                     except BusyError as exc:
                         if priority == FIRST:
@@ -256,7 +262,7 @@ class Reply:
                         cut_short.set()
                         break
                     priority = NORMAL
-                    await speech.put(audio)
+                    await speech.put(audio if read == spoken else SpeechAudio(spoken, audio.packets, audio.synth_ms))
             except Exception as exc:  # noqa: BLE001 - re-raised in the reply task
                 await speech.put(exc)
             finally:

@@ -81,6 +81,8 @@ class Session:
         self.history: list[dict[str, str]] = []
         self._history_at = 0.0
         self.caps = DeviceCapabilities()
+        # The language of the last answered turn (ReplyPort.language); the node's first language until then.
+        self.language = ctx.router.languages[0]
         self.mcp: DeviceMcp | None = None
         self._mcp_task: asyncio.Task[None] | None = None
         self._manual_packets: list[bytes] = []
@@ -464,7 +466,9 @@ class Session:
         if self.closing or not self.listening or self.mode == "manual" or pcm is None:
             return
         text = task.result().text.strip()
-        if not text or text[-1] not in ".?!" or not self.ctx.router.answers_at_once(text, self.caps, len(self.history)):
+        if not text or text[-1] not in ".?!。？！":
+            return
+        if not self.ctx.router.answers_at_once(text, self.caps, len(self.history)):
             return
         self._speculative = None
         metrics.EARLY_COMMITS.inc()

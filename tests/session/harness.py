@@ -22,9 +22,11 @@ from edge_node.cache.lru import LruCache
 from edge_node.cache.speech import CachedSynthesis
 from edge_node.config import EdgeConfig
 from edge_node.engines.canned import CannedSpeech
+from edge_node.engines.llm import ChatModel
 from edge_node.engines.llm_stream import LocalChat
 from edge_node.engines.runtime import Engines
 from edge_node.engines.timing import TimingAsr, TimingLlm, TimingProfile, TimingTts
+from edge_node.engines.tts import SpeechModel
 from edge_node.routing.intent import DeviceAction, DeviceCapabilities
 from edge_node.routing.router import Router
 from edge_node.session.port import ReplyServices
@@ -56,6 +58,7 @@ class RecordingPort:
         self.device_id = "aa:bb:cc:00:00:01"
         self.log = logging.LoggerAdapter(logging.getLogger("tests.session"), {})
         self.caps = caps or DeviceCapabilities()
+        self.language = "en"
         self.gen = 1
         self.sent: list[tuple[str, Any]] = []  # ("json", message) or ("audio", packet), in order
         self.dropped: list[tuple[str, Any]] = []  # sent with an old generation: never reached the device
@@ -155,12 +158,28 @@ class FakeRouting:
 
 @contextmanager
 def node(
-    prof: TimingProfile | None = None, cloud: FakeCloud | None = None, routing: str | None = None, **cfg: Any
+    prof: TimingProfile | None = None,
+    cloud: FakeCloud | None = None,
+    routing: str | None = None,
+    languages: dict[str, tuple[ChatModel, SpeechModel]] | None = None,
+    **cfg: Any,
 ) -> Iterator[ReplyServices]:
-    """What a node lends its replies, on timing engines; the pools' threads stop on exit."""
+    """What a node lends its replies, on timing engines; the pools' threads stop on exit.
+    ``languages``: the LLM and the voice of each non-English language the node serves."""
+    extra = languages or {}
+    if extra:
+        cfg.setdefault("languages", {"serve": ["en", *extra]})
     config = EdgeConfig.model_validate(cfg)
     prof = prof or profile()
-    engines = Engines(config, None, [TimingAsr(prof)], [TimingLlm(prof)], [TimingTts(prof)])  # type: ignore[arg-type]
+    engines = Engines(
+        config,
+        None,  # type: ignore[arg-type]
+        [TimingAsr(prof)],
+        [TimingLlm(prof)],
+        [TimingTts(prof)],
+        llm_by_language={lang: [llm] for lang, (llm, _tts) in extra.items()},
+        tts_by_language={lang: [tts] for lang, (_llm, tts) in extra.items()},
+    )
     audio = config.audio
     canned = CannedSpeech(
         engines.synthesize_blocking(config.queues.busy_message, audio.downlink_sample_rate, audio.downlink_frame_ms),
@@ -177,12 +196,15 @@ def node(
         answers,
         routing=FakeRouting(routing) if routing else None,  # type: ignore[arg-type]
         cloud=cloud,  # type: ignore[arg-type]
+        languages=list(config.languages.serve),
+        chats={lang: LocalChat(engines.llm_pools[lang]) for lang in extra},
+        system_prompts={lang: engines.system_prompt(lang) for lang in extra},
     )
     try:
         yield ReplyServices(
             router=router,
             transcribe=engines.transcribe,
-            synthesize=CachedSynthesis(engines.synthesize, None, lambda: "timing"),
+            synthesize=CachedSynthesis(engines.synthesize, None, engines.voice_name),
             canned=canned,
             capacity=CapacityModel(config.admission),
             turn_stats=TurnStats(),
@@ -192,7 +214,7 @@ def node(
             node_id="edge-test",
         )
     finally:
-        for pool in (engines.asr_pool, engines.llm_pool, engines.tts_pool):
+        for pool in engines.pools():
             pool.close()
 
 
