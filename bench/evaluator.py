@@ -14,7 +14,13 @@ handed out to the N worker threads as they finish their previous one. Inputs are
 - asr: the Piper utterance bank of ``bench.asr_window`` (VAD-shaped), the configured backend
   and encoder window;
 - llm: short questions with the configured system prompt and ``llm.max_tokens``;
-- tts: short reply sentences, synthesised and encoded for the device (downlink rate, Opus).
+- tts: short reply sentences, synthesised and encoded for the device (downlink rate, Opus);
+- answers: correctness, not speed: every question of a bank with expected answers
+  (``bench/banks/answers-<language>.yaml``, ``--language en|zh``) asked of that language's LLM with its
+  system prompt, as the node asks it; reported as the share answered correctly, the share answered in
+  the question's language, time to first token and to the whole answer, and the wrong answers.
+
+    xiaozhi-eval --components answers --language zh --out answers-zh.json
 
 Per component: p50/p95/mean latency (ms), QPS (requests / wall time with all workers busy) and
 CPU-seconds per request (the process's CPU time over the run / requests, so it counts every
@@ -27,10 +33,12 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,7 +46,8 @@ import psutil
 
 from shared import cli
 
-COMPONENTS = ("vad", "asr", "llm", "tts")
+COMPONENTS = ("vad", "asr", "llm", "tts", "answers")
+BANKS = Path(__file__).resolve().parent / "banks"
 VAD_STREAMS = (1, 8, 32)
 VAD_REQUESTS = 500
 
@@ -251,11 +260,90 @@ def eval_tts(cfg: Any, workers: int, requests: int) -> dict[str, dict[str, Any]]
     return {"tts": result}
 
 
+_HAN = re.compile(r"[\u3400-\u9fff]")
+_LATIN = re.compile(r"[A-Za-z]")
+
+
+def load_bank(language: str) -> list[tuple[str, list[str]]]:
+    """(question, accepted answers) of ``bench/banks/answers-<language>.yaml``."""
+    import yaml
+
+    path = BANKS / f"answers-{language}.yaml"
+    if not path.is_file():
+        raise cli.CliError(f"no answer bank for {language!r} ({path})", cli.EXIT_USAGE)
+    items = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return [(str(item["q"]), [str(a) for a in item["accept"]]) for item in items]
+
+
+def score_answer(reply: str, accept: list[str], language: str) -> tuple[bool, bool]:
+    """(correct, in the language): correct when the reply holds an accepted answer (simplified characters,
+    spaces dropped, case ignored); Chinese when most of its letters are Han characters, English when none is."""
+    from opencc import OpenCC
+
+    folded = OpenCC("t2s").convert(reply) if language == "zh" else reply
+    folded = re.sub(r"\s+", "", folded).lower()
+    correct = any(re.sub(r"\s+", "", a).lower() in folded for a in accept)
+    han, latin = len(_HAN.findall(reply)), len(_LATIN.findall(reply))
+    in_language = han > 0 and han >= latin if language == "zh" else latin > 0 and han == 0
+    return correct, in_language
+
+
+def eval_answers(
+    cfg: Any, workers: int, requests: int, language: str = "en", questions: int = 0
+) -> dict[str, dict[str, Any]]:
+    """Every question of the language's bank (or its first ``questions``), once, through that language's LLM
+    and prompt. ``requests`` is not used: the bank sets the count, so two runs score the same questions."""
+    from edge_node.engines.llm import LlamaLlm
+    from edge_node.engines.runtime import llm_config
+
+    if language not in cfg.languages.serve:  # the bank's language is asked as a node serving it would
+        cfg = cfg.model_copy(update={"languages": cfg.languages.model_copy(update={"serve": ["en", language]})})
+    llm_cfg = llm_config(cfg, language)
+    bank = load_bank(language)
+    if questions > 0:
+        bank = bank[:questions]
+    engines = [LlamaLlm(llm_cfg) for _ in range(workers)]
+    for engine in engines:
+        for _ in engine.stream_chat([{"role": "user", "content": bank[0][0]}], max_tokens=2):
+            pass
+    answers: list[dict[str, Any]] = [{} for _ in bank]
+
+    def request(w: int, i: int) -> dict[str, float]:
+        question, accept = bank[i]
+        messages = [{"role": "system", "content": llm_cfg.system_prompt}, {"role": "user", "content": question}]
+        started = time.perf_counter()
+        first: float | None = None
+        pieces: list[str] = []
+        for piece in engines[w].stream_chat(messages):
+            if first is None:
+                first = (time.perf_counter() - started) * 1000
+            pieces.append(piece)
+        reply = "".join(pieces).strip()
+        correct, in_language = score_answer(reply, accept, language)
+        answers[i] = {"q": question, "reply": reply, "correct": correct, "in_language": in_language}
+        return {"ttft_ms": first or 0.0, "correct": float(correct), "in_language": float(in_language)}
+
+    result = run_load(workers, len(bank), request)
+    done = [a for a in answers if a]
+    result["engine"] = engines[0].name
+    result["language"] = language
+    result["questions"] = len(bank)
+    result["correct_pct"] = round(100 * sum(a["correct"] for a in done) / len(bank), 1)
+    result["in_language_pct"] = round(100 * sum(a["in_language"] for a in done) / len(bank), 1)
+    result["correct_and_in_language_pct"] = round(
+        100 * sum(a["correct"] and a["in_language"] for a in done) / len(bank), 1
+    )
+    result["system_prompt"] = llm_cfg.system_prompt
+    result["wrong"] = [a for a in done if not (a["correct"] and a["in_language"])]
+    return {f"answers_{language}": result}
+
+
 EVALUATORS: dict[str, Callable[[Any, int, int], dict[str, dict[str, Any]]]] = {
     "vad": eval_vad,
     "asr": eval_asr,
     "llm": eval_llm,
     "tts": eval_tts,
+    "answers": eval_answers,
 }
 
 
@@ -288,11 +376,18 @@ def _print_table(results: dict[str, Any]) -> None:
         )
         if r.get("errors"):
             print(f"    errors ({r['error_count']}): {r['errors'][0]}")
+        if "correct_pct" in r:
+            print(
+                f"    {r['questions']} questions ({r['language']}): {r['correct_pct']}% correct, "
+                f"{r['in_language_pct']}% in the language, {r['correct_and_in_language_pct']}% both"
+            )
+            for wrong in r["wrong"]:
+                print(f"    wrong: {wrong['q']} -> {wrong['reply'][:80]!r}")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = cli.parser("xiaozhi-eval", __doc__)
-    parser.add_argument("--components", default=",".join(COMPONENTS), help="comma-separated: vad,asr,llm,tts")
+    parser.add_argument("--components", default="vad,asr,llm,tts", help="comma-separated, from vad,asr,llm,tts,answers")
     parser.add_argument("--workers", type=int, default=1, help="worker threads, one engine instance each")
     parser.add_argument("--requests", type=int, default=20, help="requests per component (all workers together)")
     parser.add_argument(
@@ -300,6 +395,12 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=VAD_REQUESTS,
         help="VAD calls per stream count (sub-millisecond each, so more than --requests)",
+    )
+    parser.add_argument(
+        "--language", default="en", help="the answers component's bank and LLM: en or zh (bench/banks/)"
+    )
+    parser.add_argument(
+        "--questions", type=int, default=0, help="the answers component: only the bank's first N questions (0: all)"
     )
     parser.add_argument("--out", metavar="FILE", help="write the results to this JSON file")
     cli.hidden_alias(parser, "--json", "out")
@@ -333,7 +434,10 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print(f"xiaozhi-eval: {name}: {args.workers} worker(s), {args.requests} requests ...", file=sys.stderr)
         count = args.vad_requests if name == "vad" else args.requests
         try:
-            component_results = EVALUATORS[name](cfg, args.workers, count)
+            if name == "answers":
+                component_results = eval_answers(cfg, args.workers, count, args.language, args.questions)
+            else:
+                component_results = EVALUATORS[name](cfg, args.workers, count)
         except ModelError as exc:
             raise cli.CliError(str(exc), cli.EXIT_USAGE) from exc
         for value in component_results.values():

@@ -40,3 +40,40 @@ def test_evaluator_two_workers(tmp_path: Path) -> None:
 def test_evaluator_rejects_unknown_component() -> None:
     with pytest.raises(SystemExit):
         main(["--components", "vad,nope"])
+
+
+def test_answer_banks_load_and_are_big_enough() -> None:
+    """The banks parse (a YAML slip drops a whole bank) and the Chinese one has the 40+ questions it is quoted on."""
+    from bench.evaluator import load_bank
+
+    zh, en = load_bank("zh"), load_bank("en")
+    assert len(zh) >= 40 and len(en) >= 10
+    for question, accept in zh + en:
+        assert question.strip() and accept and all(a.strip() for a in accept), question
+    assert len({q for q, _ in zh}) == len(zh)
+
+
+def test_answer_scoring_folds_script_space_and_case_and_tells_the_language() -> None:
+    from bench.evaluator import score_answer
+
+    assert score_answer("中國的首都是北京。", ["北京"], "zh") == (True, True)
+    assert score_answer("The capital is Beijing.", ["北京"], "zh") == (False, False)
+    assert score_answer("首都是北 京", ["北京"], "zh") == (True, True)
+    assert score_answer("It is PARIS.", ["Paris"], "en") == (True, True)
+    assert score_answer("巴黎", ["Paris"], "en") == (False, False)
+    assert score_answer("Seven days.", ["7", "seven"], "en") == (True, True)
+
+
+def test_evaluator_answers_chinese_with_the_chinese_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A Chinese bank is asked of the bundled Chinese model (Qwen) even on an English-only config, and its
+    replies are Chinese. Correctness is printed, not asserted here: one answer flipping on another CPU is not
+    a failure of the evaluator."""
+    out = tmp_path / "answers.json"
+    args = ["--components", "answers", "--language", "zh", "--questions", "5", "--out", str(out)]
+    assert main(args) == 0
+    entry = json.loads(out.read_text(encoding="utf-8"))["answers_zh"]
+    assert entry["questions"] == 5 and entry["requests"] == 5
+    assert "qwen" in entry["engine"].lower()
+    assert entry["in_language_pct"] >= 60
+    assert 0 <= entry["correct_pct"] <= 100
+    assert "% correct" in capsys.readouterr().out
