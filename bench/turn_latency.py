@@ -1,10 +1,11 @@
 """Single-device turn latency against a running edge node: medians over repeated turns.
 
     .venv/bin/python -m bench.turn_latency --url ws://127.0.0.1:8000/xiaozhi/v1/ --repeats 5
+    .venv/bin/python -m bench.turn_latency --language zh      # Mandarin phrases, for a node serving zh
 
-Each phrase is synthesised with Piper, streamed at real-time pace like firmware in auto mode, and
-timed from the end of the speech to `stt`, to the first downlink audio packet and to `tts/stop`.
-One device at a time, so the figures are the node's latency without queueing.
+Each phrase is synthesised (Piper; Mandarin by the bundled Chinese voice), streamed at real-time pace
+like firmware in auto mode, and timed from the end of the speech to `stt`, to the first downlink audio
+packet and to `tts/stop`. One device at a time, so the figures are the node's latency without queueing.
 """
 
 from __future__ import annotations
@@ -14,41 +15,63 @@ import asyncio
 import json
 import statistics
 
+import numpy as np
+
 from shared.client.device import DeviceClient
-from shared.client.speech import synthesize_16k
+from shared.client.events import Turn
+from shared.client.speech import speak_16k
 
-PHRASES = {
-    "command": "Set the volume to thirty.",
-    "builtin": "What time is it?",
-    "open": "What is the capital of France?",
+PHRASES: dict[str, list[str]] = {
+    "command": ["Set the volume to thirty."],
+    "builtin": ["What time is it?"],
+    "open": ["What is the capital of France?"],
 }
+# The same kinds in Mandarin, with open questions kept apart from cached ones: "open" asks a different
+# question each repeat (none in the answer cache unless the node has heard it before: use a fresh cache
+# directory), "cached" asks one question once untimed and then times its repeats, all cache hits.
+PHRASES_ZH: dict[str, list[str]] = {
+    "command": ["音量调到三十。"],
+    "builtin": ["现在几点了？"],
+    "open": ["中国的首都是哪里？", "一年有几个月？", "熊猫最喜欢吃什么？", "太阳从哪边升起？", "一周有几天？"],
+    "cached": ["中国最长的河流是什么？"],
+}
+LANGUAGES = {"en": PHRASES, "zh": PHRASES_ZH}
 
 
-async def measure(url: str, repeats: int) -> dict[str, dict[str, float]]:
+async def _turn(url: str, pcm: np.ndarray, device: str) -> Turn:
+    client = DeviceClient(url, device_id=device)
+    await client.connect()
+    try:
+        await client.listen_start("auto")
+        await client.send_speech(pcm)
+        return await client.wait_turn_end(120)
+    finally:
+        await client.close()
+
+
+async def measure(
+    url: str, repeats: int, phrases: dict[str, list[str]] | None = None
+) -> dict[str, dict[str, float | str | int]]:
+    phrases = phrases or PHRASES
     results: dict[str, dict[str, list[float]]] = {}
-    for kind, phrase in PHRASES.items():
-        pcm = synthesize_16k(phrase)
+    for kind, texts in phrases.items():
+        pcms = [speak_16k(text) for text in texts]
         stats = results.setdefault(kind, {"stt_ms": [], "first_audio_ms": [], "tts_stop_ms": []})
+        if kind == "cached":  # fill the answer cache; not timed
+            await _turn(url, pcms[0], "be:ec:00:00:01:00")
         for i in range(repeats):
-            client = DeviceClient(url, device_id=f"be:ec:00:00:00:{i:02x}")
-            await client.connect()
-            try:
-                await client.listen_start("auto")
-                await client.send_speech(pcm)
-                turn = await client.wait_turn_end(120)
-            finally:
-                await client.close()
+            turn = await _turn(url, pcms[i % len(pcms)], f"be:ec:00:00:00:{i:02x}")
             for key in stats:
                 value = getattr(turn, key)
                 if value is not None:
                     stats[key].append(value)
             print(
                 f"{kind:8s} #{i + 1}: stt {turn.stt_ms:.0f} ms, first audio {turn.first_audio_ms:.0f} ms, "
-                f"reply {' '.join(turn.sentences)!r}"
+                f"heard {turn.stt_text!r}, reply {' '.join(turn.sentences)!r}"
             )
     return {
         kind: {f"{key}_median": round(statistics.median(v), 1) for key, v in stats.items() if v}
-        | {"phrase": PHRASES[kind], "turns": repeats}  # type: ignore[dict-item]
+        | {"phrases": " / ".join(phrases[kind]), "turns": repeats}
         for kind, stats in results.items()
     }
 
@@ -57,8 +80,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="ws://127.0.0.1:8000/xiaozhi/v1/")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--language", choices=sorted(LANGUAGES), default="en", help="the phrases' language")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(measure(args.url, args.repeats)), indent=2))
+    result = asyncio.run(measure(args.url, args.repeats, LANGUAGES[args.language]))
+    print(json.dumps(result, indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":
