@@ -10,15 +10,18 @@ import unicodedata
 _PUNCT_RE = re.compile(r"[^\w\s]", re.UNICODE)
 _SPACE_RE = re.compile(r"\s+")
 _APOSTROPHES = "'\u2019\u2018`"
+# Whitespace next to a Han character: Chinese has no spaces between words, but an ASR may put some in.
+_HAN_SPACE_RE = re.compile(r"(?<=[\u3400-\u9fff])\s+|\s+(?=[\u3400-\u9fff])")
 
 
 def normalize_question(text: str) -> str:
-    """Lowercase, drop punctuation (apostrophes join: "what's" -> "whats"), collapse whitespace."""
+    """Lowercase, drop punctuation (apostrophes join: "what's" -> "whats"), collapse whitespace; no
+    whitespace next to Chinese characters ("中国 的首都？" == "中国的首都")."""
     text = unicodedata.normalize("NFKC", text).lower()
     for ch in _APOSTROPHES:
         text = text.replace(ch, "")
     text = _PUNCT_RE.sub(" ", text).replace("_", " ")
-    return _SPACE_RE.sub(" ", text).strip()
+    return _HAN_SPACE_RE.sub("", _SPACE_RE.sub(" ", text)).strip()
 
 
 def _digest(*parts: str) -> str:

@@ -199,21 +199,23 @@ class Router:
     def policy(self) -> RoutingPolicy:
         return self.routing.policy if self.routing is not None else _DEFAULT
 
-    def answers_at_once(self, text: str, caps: DeviceCapabilities, history_len: int) -> bool:
+    def answers_at_once(self, text: str, caps: DeviceCapabilities, history_len: int, heard: str = "") -> bool:
         """Whether ``text`` would be answered by a rule or from the in-memory answer cache.
 
         Used to end a turn at a short pause instead of waiting out the full end-of-speech
         silence: only when the answer is certain and costs no model. A peek: no device state
-        changes (the matcher works on a copy) and no cache statistics are counted.
+        changes (the matcher works on a copy) and no cache statistics are counted. ``heard`` is the
+        ASR's language, as for the turn itself (``answer_language``).
         """
         order = self.policy.order
+        language = self.answer_language(text, heard)
         if Route.INTENT in order and self._intent_cfg.enabled:
             peek = DeviceCapabilities(caps.tools, caps.iot_methods, dict(caps.state), caps.tools_pending)
-            if self._intents.match(text, peek) is not None:
+            if self._intents.match(text, peek, language) is not None:
                 return True
         cache = self.answer_cache
         if Route.CACHE in order and cache is not None and is_reusable_question(text, history_len):
-            return cache.contains(text, self.answer_language(text))
+            return cache.contains(text, language)
         return False
 
     # -- the words ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from edge_node import metrics
 from edge_node.auth.handshake import DeviceInfo
 from edge_node.engines.vad import VadEvent, VadStream
 from edge_node.routing.intent import DeviceAction, DeviceCapabilities
+from edge_node.routing.rules import text_language
 from edge_node.session.mcp_client import DeviceMcp
 from edge_node.session.reply import Reply, TurnInput
 from shared.engines.asr import AsrResult
@@ -465,10 +466,14 @@ class Session:
             return
         if self.closing or not self.listening or self.mode == "manual" or pcm is None:
             return
-        text = task.result().text.strip()
-        if not text or text[-1] not in ".?!。？！":
+        heard = task.result()
+        text = heard.text.strip()
+        # Whisper ends a finished English sentence with a stop; a short Mandarin one mostly has no
+        # punctuation at all, so there the rule or cache match alone decides (a cut-off command such
+        # as 音量调到 has no number yet and matches no rule).
+        if not text or (text[-1] not in ".?!。？！" and text_language(text) != "zh"):
             return
-        if not self.ctx.router.answers_at_once(text, self.caps, len(self.history)):
+        if not self.ctx.router.answers_at_once(text, self.caps, len(self.history), heard.language):
             return
         self._speculative = None
         metrics.EARLY_COMMITS.inc()

@@ -197,6 +197,9 @@ def test_keys() -> None:
     assert base != tts_key("piper:amy", "Paris.", 24000, 60)
     assert base != tts_key("piper:joe", "Paris.", 16000, 60)
     assert base != tts_key("piper:joe", "Paris.", 24000, 20)
+    # Chinese has no spaces between words: an ASR's stray space does not make another question.
+    assert answer_key("中国 的首都是哪里？", "zh") == answer_key("中国的首都是哪里", "zh")
+    assert answer_key("中国的首都是哪里", "zh") != answer_key("中国的首都是哪里", "en")
 
 
 # policy ------------------------------------------------------------------------------------------
@@ -209,9 +212,14 @@ def test_keys() -> None:
         "What is the boiling point of water",
         "Tell me a joke.",
         "Give me a fun fact about octopuses.",
+        "法国的首都是哪里？",
+        "中国最长的河流是什么？",
+        "水在多少摄氏度沸腾",
+        "熊猫最喜欢吃什么？",
     ],
 )
 def test_reusable_questions(text: str) -> None:
+    """English, and Chinese by the same rules (法国的首都 is as reusable as "the capital of France")."""
     assert is_reusable_question(text, 0)
     assert is_reusable_question(text, 4)  # self-contained, so it may be looked up mid-conversation
 
@@ -237,8 +245,19 @@ def test_reusable_questions(text: str) -> None:
         "Who is the president of France?",
         "What is the volume now?",
         "What is this?",
-        "法国的首都是哪里？",
         "",
+        # Chinese: the same rules in Chinese words
+        "它是什么？",
+        "那德国呢？",
+        "还有别的吗？",
+        "今天天气怎么样？",
+        "现在几点了？",
+        "我应该吃什么？",
+        "你喜欢什么颜色？",
+        "音量是多少？",
+        "谁是现在的总统？",
+        "为什么？",
+        "法国的首都是哪里？Paris？",
     ],
 )
 def test_not_reusable_questions(text: str) -> None:

@@ -30,10 +30,11 @@ class _Routing:
         self.policy = parse_routing({"order": order})
 
 
-def _router(order: list[str] | None = None) -> tuple[Router, AnswerCache]:
+def _router(order: list[str] | None = None, languages: list[str] | None = None) -> tuple[Router, AnswerCache]:
     cache = AnswerCache(LruCache(1 << 20), None, ttl_s=3600)
     routing = _Routing(order) if order is not None else None
-    return Router(CFG.llm, CFG.intent, CFG.mcp, FakeChat(), cache, routing=routing), cache  # type: ignore[arg-type]
+    router = Router(CFG.llm, CFG.intent, CFG.mcp, FakeChat(), cache, routing=routing, languages=languages)  # type: ignore[arg-type]
+    return router, cache
 
 
 async def test_rules_and_cached_questions_answer_at_once() -> None:
@@ -58,3 +59,18 @@ async def test_routes_left_out_of_the_order_do_not_count() -> None:
     caps = DeviceCapabilities()
     assert not router.answers_at_once("What time is it?", caps, 0)
     assert not router.answers_at_once("What is the capital of France?", caps, 0)
+
+
+async def test_chinese_rules_and_cached_questions_answer_at_once_on_a_bilingual_node() -> None:
+    """The peek asks the Chinese rules and the Chinese side of the cache, as the turn itself will."""
+    router, cache = _router(languages=["en", "zh"])
+    caps = DeviceCapabilities(tools={"self.audio_speaker.set_volume": {}}, state={"volume": 50})
+    assert router.answers_at_once("音量调到30", caps, 0, "zh")
+    assert router.answers_at_once("现在几点了", caps, 0, "zh")
+    assert caps.state["volume"] == 50
+    assert not router.answers_at_once("音量调到", caps, 0, "zh"), "a command cut off before its number"
+    assert not router.answers_at_once("中国最长的河流是什么", caps, 0, "zh")
+    await cache.put("中国最长的河流是什么？", "长江。", "zh")
+    assert router.answers_at_once("中国最长的河流是什么", caps, 0, "zh")
+    await cache.put("What is the capital of France?", "巴黎。", "zh")  # a Chinese answer to English words
+    assert not router.answers_at_once("What is the capital of France?", caps, 0, "en")
