@@ -25,7 +25,7 @@ import numpy as np
 
 from shared import cli
 from shared.client.device import DeviceClient, DeviceClientError, Turn
-from shared.client.speech import load_wav_16k, save_wav, synthesize_16k
+from shared.client.speech import ZhSpeechUnavailable, load_wav_16k, save_wav, speak_16k
 
 __all__ = ["main"]
 
@@ -37,7 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--url", required=True, help="server WebSocket URL, e.g. ws://host:8000/xiaozhi/v1/")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--wav", type=Path, help="speak this WAV file (any rate / channels)")
-    what.add_argument("--say", help="speak this text (synthesised with the bundled Piper voice)")
+    what.add_argument(
+        "--say",
+        help="speak this text (the bundled Piper voice; Mandarin, by its characters, with the bundled Chinese voice)",
+    )
     what.add_argument("--text", help="send this text as a listen/detect turn (no audio)")
     p.add_argument("--mode", choices=("auto", "manual", "realtime"), default="auto", help="listening mode")
     p.add_argument("--device-id", default="d8:3b:da:00:00:01", help="Device-Id (MAC)")
@@ -129,7 +132,10 @@ async def _run(args: argparse.Namespace) -> int:
         except (OSError, ValueError, EOFError) as exc:
             raise cli.CliError(f"cannot read {args.wav}: {exc}", cli.EXIT_USAGE) from exc
     elif args.say is not None:
-        speech = synthesize_16k(args.say)
+        try:
+            speech = speak_16k(args.say)
+        except ZhSpeechUnavailable as exc:
+            raise cli.CliError(str(exc), cli.EXIT_USAGE) from exc
     trailing = args.trailing_silence_ms
     if trailing is None:
         trailing = 0 if args.mode == "manual" else 1500
