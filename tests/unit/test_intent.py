@@ -191,3 +191,19 @@ def test_a_chinese_command_may_need_the_devices_tools(bilingual: IntentMatcher) 
     assert bilingual.may_need_device("音量调到三十")
     assert not bilingual.may_need_device("你好小智")
     assert not bilingual.may_need_device("现在几点了")
+
+
+def test_arithmetic_is_a_rule_in_both_languages(bilingual: IntentMatcher) -> None:
+    """Sums are computed, never asked of the model; the device's state is not touched."""
+    caps = DeviceCapabilities(tools={"self.audio_speaker.set_volume": {}}, state={"volume": 50})
+    en = bilingual.match("What is two plus three?", caps)
+    assert en is not None and en.intent == "arithmetic" and en.say == "2 plus 3 is 5." and en.action is None
+    zh = bilingual.match("十减四等于几？", caps, "zh")
+    assert zh is not None and zh.intent == "arithmetic" and zh.say == "10减4等于6。" and zh.action is None
+    decimals = bilingual.match("What is 2.5 plus 1.25?", caps)
+    assert decimals is not None and decimals.say == "2.5 plus 1.25 is 3.75."
+    # Commands with numbers stay commands.
+    volume = bilingual.match("Set the volume to 40.", caps)
+    assert volume is not None and volume.intent != "arithmetic"
+    volume_zh = bilingual.match("音量调到三十", caps, "zh")
+    assert volume_zh is not None and volume_zh.intent != "arithmetic"

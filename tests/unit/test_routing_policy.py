@@ -185,7 +185,7 @@ async def _say(router: Router, text: str, language: str = "en") -> tuple[str, An
 async def test_rules_pick_the_cloud_for_complex_or_foreign_turns() -> None:
     local, cloud = FakeLocalLlm(), FakeCloud()
     router = Router(CFG.llm, CFG.intent, CFG.mcp, local, routing=FakeRouting(EXAMPLE), cloud=cloud)  # type: ignore[arg-type]
-    words, result = await _say(router, "What is two plus two?")
+    words, result = await _say(router, "What colour is the sky?")
     assert (words, result.route, result.chosen) == ("Local answer.", "local_llm", "local_llm")
     words, result = await _say(router, "Explain why the sky is blue and how sunsets get their colours")
     assert (words, result.route) == ("Cloud answer.", "cloud") and "open-question" in result.reason
@@ -206,9 +206,9 @@ async def test_overflow_sends_turns_to_the_cloud_when_the_local_queue_is_deep() 
         cloud=FakeCloud(),  # type: ignore[arg-type]
         llm_queue_depth=lambda: depth[0],
     )
-    assert (await _say(router, "What is two plus two?"))[1].route == "local_llm"
+    assert (await _say(router, "What colour is the sky?"))[1].route == "local_llm"
     depth[0] = 3
-    words, result = await _say(router, "What is two plus two?")
+    words, result = await _say(router, "What colour is the sky?")
     assert result.route == "cloud" and result.reason.startswith("overflow")
 
 
@@ -240,7 +240,7 @@ async def test_cloud_failing_mid_answer_ends_the_turn_with_a_short_apology() -> 
 
 async def test_a_busy_local_llm_says_busy_without_a_cloud() -> None:
     router = Router(CFG.llm, CFG.intent, CFG.mcp, FakeLocalLlm(fail=BusyError("llm", "queue full")))  # type: ignore[arg-type]
-    result = await router.route(_ctx("What is two plus two?"))
+    result = await router.route(_ctx("What colour is the sky?"))
     with pytest.raises(BusyError):
         _ = [d async for d in result.text]
 

@@ -1,0 +1,245 @@
+"""Arithmetic by rule: "what is two plus three", "二十除以五等于几" answered exactly, no LLM asked.
+
+Small models get sums wrong ("ten minus four is equal to 10 - 4 = 8") and a wrong sum is worse than no
+answer, so the four operations on two numbers are computed here. The rule matches only a whole
+utterance that is one such question (an optional "what is" / "请问" before it, an optional "equals" /
+"等于几" after it): "set the volume to forty", "what is the capital of France" and "三个人加起来多大"
+are not arithmetic and go on to the next rule or the model.
+
+Numbers are digits (with decimals, as an ASR writes them) or words: English up to the millions
+("one hundred and five", "twenty-one"), Chinese numerals (三十, 一百零五, 两千, 三点五).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, DivisionByZero, InvalidOperation
+
+from edge_node.language.numbers_zh import parse_numeral_zh
+
+__all__ = ["Sum", "parse_number_en", "solve"]
+
+_ONES = {
+    "zero": 0,
+    "oh": 0,
+    "one": 1,
+    "a": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+}
+_SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000}
+
+# English operator words, longest first so "multiplied by" wins over a bare "by".
+_OPS_EN: dict[str, str] = {
+    "multiplied by": "*",
+    "divided by": "/",
+    "take away": "-",
+    "plus": "+",
+    "minus": "-",
+    "times": "*",
+    "over": "/",
+    "x": "*",
+    "+": "+",
+    "-": "-",
+    "*": "*",
+    "×": "*",
+    "/": "/",
+    "÷": "/",
+}
+_OP_WORDS_EN = {"+": "plus", "-": "minus", "*": "times", "/": "divided by"}
+_OPS_ZH: dict[str, str] = {
+    "加上": "+",
+    "加": "+",
+    "减去": "-",
+    "减": "-",
+    "乘以": "*",
+    "乘": "*",
+    "除以": "/",
+    "+": "+",
+    "-": "-",
+    "*": "*",
+    "×": "*",
+    "/": "/",
+    "÷": "/",
+}
+_OP_WORDS_ZH = {"+": "加", "-": "减", "*": "乘以", "/": "除以"}
+
+_NUM_EN = r"-?\d+(?:\.\d+)?|[a-z][a-z -]*?"
+_PREFIX_EN = re.compile(
+    r"^(?:(?:what is|what's|whats|how much is|calculate|compute|tell me|please|can you tell me|what does)\s+)*"
+)
+_SUFFIX_EN = re.compile(r"(?:\s+(?:equal|equals|make|makes|come to|is))?(?:\s+what)?$")
+# An operator word is a whole word; a symbol may touch its numbers ("10-4", "3*4").
+_OP_EN = re.compile(r"(?<![a-z])(multiplied by|divided by|take away|plus|minus|times|over|x)(?![a-z])|[+\-*/×÷]")
+# "add 3 and 4", "subtract 4 from 10", "multiply 3 by 4", "divide 20 by 5"
+_VERB_EN = re.compile(
+    r"^(?:(?:what is|what's|whats|please|can you)\s+)*"
+    rf"(?P<verb>add|subtract|multiply|divide)\s+(?P<a>{_NUM_EN})\s+(?P<prep>and|to|from|by)\s+(?P<b>{_NUM_EN})$"
+)
+_NUM_ZH = r"-?\d+(?:\.\d+)?|负?[零〇一二两三四五六七八九十百千万亿]+(?:点[零〇一二三四五六七八九]+)?"
+_OP_ZH = "|".join(re.escape(op) for op in sorted(_OPS_ZH, key=len, reverse=True))
+_QUESTION_ZH = re.compile(
+    r"^(?:请问|请|帮我算一下|帮我算算|算一下|算算|你知道)*"
+    rf"(?P<a>{_NUM_ZH})\s*(?P<op>{_OP_ZH})\s*(?P<b>{_NUM_ZH})"
+    r"(?:等于|是)?(?:几|多少|什么)?(?:呀|啊|呢|吗)?$"
+)
+_ZH_PUNCT = re.compile(r"[\s，。？！、；：,?!;:\"'“”‘’（）()=]+")
+_EN_PUNCT = re.compile(r"[^\w\s.+\-*/×÷']")
+
+
+@dataclass(frozen=True, slots=True)
+class Sum:
+    """A computed question: what to say, and the exact value (None: division by zero)."""
+
+    text: str
+    value: Decimal | None
+
+
+def parse_number_en(words: str) -> Decimal | None:
+    """The value of a whole English number: digits ("2.5") or words ("one hundred and five",
+    "twenty-one", "a thousand"); None when the span is anything else."""
+    words = words.strip()
+    if re.fullmatch(r"-?\d+(?:\.\d+)?", words):
+        return Decimal(words)
+    negative = words.startswith("minus ") or words.startswith("negative ")
+    tokens = [t for t in words.replace("-", " ").split() if t != "and"]
+    if negative:
+        tokens = tokens[1:]
+    if not tokens or tokens == ["a"]:
+        return None
+    total = 0
+    current = 0
+    seen = False
+    for token in tokens:
+        if token in _ONES:
+            current += _ONES[token]
+            seen = True
+        elif token in _SCALES and seen:
+            scale = _SCALES[token]
+            if scale == 100:
+                current *= 100
+            else:
+                total += current * scale
+                current = 0
+        else:
+            return None
+    value = Decimal(total + current)
+    return -value if negative else value
+
+
+def _parse_zh(raw: str) -> Decimal | None:
+    if re.fullmatch(r"-?\d+(?:\.\d+)?", raw):
+        return Decimal(raw)
+    negative = raw.startswith("负")
+    raw = raw.removeprefix("负")
+    whole, _, frac = raw.partition("点")
+    value = parse_numeral_zh(whole.replace("〇", "零"))
+    if value is None:
+        return None
+    number = Decimal(value)
+    if frac:
+        digits = parse_numeral_zh(frac.replace("〇", "零"))
+        if digits is None or not all(c in "零〇一二三四五六七八九" for c in frac):
+            return None
+        number += Decimal(f"0.{str(digits).zfill(len(frac))}")
+    return -number if negative else number
+
+
+def _compute(a: Decimal, op: str, b: Decimal) -> tuple[Decimal | None, bool]:
+    """(value, exact): the value rounded to two decimals when it is not exact; None on division by zero."""
+    try:
+        value = {"+": a + b, "-": a - b, "*": a * b}[op] if op != "/" else a / b
+    except (DivisionByZero, InvalidOperation):
+        return None, True
+    rounded = value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return rounded, rounded == value
+
+
+def _fmt(value: Decimal) -> str:
+    """12, 2.5, -3: no trailing zeros, no exponent."""
+    text = format(value.normalize(), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def solve(text: str, language: str = "en") -> Sum | None:
+    """The answer to ``text`` when it is one arithmetic question on two numbers, else None."""
+    if language == "zh":
+        return _solve_zh(text)
+    t = _EN_PUNCT.sub(" ", text.lower().replace("’", "'")).strip().rstrip(".").strip()
+    t = re.sub(r"\s+", " ", t)
+    found = _two_numbers_en(t)
+    if found is not None:
+        a, op, b = found
+    else:
+        match = _VERB_EN.match(t)
+        if match is None:
+            return None
+        verb, prep = match["verb"], match["prep"]
+        allowed = {"add": ("and", "to"), "subtract": ("from",), "multiply": ("by", "and"), "divide": ("by",)}
+        if prep not in allowed[verb]:
+            return None
+        a, b = parse_number_en(match["a"]), parse_number_en(match["b"])
+        op = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/"}[verb]
+        if verb == "subtract":
+            a, b = b, a  # subtract 4 from 10 = 10 - 4
+    if a is None or b is None:
+        return None
+    value, exact = _compute(a, op, b)
+    if value is None:
+        return Sum("You can't divide by zero.", None)
+    about = "" if exact else "about "
+    return Sum(f"{_fmt(a)} {_OP_WORDS_EN[op]} {_fmt(b)} is {about}{_fmt(value)}.", value)
+
+
+def _two_numbers_en(t: str) -> tuple[Decimal, str, Decimal] | None:
+    """(a, op, b) when the whole question, less its "what is" and "equals", is number, operator, number.
+
+    Every operator in it is tried as the split ("twenty-one plus two": the hyphen first, then "plus")."""
+    body = _SUFFIX_EN.sub("", _PREFIX_EN.sub("", t)).strip()
+    for op in _OP_EN.finditer(body):
+        a = parse_number_en(body[: op.start()])
+        b = parse_number_en(body[op.end() :])
+        if a is not None and b is not None:
+            return a, _OPS_EN[op.group().strip()], b
+    return None
+
+
+def _solve_zh(text: str) -> Sum | None:
+    t = _ZH_PUNCT.sub("", text)
+    match = _QUESTION_ZH.match(t)
+    if match is None:
+        return None
+    a, b = _parse_zh(match["a"]), _parse_zh(match["b"])
+    if a is None or b is None:
+        return None
+    op = _OPS_ZH[match["op"]]
+    value, exact = _compute(a, op, b)
+    if value is None:
+        return Sum("不能除以零。", None)
+    about = "" if exact else "约"
+    return Sum(f"{_fmt(a)}{_OP_WORDS_ZH[op]}{_fmt(b)}{about}等于{_fmt(value)}。", value)
