@@ -145,6 +145,10 @@ class TtsConfig(Settings):
     # longest sentence it has spoken, growing for an hour in steps (bench/tts_memory.py: ~300 MB a
     # voice); on costs ~17 % more TTS time.
     release_arena: bool = True
+    # A hard cap on one reply's speech: a reply ends at the sentence that would take it past this many
+    # seconds (the first sentence is always spoken whole), and its LLM stops. A voice answer that runs
+    # half a minute (one cloud reply did: 43 s) is one nobody waits for. 0: no cap.
+    max_reply_s: float = Field(20.0, ge=0)
 
 
 ZH_SYSTEM_PROMPT = "你是一个语音助手。请用简短、正确的中文回答。"

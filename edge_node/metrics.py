@@ -89,6 +89,10 @@ TURN_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 INTERRUPTIONS = Counter("xiaozhi_interruptions_total", "Replies cut short, by reason", ["reason"])
+REPLIES_CAPPED = Counter(
+    "xiaozhi_replies_capped_total",
+    "Replies ended at a sentence boundary because the next sentence would pass tts.max_reply_s of speech",
+)
 REPLIES_CUT_SHORT = Counter(
     "xiaozhi_replies_cut_short_total",
     "Replies ended after their first sentences because a stage was saturated",

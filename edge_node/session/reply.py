@@ -239,6 +239,8 @@ class Reply:
 
         async def synthesise() -> None:
             priority = FIRST  # the device hears nothing until the first sentence is ready
+            cap_s = services.tts.max_reply_s
+            spoken_s, queued = 0.0, 0  # seconds and sentences handed to the output so far
             try:
                 while (sentence := await sentences.get()) is not None:
                     spoken = clean_for_speech(sentence)
@@ -261,6 +263,20 @@ class Reply:
                         metrics.REPLIES_CUT_SHORT.labels(stage=exc.stage).inc()
                         cut_short.set()
                         break
+                    duration_s = len(audio.packets) * audio_cfg.downlink_frame_ms / 1000.0
+                    if cap_s and priority == NORMAL and spoken_s + duration_s > cap_s:
+                        # Ends on a sentence boundary; the first sentence is always said whole.
+                        self.port.log.info(
+                            "reply capped at %.1f s of speech (%d sentence(s); tts.max_reply_s %.0f)",
+                            spoken_s,
+                            queued,
+                            cap_s,
+                        )
+                        metrics.REPLIES_CAPPED.inc()
+                        cut_short.set()
+                        break
+                    spoken_s += duration_s
+                    queued += 1
                     priority = NORMAL
                     await speech.put(audio if read == spoken else SpeechAudio(spoken, audio.packets, audio.synth_ms))
             except Exception as exc:  # noqa: BLE001 - re-raised in the reply task

@@ -38,13 +38,15 @@ from shared.routing_config import parse_routing
 LOCAL_REPLY = "The local model answers in two sentences. This is the second one of them."
 
 
-def profile(reply: str = LOCAL_REPLY, per_token_s: float = 0.001, transcript: str = "What is a cat?") -> TimingProfile:
+def profile(
+    reply: str = LOCAL_REPLY, per_token_s: float = 0.001, transcript: str = "What is a cat?", chars_per_s: float = 400.0
+) -> TimingProfile:
     return TimingProfile.model_validate(
         {
             "source": "tests/session (millisecond stand-ins)",
             "asr": {"base_s": 0.002},
             "llm": {"first_token_s": 0.002, "per_token_s": per_token_s, "reply": reply},
-            "tts": {"per_audio_s": 0.002, "chars_per_s": 400.0},
+            "tts": {"per_audio_s": 0.002, "chars_per_s": chars_per_s},
             "transcripts": [{"text": transcript, "weight": 1.0}],
         }
     )

@@ -148,3 +148,45 @@ async def test_no_words_means_nothing_is_said_and_the_session_listens_again() ->
         port = RecordingPort()
         reply = await run_turn(services, port, text_turn("   "))
         assert reply.state == ReplyState.DONE and port.sent == [] and port.said_nothing is True
+
+
+CAPPED_REPLY = (
+    "The first sentence is spoken in full. The second sentence fits in the cap as well. "
+    "The third sentence would run past the cap. The fourth is never reached."
+)
+RAMBLING_TAIL = " And then it goes on." * 40  # 200 more tokens: 4 s of generation at 20 ms a token
+
+
+async def test_a_long_answer_stops_at_the_spoken_length_cap_on_a_sentence_boundary() -> None:
+    """At 100 characters a second of speech, the first two sentences take 0.81 s; the third would end at
+    1.2 s, past the 1 s cap, so the reply ends after the second, and the model stops generating (the turn
+    ends long before the 4 s the whole answer would take)."""
+    from edge_node import metrics
+
+    capped = metrics.REPLIES_CAPPED._value.get()
+    rambling = profile(reply=CAPPED_REPLY + RAMBLING_TAIL, chars_per_s=100.0, per_token_s=0.02)
+    with node(rambling, tts={"max_reply_s": 1.0}) as services:
+        port = RecordingPort()
+        started = time.monotonic()
+        reply = await run_turn(services, port, text_turn(QUESTION))
+        assert reply.state == ReplyState.DONE
+        first_two = ["The first sentence is spoken in full.", "The second sentence fits in the cap as well."]
+        assert port.sentences() == first_two
+        assert port.order()[-1] == "tts:stop"
+        assert metrics.REPLIES_CAPPED._value.get() == capped + 1
+        assert time.monotonic() - started < 3.5, "the model went on generating the rest of the answer"
+
+
+async def test_the_first_sentence_is_spoken_whole_even_past_the_cap() -> None:
+    long_first = "This single opening sentence runs well past the whole cap on its own. Then a second one."
+    with node(profile(reply=long_first, chars_per_s=100.0), tts={"max_reply_s": 0.3}) as services:
+        port = RecordingPort()
+        await run_turn(services, port, text_turn(QUESTION))
+        assert port.sentences() == ["This single opening sentence runs well past the whole cap on its own."]
+
+
+async def test_no_cap_speaks_everything() -> None:
+    with node(profile(reply=CAPPED_REPLY, chars_per_s=100.0), tts={"max_reply_s": 0}) as services:
+        port = RecordingPort()
+        await run_turn(services, port, text_turn(QUESTION))
+        assert " ".join(port.sentences()) == CAPPED_REPLY
