@@ -32,6 +32,12 @@ class CannedSpeech:
         """(busy, slow down) in ``language``, else the default ones."""
         return self.by_language.get(language, (self.busy, self.slow_down))
 
+    def busy_in(self, language: str) -> SpeechAudio | None:
+        return self.for_language(language)[0]
+
+    def slow_down_in(self, language: str) -> SpeechAudio | None:
+        return self.for_language(language)[1]
+
     @classmethod
     def prepare(cls, engines: Engines, cfg: EdgeConfig) -> CannedSpeech:
         """Synthesise and encode the phrases on the loading thread, before any device connects: each

@@ -117,7 +117,7 @@ class Reply:
             if self.turn.rate_limited:
                 self.state = ReplyState.DONE
                 metrics.TURNS.labels(route="none", outcome="rate_limited").inc()
-                await self._say_canned(services.canned.for_language(port.language)[1], "neutral")
+                await self._say_canned(services.canned.slow_down_in(port.language), "neutral")
                 return
             text = await self._user_text()
             if not text:
@@ -160,7 +160,7 @@ class Reply:
             self.state = ReplyState.FAILED
             metrics.TURNS.labels(route=self.route, outcome="busy").inc()
             port.log.warning("turn refused, node busy: %s", exc)
-            await self._say_canned(services.canned.for_language(port.language)[0], "sad")
+            await self._say_canned(services.canned.busy_in(port.language), "sad")
         except asyncio.CancelledError:
             self.state = ReplyState.INTERRUPTED
             metrics.TURNS.labels(route=self.route, outcome="interrupted").inc()
