@@ -21,6 +21,7 @@ handed out to the N worker threads as they finish their previous one. Inputs are
   the question's language, time to first token and to the whole answer, and the wrong answers.
 
     xiaozhi-eval --components answers --language zh --out answers-zh.json
+    xiaozhi-eval --components answers --language en --with-rules   # rules first, as on a node
 
 Per component: p50/p95/mean latency (ms), QPS (requests / wall time with all workers busy) and
 CPU-seconds per request (the process's CPU time over the run / requests, so it counts every
@@ -34,6 +35,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import sys
 import threading
 import time
@@ -289,12 +291,18 @@ def score_answer(reply: str, accept: list[str], language: str) -> tuple[bool, bo
 
 
 def eval_answers(
-    cfg: Any, workers: int, requests: int, language: str = "en", questions: int = 0
+    cfg: Any, workers: int, requests: int, language: str = "en", questions: int = 0, rules: bool = False
 ) -> dict[str, dict[str, Any]]:
     """Every question of the language's bank (or its first ``questions``), once, through that language's LLM
-    and prompt. ``requests`` is not used: the bank sets the count, so two runs score the same questions."""
+    and prompt. ``requests`` is not used: the bank sets the count, so two runs score the same questions.
+
+    With ``rules`` the node's intent rules answer first, as they do on a node (arithmetic, time, commands),
+    and only what they leave goes to the model: the score of the configuration rather than of the model."""
     from edge_node.engines.llm import LlamaLlm
     from edge_node.engines.runtime import llm_config
+    from edge_node.routing.intent import DeviceCapabilities, IntentMatcher
+
+    matcher = IntentMatcher(cfg.intent.wake_words, cfg.intent.timezone_offset_min) if rules else None
 
     if language not in cfg.languages.serve:  # the bank's language is asked as a node serving it would
         cfg = cfg.model_copy(update={"languages": cfg.languages.model_copy(update={"serve": ["en", language]})})
@@ -310,17 +318,28 @@ def eval_answers(
 
     def request(w: int, i: int) -> dict[str, float]:
         question, accept = bank[i]
-        messages = [{"role": "system", "content": llm_cfg.system_prompt}, {"role": "user", "content": question}]
         started = time.perf_counter()
         first: float | None = None
-        pieces: list[str] = []
-        for piece in engines[w].stream_chat(messages):
-            if first is None:
-                first = (time.perf_counter() - started) * 1000
-            pieces.append(piece)
-        reply = "".join(pieces).strip()
+        match = matcher.match(question, DeviceCapabilities(), language) if matcher is not None else None
+        if match is not None:
+            reply, first = match.say, (time.perf_counter() - started) * 1000
+        else:
+            messages = [{"role": "system", "content": llm_cfg.system_prompt}, {"role": "user", "content": question}]
+            pieces: list[str] = []
+            for piece in engines[w].stream_chat(messages):
+                if first is None:
+                    first = (time.perf_counter() - started) * 1000
+                pieces.append(piece)
+            reply = "".join(pieces).strip()
         correct, in_language = score_answer(reply, accept, language)
-        answers[i] = {"q": question, "reply": reply, "correct": correct, "in_language": in_language}
+        answers[i] = {
+            "q": question,
+            "reply": reply,
+            "correct": correct,
+            "in_language": in_language,
+            "by_rule": match is not None,
+            "ttft_ms": first or 0.0,
+        }
         return {"ttft_ms": first or 0.0, "correct": float(correct), "in_language": float(in_language)}
 
     result = run_load(workers, len(bank), request)
@@ -333,6 +352,11 @@ def eval_answers(
     result["correct_and_in_language_pct"] = round(
         100 * sum(a["correct"] and a["in_language"] for a in done) / len(bank), 1
     )
+    by_model = [a for a in done if not a["by_rule"]]
+    result["answered_by_rules"] = len(done) - len(by_model)
+    # What a listener waits for and hears: the model's first token, and the answer's length.
+    result["median_first_token_ms"] = round(statistics.median(a["ttft_ms"] for a in by_model), 1) if by_model else None
+    result["median_reply_chars"] = statistics.median(len(a["reply"]) for a in done) if done else 0
     result["system_prompt"] = llm_cfg.system_prompt
     result["wrong"] = [a for a in done if not (a["correct"] and a["in_language"])]
     return {f"answers_{language}": result}
@@ -379,7 +403,9 @@ def _print_table(results: dict[str, Any]) -> None:
         if "correct_pct" in r:
             print(
                 f"    {r['questions']} questions ({r['language']}): {r['correct_pct']}% correct, "
-                f"{r['in_language_pct']}% in the language, {r['correct_and_in_language_pct']}% both"
+                f"{r['in_language_pct']}% in the language, {r['correct_and_in_language_pct']}% both; "
+                f"{r['answered_by_rules']} by rules, median first token {r['median_first_token_ms']} ms, "
+                f"median reply {r['median_reply_chars']} characters"
             )
             for wrong in r["wrong"]:
                 print(f"    wrong: {wrong['q']} -> {wrong['reply'][:80]!r}")
@@ -398,6 +424,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--language", default="en", help="the answers component's bank and LLM: en or zh (bench/banks/)"
+    )
+    parser.add_argument(
+        "--with-rules",
+        action="store_true",
+        help="the answers component: the node's intent rules answer first (the configuration, not the model alone)",
     )
     parser.add_argument(
         "--questions", type=int, default=0, help="the answers component: only the bank's first N questions (0: all)"
@@ -435,7 +466,9 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         count = args.vad_requests if name == "vad" else args.requests
         try:
             if name == "answers":
-                component_results = eval_answers(cfg, args.workers, count, args.language, args.questions)
+                component_results = eval_answers(
+                    cfg, args.workers, count, args.language, args.questions, rules=args.with_rules
+                )
             else:
                 component_results = EVALUATORS[name](cfg, args.workers, count)
         except ModelError as exc:

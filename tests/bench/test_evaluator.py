@@ -77,3 +77,16 @@ def test_evaluator_answers_chinese_with_the_chinese_model(tmp_path: Path, capsys
     assert entry["in_language_pct"] >= 60
     assert 0 <= entry["correct_pct"] <= 100
     assert "% correct" in capsys.readouterr().out
+
+
+def test_evaluator_with_rules_answers_sums_without_the_model(tmp_path: Path) -> None:
+    """The English bank's fifth question is "What is two plus two?": the arithmetic rule answers it."""
+    out = tmp_path / "answers.json"
+    assert (
+        main(["--components", "answers", "--language", "en", "--questions", "5", "--with-rules", "--out", str(out)])
+        == 0
+    )
+    entry = json.loads(out.read_text(encoding="utf-8"))["answers_en"]
+    assert entry["answered_by_rules"] >= 1 and entry["questions"] == 5
+    assert entry["median_reply_chars"] > 0 and entry["median_first_token_ms"] is not None
+    assert all("two plus two" not in wrong["q"].lower() for wrong in entry["wrong"])
