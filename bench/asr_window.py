@@ -22,6 +22,8 @@ import time
 
 import numpy as np
 
+from edge_node.language.numbers_en import TENS, UNITS
+
 # Commands, questions and a few longer sentences, as a device hears them (the last is ~7 s).
 UTTERANCES = [
     "Stop.",
@@ -38,30 +40,6 @@ UTTERANCES = [
     "Remind me to call my mother about the birthday dinner on Saturday evening, and tell me tomorrow's weather.",
 ]
 
-_UNITS = {
-    "zero": 0,
-    "oh": 0,
-    "one": 1,
-    "two": 2,
-    "three": 3,
-    "four": 4,
-    "five": 5,
-    "six": 6,
-    "seven": 7,
-    "eight": 8,
-    "nine": 9,
-    "ten": 10,
-    "eleven": 11,
-    "twelve": 12,
-    "thirteen": 13,
-    "fourteen": 14,
-    "fifteen": 15,
-    "sixteen": 16,
-    "seventeen": 17,
-    "eighteen": 18,
-    "nineteen": 19,
-}
-_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
 _PUNCT = re.compile(r"[^\w\s']+")
 
 
@@ -73,16 +51,16 @@ def normalise(text: str) -> list[str]:
     i = 0
     while i < len(words):
         w = words[i]
-        if w in _TENS or (w in _UNITS and w != "oh"):
+        if w in TENS or (w in UNITS and w != "oh"):
             value = 0
-            if w in _TENS:
-                value = _TENS[w]
+            if w in TENS:
+                value = TENS[w]
                 i += 1
-                if i < len(words) and words[i] in _UNITS and 0 < _UNITS[words[i]] < 10:
-                    value += _UNITS[words[i]]
+                if i < len(words) and words[i] in UNITS and 0 < UNITS[words[i]] < 10:
+                    value += UNITS[words[i]]
                     i += 1
             else:
-                value = _UNITS[w]
+                value = UNITS[w]
                 i += 1
             if i < len(words) and words[i] == "hundred":
                 value *= 100

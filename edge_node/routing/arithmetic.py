@@ -16,45 +16,15 @@ import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, DivisionByZero, InvalidOperation
 
+from edge_node.language.numbers_en import parse_number_en
 from edge_node.language.numbers_zh import parse_numeral_zh
 
-__all__ = ["Sum", "parse_number_en", "solve"]
+__all__ = ["Sum", "solve"]
 
-_ONES = {
-    "zero": 0,
-    "oh": 0,
-    "one": 1,
-    "a": 1,
-    "two": 2,
-    "three": 3,
-    "four": 4,
-    "five": 5,
-    "six": 6,
-    "seven": 7,
-    "eight": 8,
-    "nine": 9,
-    "ten": 10,
-    "eleven": 11,
-    "twelve": 12,
-    "thirteen": 13,
-    "fourteen": 14,
-    "fifteen": 15,
-    "sixteen": 16,
-    "seventeen": 17,
-    "eighteen": 18,
-    "nineteen": 19,
-    "twenty": 20,
-    "thirty": 30,
-    "forty": 40,
-    "fifty": 50,
-    "sixty": 60,
-    "seventy": 70,
-    "eighty": 80,
-    "ninety": 90,
-}
-_SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000}
 
-# English operator words, longest first so "multiplied by" wins over a bare "by".
+# The symbols an ASR may write for the operators, in either language ("3+5", "10 ÷ 2").
+_SYMBOLS = {"+": "+", "-": "-", "*": "*", "×": "*", "/": "/", "÷": "/"}
+# Operator words; the patterns try the longest first, so "multiplied by" wins over a bare "by".
 _OPS_EN: dict[str, str] = {
     "multiplied by": "*",
     "divided by": "/",
@@ -64,12 +34,7 @@ _OPS_EN: dict[str, str] = {
     "times": "*",
     "over": "/",
     "x": "*",
-    "+": "+",
-    "-": "-",
-    "*": "*",
-    "×": "*",
-    "/": "/",
-    "÷": "/",
+    **_SYMBOLS,
 }
 _OP_WORDS_EN = {"+": "plus", "-": "minus", "*": "times", "/": "divided by"}
 _OPS_ZH: dict[str, str] = {
@@ -80,12 +45,7 @@ _OPS_ZH: dict[str, str] = {
     "乘以": "*",
     "乘": "*",
     "除以": "/",
-    "+": "+",
-    "-": "-",
-    "*": "*",
-    "×": "*",
-    "/": "/",
-    "÷": "/",
+    **_SYMBOLS,
 }
 _OP_WORDS_ZH = {"+": "加", "-": "减", "*": "乘以", "/": "除以"}
 
@@ -118,38 +78,6 @@ class Sum:
 
     text: str
     value: Decimal | None
-
-
-def parse_number_en(words: str) -> Decimal | None:
-    """The value of a whole English number: digits ("2.5") or words ("one hundred and five",
-    "twenty-one", "a thousand"); None when the span is anything else."""
-    words = words.strip()
-    if re.fullmatch(r"-?\d+(?:\.\d+)?", words):
-        return Decimal(words)
-    negative = words.startswith("minus ") or words.startswith("negative ")
-    tokens = [t for t in words.replace("-", " ").split() if t != "and"]
-    if negative:
-        tokens = tokens[1:]
-    if not tokens or tokens == ["a"]:
-        return None
-    total = 0
-    current = 0
-    seen = False
-    for token in tokens:
-        if token in _ONES:
-            current += _ONES[token]
-            seen = True
-        elif token in _SCALES and seen:
-            scale = _SCALES[token]
-            if scale == 100:
-                current *= 100
-            else:
-                total += current * scale
-                current = 0
-        else:
-            return None
-    value = Decimal(total + current)
-    return -value if negative else value
 
 
 def _parse_zh(raw: str) -> Decimal | None:

@@ -19,33 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
+from edge_node.language.numbers_en import find_number_en
 from edge_node.language.numbers_zh import find_number_zh
 from edge_node.language.phrases import SETTING_NAMES, THEME_NAMES, WEEKDAYS_ZH, say
 from edge_node.routing.arithmetic import solve
 
-_UNITS = {
-    "zero": 0,
-    "one": 1,
-    "two": 2,
-    "three": 3,
-    "four": 4,
-    "five": 5,
-    "six": 6,
-    "seven": 7,
-    "eight": 8,
-    "nine": 9,
-    "ten": 10,
-    "eleven": 11,
-    "twelve": 12,
-    "thirteen": 13,
-    "fourteen": 14,
-    "fifteen": 15,
-    "sixteen": 16,
-    "seventeen": 17,
-    "eighteen": 18,
-    "nineteen": 19,
-}
-_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
 _STOP_WORDS = {"self", "set", "get", "the", "a", "an", "to", "of", "please", "my", "your"}
 
 
@@ -53,25 +31,6 @@ def normalise(text: str) -> str:
     text = text.lower().replace("’", "'")
     text = re.sub(r"[^\w\s%'-]", " ", text)
     return re.sub(r"\s+", " ", text).strip()
-
-
-def find_number(text: str) -> int | None:
-    """First number in the utterance, digits or English words ("fifty five" -> 55)."""
-    digits = re.search(r"\b(\d{1,3})\b", text)
-    if digits:
-        return int(digits.group(1))
-    words = text.replace("-", " ").split()
-    for i, word in enumerate(words):
-        if word in _TENS:
-            value = _TENS[word]
-            if i + 1 < len(words) and words[i + 1] in _UNITS and _UNITS[words[i + 1]] < 10:
-                value += _UNITS[words[i + 1]]
-            return value
-        if word in _UNITS:
-            return _UNITS[word]
-        if word == "hundred":
-            return 100
-    return None
 
 
 @dataclass(slots=True)
@@ -235,7 +194,7 @@ class IntentMatcher:
 
     # -- device settings -------------------------------------------------------------------
     def _level(self, t: str, current: int, up: tuple[str, ...], down: tuple[str, ...]) -> int | None:
-        number = find_number(t)
+        number = find_number_en(t)
         if number is not None:
             return max(0, min(100, number))
         if any(w in t for w in up):

@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from edge_node.routing.arithmetic import parse_number_en, solve
+from edge_node.language.numbers_en import parse_number_en
+from edge_node.routing.arithmetic import solve
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from edge_node.routing.intent import DeviceCapabilities, IntentMatcher, find_number
+from edge_node.language.numbers_en import find_number_en as find_number
+from edge_node.routing.intent import DeviceCapabilities, IntentMatcher
 
 TOOLS = {
     "self.get_device_status": {"type": "object", "properties": {}},
