@@ -37,7 +37,7 @@ PHRASES: dict[str, list[str]] = {
 PHRASES_ZH: dict[str, list[str]] = {
     "command": ["音量调到三十。"],
     "builtin": ["现在几点了？"],
-    "open": ["中国的首都是哪里？", "一年有几个月？", "熊猫最喜欢吃什么？", "太阳从哪边升起？", "一周有几天？"],
+    "open": ["中国的首都是哪里？", "一年有几个月？", "熊猫最喜欢吃什么？", "太阳从哪边升起？", "天空是什么颜色的？"],
     "cached": ["中国最长的河流是什么？"],
 }
 LANGUAGES = {"en": PHRASES, "zh": PHRASES_ZH}

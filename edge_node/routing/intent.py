@@ -3,7 +3,8 @@
 The bundled LLM answers commands with nonsense (docs/models.md §4) and costs a second of CPU, while a
 rule costs microseconds and is right. Rules cover volume, brightness and theme (mapped to the
 device's MCP tools, or to legacy IoT things on old firmware), time and date, the wake greeting,
-arithmetic on two numbers (``routing/arithmetic.py``: small models get sums wrong), and any other MCP
+arithmetic on two numbers and unit conversions (``routing/arithmetic.py``, ``routing/units.py``: small
+models get sums wrong), and any other MCP
 tool whose name words all appear in the utterance.
 
 Chinese turns (``language="zh"``) have rules of their own: Mandarin has no spaces and says numbers as
@@ -23,6 +24,7 @@ from edge_node.language.numbers_en import find_number_en
 from edge_node.language.numbers_zh import find_number_zh
 from edge_node.language.phrases import SETTING_NAMES, THEME_NAMES, WEEKDAYS_ZH, say
 from edge_node.routing.arithmetic import solve
+from edge_node.routing.units import convert
 
 _STOP_WORDS = {"self", "set", "get", "the", "a", "an", "to", "of", "please", "my", "your"}
 
@@ -183,7 +185,7 @@ class IntentMatcher:
             return None
         if t in self._wake or t.rstrip("!.?") in self._wake:
             return IntentMatch("greeting", say("en", "greeting"), "happy")
-        computed = solve(text, "en")  # the raw text: normalise() drops decimal points and "+"
+        computed = solve(text, "en") or convert(text, "en")  # the raw text: normalise() drops "." and "+"
         if computed is not None:
             return IntentMatch("arithmetic", computed.text, "neutral")
         for rule in (self._volume, self._brightness, self._theme, self._time, self._date, self._generic_tool):
@@ -295,7 +297,7 @@ class IntentMatcher:
             return None
         if t in self._wake_zh or t in ("你好", "您好", "嗨"):
             return IntentMatch("greeting", say("zh", "greeting"), "happy")
-        computed = solve(text, "zh")
+        computed = solve(text, "zh") or convert(text, "zh")
         if computed is not None:
             return IntentMatch("arithmetic", computed.text, "neutral")
         for rule in (self._volume_zh, self._brightness_zh, self._theme_zh, self._time_zh, self._date_zh):
