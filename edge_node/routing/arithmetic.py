@@ -157,8 +157,23 @@ def _two_numbers_en(t: str) -> tuple[Decimal, str, Decimal] | None:
     return None
 
 
+# Whisper base hears a sum's operator and "等于几" as homophones (三加五等于几 came back as 三家五等余景).
+# Between two numbers these characters can only be the operator; after 等于 only 几 makes a question.
+_NUMERAL = r"[\d零〇一二两三四五六七八九十百千万]"
+_HEARD_AS_ZH = (
+    (re.compile(rf"(?<={_NUMERAL})[家佳嘉夹](?={_NUMERAL})"), "加"),
+    (re.compile(rf"(?<={_NUMERAL})[剪简检](?={_NUMERAL})"), "减"),
+    (re.compile(rf"(?<={_NUMERAL})[成城程]以(?={_NUMERAL})"), "乘以"),
+    (re.compile(rf"(?<={_NUMERAL})[出初]以(?={_NUMERAL})"), "除以"),
+    (re.compile(r"(?<=" + _NUMERAL + r")(?:等余|等鱼|等与|登于)"), "等于"),
+    (re.compile(r"(?<=等于)[景己鸡机吉挤](?=$|[呀啊呢吗])"), "几"),
+)
+
+
 def _solve_zh(text: str) -> Sum | None:
     t = _ZH_PUNCT.sub("", text)
+    for heard, meant in _HEARD_AS_ZH:
+        t = heard.sub(meant, t)
     match = _QUESTION_ZH.match(t)
     if match is None:
         return None

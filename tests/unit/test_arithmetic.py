@@ -50,6 +50,10 @@ def test_english_sums_are_exact(question: str, value: str) -> None:
         ("请问一百零五减五是多少", "100"),
         ("三点五加一点五", "5"),
         ("两千除以四", "500"),
+        # as Whisper base wrote them: homophones of the operator and of 等于几 between numbers
+        ("三家五等余景", "8"),
+        ("十剪四等于几", "6"),
+        ("三成以四等于几", "12"),
     ],
 )
 def test_chinese_sums_are_exact(question: str, value: str) -> None:
@@ -86,6 +90,8 @@ def test_division_by_zero_is_an_answer_not_an_error() -> None:
         ("中国的首都是哪里", "zh"),
         ("三个人加起来多大", "zh"),
         ("亮度百分之五十", "zh"),
+        ("家里有几口人", "zh"),
+        ("国家五个人", "zh"),
         ("", "en"),
     ],
 )
