@@ -18,10 +18,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any, Literal
 
-from edge_node.language.numbers_en import find_number_en
-from edge_node.language.numbers_zh import find_number_zh
+from edge_node.language.numbers_en import find_number_en, parse_number_en
+from edge_node.language.numbers_zh import find_number_zh, parse_numeral_zh
 from edge_node.language.phrases import SETTING_NAMES, THEME_NAMES, WEEKDAYS_ZH, say
 from edge_node.routing.arithmetic import solve
 from edge_node.routing.units import convert
@@ -118,6 +119,13 @@ _ZH_BRIGHT_UP = re.compile(r"亮一点|亮一些|调亮|调高|提高|增加|高
 _ZH_BRIGHT_DOWN = re.compile(r"暗一点|暗一些|调暗|调低|降低|减少|低一点|太亮|小一点")
 _ZH_UNMUTE = re.compile(r"取消静音|关闭静音|解除静音")
 _ZH_THEME = re.compile(r"(深色|暗色|黑色|夜间|暗黑|浅色|亮色|白色|日间)(模式|主题)")
+# "what time will it be in 20 minutes", "what time is it going to be in an hour", "... 2 hours from now"
+_TIME_LATER_EN = re.compile(
+    r"\b(?:in (?P<n>\d+|[a-z][a-z -]*?) (?P<unit>minutes?|hours?)\b(?! ago)|"
+    r"(?P<n2>\d+|[a-z][a-z -]*?) (?P<unit2>minutes?|hours?) from now)"
+)
+# 二十分钟后是几点, 两个小时以后几点, 半小时后几点
+_TIME_LATER_ZH = re.compile(r"(?P<n>\d+|[零一二两三四五六七八九十百]+|半)个?(?P<unit>分钟|小时|钟头)(?:以后|之后|后)")
 _ZH_TIME = re.compile(r"几点|什么时间|现在时间|多少点")
 _ZH_DATE = re.compile(r"几号|星期几|礼拜几|周几|几月几|什么日子|今天日期|哪一天")
 _ZH_DEVICE = re.compile(f"{_ZH_VOLUME.pattern}|{_ZH_BRIGHTNESS.pattern}|{_ZH_THEME.pattern}|打开|关闭|开灯|关灯")
@@ -259,6 +267,17 @@ class IntentMatcher:
     def _time(self, t: str, caps: DeviceCapabilities) -> IntentMatch | None:
         if not re.search(r"\bwhat('s| is)? (the )?time\b|\bwhat time\b|\btime is it\b|几点", t):
             return None
+        later = _TIME_LATER_EN.search(t)
+        if later is not None:  # "what time will it be in 20 minutes": not the time now
+            raw = (later["n"] or later["n2"]).strip()
+            unit_word = later["unit"] or later["unit2"]
+            amount = Decimal(1) if raw in ("a", "an", "one") else parse_number_en(raw)
+            if amount is None or amount <= 0 or amount > 48 * 60:
+                return None
+            minutes = int(amount * (60 if unit_word.startswith("hour") else 1))
+            at = (self.now() + timedelta(minutes=minutes)).strftime("%I:%M %p").lstrip("0")
+            unit = unit_word if amount != 1 else unit_word.rstrip("s")
+            return IntentMatch("time", say("en", "time_later", amount=f"{raw} {unit}", clock=at), "neutral")
         now = self.now()
         spoken = now.strftime("%I:%M %p").lstrip("0")
         return IntentMatch("time", say("en", "time", clock=spoken), "neutral")
@@ -348,6 +367,17 @@ class IntentMatcher:
     def _time_zh(self, t: str, caps: DeviceCapabilities) -> IntentMatch | None:
         if not _ZH_TIME.search(t):
             return None
+        later = _TIME_LATER_ZH.search(t)
+        if later is not None:  # 二十分钟后是几点: not the time now
+            n, unit = later["n"], later["unit"]
+            count = 0.5 if n == "半" else (int(n) if n.isdigit() else parse_numeral_zh(n))
+            if not count or count > 48 * 60:
+                return None
+            minutes = int(count * (1 if unit == "分钟" else 60))
+            at = self.now() + timedelta(minutes=minutes)
+            period, clock = _clock_zh(at.hour, at.minute)
+            amount = f"{n}个{unit}" if unit != "分钟" and n != "半" else f"{n}{unit}"
+            return IntentMatch("time", say("zh", "time_later", amount=amount, period=period, clock=clock), "neutral")
         now = self.now()
         period, clock = _clock_zh(now.hour, now.minute)
         return IntentMatch("time", say("zh", "time", period=period, clock=clock), "neutral")

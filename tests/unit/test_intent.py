@@ -208,3 +208,28 @@ def test_arithmetic_is_a_rule_in_both_languages(bilingual: IntentMatcher) -> Non
     assert volume is not None and volume.intent != "arithmetic"
     volume_zh = bilingual.match("音量调到三十", caps, "zh")
     assert volume_zh is not None and volume_zh.intent != "arithmetic"
+
+
+def test_the_time_later_is_not_the_time_now(bilingual: IntentMatcher) -> None:
+    """ "What time will it be in 20 minutes" used to be answered with the time now."""
+    from datetime import UTC, datetime
+
+    bilingual.now = lambda: datetime(2026, 12, 4, 14, 50, tzinfo=UTC)  # type: ignore[method-assign]
+    caps = DeviceCapabilities()
+    cases = {
+        "What time will it be in 20 minutes?": "In 20 minutes it will be 3:10 PM.",
+        "what time will it be in an hour": "In an hour it will be 3:50 PM.",
+        "What time is it 45 minutes from now?": "In 45 minutes it will be 3:35 PM.",
+        "What time is it?": "It's 2:50 PM.",
+    }
+    for question, answer in cases.items():
+        found = bilingual.match(question, caps)
+        assert found is not None and found.say == answer, (question, found)
+    cases_zh = {
+        "二十分钟后是几点？": "二十分钟后是下午三点十分。",
+        "两个小时以后几点": "两个小时后是下午四点五十分。",
+        "半小时后几点": "半小时后是下午三点二十分。",
+    }
+    for question, answer in cases_zh.items():
+        found = bilingual.match(question, caps, "zh")
+        assert found is not None and found.say == answer, (question, found)
