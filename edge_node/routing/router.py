@@ -290,7 +290,6 @@ class Router:
         match = self._intents.match(ctx.text, ctx.caps, language)
         if match is None:
             return None
-        say = match.say
         if match.action is not None:
             try:
                 await ctx.run_action(match.action)
@@ -299,7 +298,7 @@ class Router:
                 return RouteResult(
                     Route.INTENT, f"{match.intent} action failed", "sad", _once(say(language, "device_no_response"))
                 )
-        return RouteResult(Route.INTENT, f"rule {match.intent}", match.emotion, _once(say))
+        return RouteResult(Route.INTENT, f"rule {match.intent}", match.emotion, _once(match.say))
 
     async def _cache(self, ctx: TurnContext, language: str) -> RouteResult | None:
         if self.answer_cache is None or not is_reusable_question(ctx.text, len(ctx.history)):

@@ -60,6 +60,7 @@ class RecordingPort:
         self.device_id = "aa:bb:cc:00:00:01"
         self.log = logging.LoggerAdapter(logging.getLogger("tests.session"), {})
         self.caps = caps or DeviceCapabilities()
+        self.action_error: Exception | None = None  # what run_action raises (a device that fails the call)
         self.language = "en"
         self.gen = 1
         self.sent: list[tuple[str, Any]] = []  # ("json", message) or ("audio", packet), in order
@@ -96,6 +97,8 @@ class RecordingPort:
 
     async def run_action(self, action: DeviceAction) -> str:
         self.actions.append(action)
+        if self.action_error is not None:
+            raise self.action_error
         return "ok"
 
     def reply_finished(self, said_nothing: bool) -> None:

@@ -61,6 +61,16 @@ async def test_a_device_command_calls_the_device_tool_and_is_not_remembered() ->
         assert port.remembered == [] and not services.router.answer_cache.contains("Set the volume to 30.")  # type: ignore[union-attr]
 
 
+async def test_a_device_that_fails_the_command_is_answered_with_its_apology() -> None:
+    caps = DeviceCapabilities(tools={"self.audio_speaker.set_volume": {}}, state={"volume": 50})
+    with node() as services:
+        port = RecordingPort(caps)
+        port.action_error = TimeoutError("no tools/call result")
+        reply = await run_turn(services, port, text_turn("Set the volume to 30."))
+        assert reply.route == Route.INTENT and reply.state == ReplyState.DONE
+        assert port.sentences() == ["Sorry, the device did not respond."]
+
+
 async def test_barge_in_silences_the_reply_and_frees_the_model() -> None:
     slow = profile(reply=" ".join(["word"] * 200) + ".", per_token_s=0.02)  # ~4 s of generation
     with node(slow) as services:
