@@ -75,6 +75,15 @@ def asr_config(cfg: EdgeConfig) -> AsrConfig:
     return cfg.asr.model_copy(update=update)
 
 
+def system_prompt_for(cfg: EdgeConfig, language: str) -> str:
+    """The system prompt of a served language's LLM: its configured one, else the built-in one for the
+    language (English, and a language not served: ``llm.system_prompt``)."""
+    extra = cfg.languages.llm_for(language)
+    if extra is None:
+        return cfg.llm.system_prompt
+    return extra.system_prompt or _SYSTEM_PROMPTS.get(language, cfg.llm.system_prompt)
+
+
 def llm_config(cfg: EdgeConfig, language: str) -> LlmConfig:
     """The ``llm`` section as the given language's model sees it (its own model file and prompt)."""
     extra = cfg.languages.llm_for(language)
@@ -86,8 +95,7 @@ def llm_config(cfg: EdgeConfig, language: str) -> LlmConfig:
         path = str(models.qwen_coder_05b_gguf())
     else:
         path = cfg.llm.model_path
-    prompt = extra.system_prompt or _SYSTEM_PROMPTS.get(language, cfg.llm.system_prompt)
-    return cfg.llm.model_copy(update={"model_path": path, "system_prompt": prompt})
+    return cfg.llm.model_copy(update={"model_path": path, "system_prompt": system_prompt_for(cfg, language)})
 
 
 def load_voice(cfg: EdgeConfig, voice: VoiceConfig) -> SpeechModel:
@@ -253,12 +261,10 @@ class Engines:
         return names
 
     def system_prompt(self, language: str) -> str:
-        """The system prompt of the language's LLM (English: ``llm.system_prompt``)."""
-        if language == DEFAULT_LANGUAGE or language not in self.llm_pools:
+        """The system prompt of the language's LLM (English, or a language without a pool: ``llm.system_prompt``)."""
+        if language not in self.llm_pools:
             return self.cfg.llm.system_prompt
-        extra = self.cfg.languages.llm_for(language)
-        custom = extra.system_prompt if extra is not None else ""
-        return custom or _SYSTEM_PROMPTS.get(language, self.cfg.llm.system_prompt)
+        return system_prompt_for(self.cfg, language)
 
     def warm_up(self) -> None:
         """Run ASR and each LLM once so the first device does not pay for lazy initialisation (TTS is
@@ -322,15 +328,19 @@ class Engines:
         packets = encode_for_device(pcm, tts.sample_rate, encoder)
         return SpeechAudio(text, packets, (time.perf_counter() - started) * 1000)
 
+    def _voice_pool(self, language: str) -> StagePool[SpeechModel]:
+        """The pool of the voice that speaks ``language`` (an unserved language: the English voice)."""
+        return self.tts_pools.get(language, self.tts_pool)
+
     def voice_name(self, language: str = DEFAULT_LANGUAGE) -> str:
         """The voice that speaks ``language`` (an unserved language is spoken by the English voice)."""
-        return self.tts_pools.get(language, self.tts_pool).models[0].name
+        return self._voice_pool(language).models[0].name
 
     def synthesize_blocking(
         self, text: str, sample_rate: int, frame_ms: int, language: str = DEFAULT_LANGUAGE
     ) -> SpeechAudio:
         """Synthesise on the language's first TTS instance, on the calling thread: start-up only (canned phrases)."""
-        return self._synthesize_on(self.tts_pools.get(language, self.tts_pool).models[0], text, sample_rate, frame_ms)
+        return self._synthesize_on(self._voice_pool(language).models[0], text, sample_rate, frame_ms)
 
     async def synthesize(
         self,
@@ -342,5 +352,5 @@ class Engines:
         language: str = DEFAULT_LANGUAGE,
     ) -> SpeechAudio:
         """TTS, resampling and Opus encoding all on a worker of the language's voice: the loop gets packets."""
-        pool = self.tts_pools.get(language, self.tts_pool)
+        pool = self._voice_pool(language)
         return await pool.run(lambda tts: self._synthesize_on(tts, text, sample_rate, frame_ms), priority, deadline)
