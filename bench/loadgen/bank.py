@@ -7,24 +7,21 @@ event loop, which paces hundreds of uplink streams.
 
 from __future__ import annotations
 
-import re
 import sys
 
 import numpy as np
 
 from bench.loadgen.mix import Mix
-from shared.client.speech import RATE, synthesize_16k, synthesize_zh_16k
+from shared.client.speech import RATE, is_mandarin, synthesize_16k, synthesize_zh_16k
 
 __all__ = ["build_bank"]
-
-_HAN = re.compile(r"[\u3400-\u9fff]")
 
 
 def build_bank(mix: Mix, verbose: bool = True) -> dict[str, np.ndarray]:
     """phrase -> int16 mono 16 kHz speech, from the on-disk cache, Piper or the Chinese voice."""
     bank: dict[str, np.ndarray] = {}
     phrases = mix.phrases()
-    chinese = [p for p in phrases if _HAN.search(p)]
+    chinese = [p for p in phrases if is_mandarin(p)]
     if chinese:  # one child process speaks all the Mandarin phrases not cached yet
         bank.update(zip(chinese, synthesize_zh_16k(chinese), strict=True))
     tty = sys.stderr.isatty()

