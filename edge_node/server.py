@@ -79,7 +79,7 @@ class EdgeServer:
             self.caches.answers,
             routing=self.routing,
             cloud=self.cloud,
-            llm_queue_depth=lambda: sum(pool.depth() for pool in engines.llm_pools.values()),
+            llm_queue_depth=engines.llm_queue_depth,
             languages=list(cfg.languages.serve),
             chats={lang: LocalChat(pool) for lang, pool in engines.llm_pools.items() if lang != "en"},
             system_prompts={lang: engines.system_prompt(lang) for lang in engines.llm_pools if lang != "en"},
@@ -238,7 +238,7 @@ class EdgeServer:
             "capacity_turns_per_s": round(ctx.capacity.capacity(), 3),
             "demand_turns_per_s": round(ctx.capacity.demand(), 3),
             "cpu_s_per_turn": round(ctx.capacity.cpu_s_per_turn, 3),
-            "llm_queue": sum(pool.depth() for pool in ctx.engines.llm_pools.values()),
+            "llm_queue": ctx.engines.llm_queue_depth(),
             "languages": list(self.cfg.languages.serve),
             "cloud_link": self.cloud.up,
             # "timing" when the models are timing stand-ins (fleet runs): never mistaken for real ones.

@@ -232,6 +232,10 @@ class Engines:
         """Every pool: ASR, then each language's LLM and TTS."""
         return [self.asr_pool, *self.llm_pools.values(), *self.tts_pools.values()]
 
+    def llm_queue_depth(self) -> int:
+        """LLM jobs waiting, every language's pool together (the routing's overflow rule and /stats)."""
+        return sum(pool.depth() for pool in self.llm_pools.values())
+
     @property
     def languages(self) -> list[str]:
         """The languages this node answers in, in ``languages.serve`` order (each has an LLM pool and a
