@@ -26,7 +26,7 @@ class ReplyOutput:
         self._audio = audio
         self._on_first_audio = on_first_audio
         self.started = False  # tts/start sent
-        self.stopped = False  # tts/stop sent
+        self.stopped = False  # tts/stop sent (or being sent)
         self.first_audio_at: float | None = None
         self.pacer: Pacer | None = None
 
@@ -64,8 +64,8 @@ class ReplyOutput:
         """``tts/stop``, once per reply: the device stops playing and listens again."""
         if self.stopped:
             return
+        self.stopped = True  # from the moment it is on its way: the reply's end is no longer interruptible
         await self._send(msgs.tts_stop(self._port.session_id))
-        self.stopped = True
 
     async def _send_audio(self, packet: bytes) -> None:
         sent = await self._port.send_audio(packet, gen=self._gen)

@@ -102,8 +102,12 @@ class Reply:
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"reply-{self.gen}")
 
     def interrupt(self, cause: str) -> bool:
-        """Cancel the reply; returns False when it had already finished."""
-        if not self.active:
+        """Cancel the reply; returns False when it had already finished.
+
+        A reply whose tts/stop is out has finished for the device, which has heard all of it: what is
+        left (remembering the exchange, storing the answer, counting the turn) is not cancelled, so a
+        device that hangs up or speaks again at once does not leave the answer uncached."""
+        if not self.active or self.out.stopped:
             return False
         self.state = ReplyState.INTERRUPTED
         metrics.INTERRUPTIONS.labels(reason=cause).inc()

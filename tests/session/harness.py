@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -70,6 +70,7 @@ class RecordingPort:
         self.actions: list[DeviceAction] = []
         self.finished = asyncio.Event()
         self.said_nothing: bool | None = None
+        self.on_tts_stop: Callable[[], None] | None = None  # called as tts/stop is sent
 
     async def send_json(self, msg: dict[str, Any], gen: int | None = None) -> bool:
         json.dumps(msg)  # what the session would encode
@@ -77,6 +78,8 @@ class RecordingPort:
             self.dropped.append(("json", msg))
             return False
         self.sent.append(("json", msg))
+        if msg.get("type") == "tts" and msg.get("state") == "stop" and self.on_tts_stop is not None:
+            self.on_tts_stop()  # e.g. the device hanging up the moment it hears the end
         return True
 
     async def send_audio(self, packet: bytes, gen: int) -> bool:

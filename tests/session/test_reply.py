@@ -71,6 +71,21 @@ async def test_a_device_that_fails_the_command_is_answered_with_its_apology() ->
         assert port.sentences() == ["Sorry, the device did not respond."]
 
 
+async def test_a_device_that_hangs_up_at_tts_stop_does_not_cost_the_answers_bookkeeping() -> None:
+    """Once tts/stop is out the device has heard everything: a disconnect then must not cancel the
+    reply's remembering and storing (a test client that closed at once left the answer uncached)."""
+    with node() as services:
+        port = RecordingPort()
+        reply = Reply(port, services, port.gen, text_turn(QUESTION))
+        interrupted: list[bool] = []
+        port.on_tts_stop = lambda: interrupted.append(reply.interrupt("disconnect"))
+        reply.start()
+        await asyncio.wait_for(port.finished.wait(), 10)
+        assert interrupted == [False] and reply.state == ReplyState.DONE
+        assert port.remembered == [(QUESTION, LOCAL_REPLY)]
+        assert services.router.answer_cache is not None and services.router.answer_cache.contains(QUESTION)
+
+
 async def test_barge_in_silences_the_reply_and_frees_the_model() -> None:
     slow = profile(reply=" ".join(["word"] * 200) + ".", per_token_s=0.02)  # ~4 s of generation
     with node(slow) as services:
