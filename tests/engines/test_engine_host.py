@@ -99,7 +99,10 @@ def test_a_child_that_died_idle_costs_nothing(fake: HostedTts) -> None:
     pid = fake.pid
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    assert _gone(pid)
+    deadline = time.monotonic() + 10
+    while fake.pid is not None:  # the host has seen it exit (a zombie still counted as running under load)
+        assert time.monotonic() < deadline, "the killed child never exited"
+        time.sleep(0.05)
     assert fake.synthesize("spoken anyway").size > 0 and fake.pid not in (None, pid)
 
 
