@@ -32,11 +32,11 @@ from typing import Any
 
 import httpx
 
-from cloud.openai_stream import stream_chat
 from edge_node.config import EdgeConfig
 from shared import models
 from shared.nats.configs import cloud_config, edge_config, new_credential, save_credential
 from shared.nats.server import free_port, start_nats_server
+from shared.openai_stream import stream_chat
 from shared.routing_config import RouteLimits
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -237,6 +237,33 @@ class NatsConfig(Settings):
     heartbeat_s: float = Field(5.0, gt=0)
 
 
+class ProviderConfig(Settings):
+    """A hosted or self-hosted LLM the edge asks directly over the OpenAI-compatible chat API (Ollama,
+    vLLM, DeepSeek, DashScope...): the routing policy's ``provider`` route (docs/providers.md).
+
+    Empty ``base_url``: no provider route on this node. The API key is never part of this schema (a
+    config dump or a log line could show it): it is read from the environment variable named by
+    ``api_key_env`` or from ``api_key_file`` (a mounted secret), the file winning when both are set.
+    """
+
+    name: str = "provider"  # for log lines and the ``provider`` metric label only
+    base_url: str = ""  # up to and including /v1, e.g. https://api.deepseek.com/v1
+    model: str = ""
+    api_key_env: str = "XIAOZHI_PROVIDER_API_KEY"
+    api_key_file: str = ""
+    temperature: float = Field(0.3, ge=0)
+    # The TCP/TLS connection (the routing policy's routes.provider times the answer itself).
+    connect_timeout_s: float = Field(3.0, gt=0)
+
+    @model_validator(mode="after")
+    def _model_named(self) -> ProviderConfig:
+        if self.base_url and not self.model:
+            raise ValueError("provider.model must name the model when provider.base_url is set")
+        if self.base_url and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"provider.base_url must start with http:// or https://, got {self.base_url!r}")
+        return self
+
+
 class CacheConfig(Settings):
     """L1 (in-process LRU), L3 (on disk) and L2 (shared, NATS KV) caches of TTS audio and reusable answers."""
 
@@ -342,6 +369,7 @@ class EdgeConfig(Settings):
     intent: IntentConfig = Field(default_factory=IntentConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     nats: NatsConfig = Field(default_factory=NatsConfig)
+    provider: ProviderConfig = Field(default_factory=ProviderConfig)
     mcp: McpConfig = Field(default_factory=McpConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)

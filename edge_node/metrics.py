@@ -163,11 +163,18 @@ NATS_REQUESTS = Counter(
     ["subject_class", "result"],
 )
 
+PROVIDER_REQUESTS = Counter(
+    "xiaozhi_provider_requests_total",
+    "Requests to the direct OpenAI-compatible provider route by result "
+    "(ok, retried, timeout, failed, empty, cancelled, circuit_open)",
+    ["provider", "result"],
+)
+
 
 def init_series() -> None:
     """Create at 0 the labelled series that alerts take ``increase()`` of: a series that first
     appears at 1 hides its first event from ``increase()``."""
-    for route in ("intent", "cache", "local_llm", "cloud"):
+    for route in ("intent", "cache", "local_llm", "cloud", "provider"):
         for outcome in ("ok", "error", "busy", "interrupted"):
             TURNS.labels(route=route, outcome=outcome)
     for kind in ("llm", "asr"):

@@ -40,6 +40,7 @@ from edge_node.engines.llm_stream import LocalChat
 from edge_node.engines.runtime import Engines
 from edge_node.http_api import HttpApi
 from edge_node.limits import DeviceLimits, LogThrottle
+from edge_node.provider.link import ProviderLink
 from edge_node.routing.router import Router
 from edge_node.routing.source import RoutingSource
 from edge_node.session.port import ReplyServices
@@ -71,6 +72,7 @@ class EdgeServer:
         self.caches = caches or Caches()
         self.cloud = CloudLink(cfg.nats, cfg.node_id)
         self.routing = RoutingSource(cfg.routing.file, self.cloud, cfg.routing.watch_kv, cfg.routing.file_poll_s)
+        self.provider = ProviderLink(cfg.provider)
         router = Router(
             cfg.llm,
             cfg.intent,
@@ -79,6 +81,7 @@ class EdgeServer:
             self.caches.answers,
             routing=self.routing,
             cloud=self.cloud,
+            provider=self.provider,
             llm_queue_depth=engines.llm_queue_depth,
             languages=list(cfg.languages.serve),
             chats={lang: LocalChat(pool) for lang, pool in engines.llm_pools.items() if lang != "en"},
@@ -382,6 +385,7 @@ class EdgeServer:
         await self.routing.stop()
         await self.revocations.stop()
         await self.cloud.stop()
+        await self.provider.close()
         await self.ctx.engines.stop()
         self.caches.close()
         if self.nats_server is not None:

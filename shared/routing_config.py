@@ -5,13 +5,14 @@ and the admin console. A config that does not validate is refused as a whole wit
 named by its key path; the edge keeps the config it had. Example (every key optional)::
 
     version: 1
-    order: [intent, cache, llm]            # steps; "llm" picks local_llm or cloud by the rules below
+    order: [intent, cache, llm]            # steps; "llm" picks local_llm, cloud or provider by the rules below
     llm:
       default: local_llm                   # when no rule matches
+      escalation: [provider, cloud]        # what "escalate" means: the first of these the node has
       rules:                               # first match wins
         - name: not-english
           when: {language: [zh, ja, ko]}
-          route: cloud
+          route: escalate
         - name: open-question
           when: {complexity_at_least: 0.6}
           route: cloud
@@ -20,7 +21,7 @@ named by its key path; the edge keeps the config it had. Example (every key opti
           route: cloud
       overflow:                            # the edge's LLM queue is deep: don't queue, escalate
         llm_queue_depth_at_least: 2
-        route: cloud
+        route: escalate
     complexity:                            # the 0..1 score that complexity_at_least tests
       long_words: 16
       question_words: {why: 0.3, how: 0.2, explain: 0.4}
@@ -28,9 +29,11 @@ named by its key path; the edge keeps the config it had. Example (every key opti
     routes:
       cloud: {accept_timeout_s: 1.0, first_token_timeout_s: 4.0, chunk_timeout_s: 3.0, retries: 1,
               max_tokens: 256, breaker: {failures: 3, open_s: 30}}
+      provider: {first_token_timeout_s: 4.0, chunk_timeout_s: 3.0, retries: 1, max_tokens: 256}
       local_llm: {first_token_timeout_s: 20.0}
     fallback:                              # tried in order when a route fails before its first word
       cloud: [local_llm, apology]
+      provider: [cloud, local_llm, apology]
       local_llm: [apology]
     asr:
       cloud: low_confidence                # never | low_confidence | always
@@ -54,9 +57,14 @@ __all__ = [
     "parse_routing",
 ]
 
-Route = Literal["local_llm", "cloud"]
+# Who answers: the edge's own model, the cloud tier over NATS, or an OpenAI-compatible provider the
+# edge asks directly (edge config ``provider``).
+Route = Literal["local_llm", "cloud", "provider"]
+# What a rule may choose: a route, or "escalate": the first of ``llm.escalation`` this node has.
+Choice = Literal["local_llm", "cloud", "provider", "escalate"]
+Remote = Literal["cloud", "provider"]
 Step = Literal["intent", "cache", "llm"]
-Fallback = Literal["local_llm", "cloud", "apology"]
+Fallback = Literal["local_llm", "cloud", "provider", "apology"]
 
 
 class RoutingConfigError(ValueError):
@@ -80,23 +88,26 @@ class Condition(_Strict):
 class Rule(_Strict):
     name: str = Field(min_length=1, max_length=64)
     when: Condition = Field(default_factory=Condition)
-    route: Route
+    route: Choice
 
 
 class Overflow(_Strict):
     llm_queue_depth_at_least: int = Field(2, ge=1)
-    route: Route = "cloud"
+    route: Choice = "escalate"
 
 
 def _default_rules() -> list[Rule]:
     return [
-        Rule(name="not-english", when=Condition(language=["zh", "ja", "ko"]), route="cloud"),
-        Rule(name="open-question", when=Condition(complexity_at_least=0.6), route="cloud"),
+        Rule(name="not-english", when=Condition(language=["zh", "ja", "ko"]), route="escalate"),
+        Rule(name="open-question", when=Condition(complexity_at_least=0.6), route="escalate"),
     ]
 
 
 class LlmChoice(_Strict):
-    default: Route = "local_llm"
+    default: Choice = "local_llm"
+    # What "escalate" means on a node: the first of these it has (a provider configured, a cloud
+    # link); a node with neither answers locally.
+    escalation: list[Remote] = Field(default_factory=lambda: ["provider", "cloud"], min_length=1)
     # The built-in rules escalate what the bundled English models do badly; an edge without a
     # cloud link answers those turns locally.
     rules: list[Rule] = Field(default_factory=_default_rules)
@@ -155,7 +166,11 @@ class RouteLimits(_Strict):
 
 
 def _default_routes() -> dict[str, RouteLimits]:
-    return {"cloud": RouteLimits(max_tokens=160), "local_llm": RouteLimits(first_token_timeout_s=20.0)}
+    return {
+        "cloud": RouteLimits(max_tokens=160),
+        "provider": RouteLimits(max_tokens=160),
+        "local_llm": RouteLimits(first_token_timeout_s=20.0),
+    }
 
 
 class AsrEscalation(_Strict):
@@ -170,7 +185,11 @@ class RoutingPolicy(_Strict):
     complexity: Complexity = Field(default_factory=Complexity)
     routes: dict[Route, RouteLimits] = Field(default_factory=_default_routes)
     fallback: dict[Route, list[Fallback]] = Field(
-        default_factory=lambda: {"cloud": ["local_llm", "apology"], "local_llm": ["apology"]}
+        default_factory=lambda: {
+            "cloud": ["local_llm", "apology"],
+            "provider": ["local_llm", "apology"],
+            "local_llm": ["apology"],
+        }
     )
     asr: AsrEscalation = Field(default_factory=AsrEscalation)
 

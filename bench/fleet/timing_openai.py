@@ -8,7 +8,7 @@ CPU would make the cloud's answer time a CPU benchmark, and leaving the endpoint
 escalation path. This server sits in between: it speaks the same HTTP API as ``vllm serve``
 (``POST /v1/chat/completions``, streamed as server-sent events or answered as one JSON completion,
 ``GET /v1/models``) plus ``GET /health``, so the real cloud LLM worker (``cloud/workers/llm.py``,
-streaming with ``cloud/openai_stream.py``) and the whole NATS escalation path run unchanged, while
+streaming with ``shared/openai_stream.py``) and the whole NATS escalation path run unchanged, while
 what the GPU would do is simulated:
 
 - each request waits for one of ``max_concurrency`` slots (vLLM's batch limit; the wait counts

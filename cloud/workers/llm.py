@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 
 from cloud.config import LlmWorkerConfig
-from cloud.openai_stream import stream_chat
 from shared import metrics
+from shared.openai_stream import stream_chat
 
 log = logging.getLogger("cloud.llm")
 

@@ -33,6 +33,7 @@ from shared.routing_config import Condition, RoutingPolicy, default_policy
 
 if TYPE_CHECKING:
     from edge_node.cloud_link.link import CloudLink
+    from edge_node.provider.link import ProviderLink
     from edge_node.routing.source import RoutingSource
 
 # The English phrases (edge_node/language/phrases.py has every language's).
@@ -48,14 +49,17 @@ class Route(enum.StrEnum):
     CACHE = "cache"
     LOCAL_LLM = "local_llm"
     CLOUD = "cloud"
+    PROVIDER = "provider"  # an OpenAI-compatible LLM the edge asks directly (edge_node/provider/)
     APOLOGY = "apology"  # the end of a fallback chain
     FALLBACK = "fallback"  # no step of the order accepted the turn
 
 
 # Answers that came from a model or the cache are conversation: the next turn's LLM prompt carries them.
-_REMEMBERED = frozenset({Route.LOCAL_LLM, Route.CLOUD, Route.CACHE})
+_REMEMBERED = frozenset({Route.LOCAL_LLM, Route.CLOUD, Route.PROVIDER, Route.CACHE})
 # Answers worth storing for other devices: a model's, complete (a fallback's words answer something else).
-_STORED = frozenset({Route.LOCAL_LLM, Route.CLOUD})
+_STORED = frozenset({Route.LOCAL_LLM, Route.CLOUD, Route.PROVIDER})
+# Routes that answer from outside the node: a turn sent to one is an escalation.
+_REMOTE = frozenset({Route.CLOUD, Route.PROVIDER})
 
 
 class ChatBackend(Protocol):
@@ -141,10 +145,11 @@ def _matches(when: Condition, language: str, score: float, words: list[str], dep
 
 def _reason_label(reason: str) -> str:
     """A bounded label for a route decision: ``rule:<name>`` (names come from the operator's
-    config, so they are few), ``overflow``, ``default``, or ``no_cloud`` when a cloud choice fell
-    to the local LLM because this node has no cloud link."""
-    if reason.endswith("no cloud link on this node"):
-        return "no_cloud"
+    config, so they are few), ``overflow``, ``default``, or ``no_cloud`` / ``no_provider`` /
+    ``no_remote`` when a remote choice fell to the local LLM because this node does not have it."""
+    for suffix, label in _NOT_HERE.items():
+        if reason.endswith(suffix):
+            return label
     head, _, rest = reason.partition(" ")
     if head == "rule":
         return f"rule:{rest.split(' ', 1)[0]}"
@@ -164,6 +169,7 @@ class Router:
         answer_cache: AnswerStore | None = None,
         routing: RoutingSource | None = None,
         cloud: CloudLink | None = None,
+        provider: ProviderLink | None = None,
         llm_queue_depth: Callable[[], int] | None = None,
         languages: list[str] | None = None,
         chats: dict[str, ChatBackend] | None = None,
@@ -182,6 +188,7 @@ class Router:
         self.answer_cache = answer_cache
         self.routing = routing
         self.cloud = cloud
+        self.provider = provider
         self._depth = llm_queue_depth or (lambda: 0)
         self._intents = IntentMatcher(intent.wake_words, intent.timezone_offset_min)
 
@@ -313,19 +320,20 @@ class Router:
         return RouteResult(Route.CACHE, "answer cache hit", "neutral", _once(text))
 
     # -- the LLM step ---------------------------------------------------------------------------
-    def choose(self, ctx: TurnContext, policy: RoutingPolicy) -> tuple[Route, str]:
-        """(route, reason) for a turn that needs an LLM, by the policy's rules."""
+    def choose(self, ctx: TurnContext, policy: RoutingPolicy) -> tuple[str, str]:
+        """(choice, reason) for a turn that needs an LLM, by the policy's rules: a route's name or
+        "escalate" (``_resolve`` says what that is on this node)."""
         language = text_language(ctx.text, ctx.language)
         score = complexity_score(ctx.text, policy.complexity)
         words = [w for w in "".join(c.lower() if c.isalnum() or c in " '" else " " for c in ctx.text).split() if w]
         depth = self._depth()
         for rule in policy.llm.rules:
             if _matches(rule.when, language, score, words, depth):
-                return Route(rule.route), f"rule {rule.name} (language {language}, complexity {score:.2f})"
+                return rule.route, f"rule {rule.name} (language {language}, complexity {score:.2f})"
         overflow = policy.llm.overflow
         if overflow is not None and depth >= overflow.llm_queue_depth_at_least:
-            return Route(overflow.route), f"overflow: {depth} LLM jobs queued"
-        return Route(policy.llm.default), f"default (language {language}, complexity {score:.2f})"
+            return overflow.route, f"overflow: {depth} LLM jobs queued"
+        return policy.llm.default, f"default (language {language}, complexity {score:.2f})"
 
     def _messages(self, ctx: TurnContext, language: str) -> list[dict[str, str]]:
         messages = [{"role": "system", "content": self._prompts.get(language, self._llm_cfg.system_prompt)}]
@@ -334,12 +342,12 @@ class Router:
         return messages
 
     def _llm(self, ctx: TurnContext, policy: RoutingPolicy, language: str) -> RouteResult:
-        route, reason = self.choose(ctx, policy)
-        if route == Route.CLOUD and (self.cloud is None or not self.cloud.configured):
-            route, reason = Route.LOCAL_LLM, f"{reason}; no cloud link on this node"
+        choice, reason = self.choose(ctx, policy)
+        route, reason = self._resolve(choice, reason, policy)
         metrics.ROUTE_DECISIONS.labels(route=route, reason=_reason_label(reason)).inc()
-        if route == Route.CLOUD:
-            metrics.ESCALATIONS.labels(kind="llm", reason=_reason_label(reason)).inc()
+        if route in _REMOTE:
+            kind = "llm" if route == Route.CLOUD else "provider"
+            metrics.ESCALATIONS.labels(kind=kind, reason=_reason_label(reason)).inc()
         messages = self._messages(ctx, language)
         # Stored for other devices only when the answer cannot depend on this conversation: a
         # reusable question that the LLM answered without any history in its prompt.
@@ -352,6 +360,37 @@ class Router:
         result = RouteResult(route, reason, "neutral", _once(""), cacheable=cacheable, chosen=route, language=language)
         result.text = self._chain(ctx, policy, policy.chain(route), messages, result)
         return result
+
+    def _has(self, route: str) -> bool:
+        """Whether this node has the remote route at all (configured; it may still be failing)."""
+        if route == Route.CLOUD:
+            return self.cloud is not None and self.cloud.configured
+        if route == Route.PROVIDER:
+            return self.provider is not None and self.provider.configured
+        return True
+
+    def _ready(self, route: str) -> bool:
+        if route == Route.CLOUD:
+            return self.cloud is not None and self.cloud.ready()
+        if route == Route.PROVIDER:
+            return self.provider is not None and self.provider.ready()
+        return True
+
+    def _resolve(self, choice: str, reason: str, policy: RoutingPolicy) -> tuple[Route, str]:
+        """The route a rule's choice means on this node: "escalate" is the first route of
+        ``llm.escalation`` that is ready (else the first this node has, whose chain then falls back);
+        a remote route the node lacks is the local LLM."""
+        if choice == "escalate":
+            have = [r for r in policy.llm.escalation if self._has(r)]
+            if not have:
+                return Route.LOCAL_LLM, f"{reason}; no cloud or provider on this node"
+            ready = [r for r in have if self._ready(r)]
+            return Route((ready or have)[0]), reason
+        if choice == Route.CLOUD and not self._has(choice):
+            return Route.LOCAL_LLM, f"{reason}; no cloud link on this node"
+        if choice == Route.PROVIDER and not self._has(choice):
+            return Route.LOCAL_LLM, f"{reason}; no provider on this node"
+        return Route(choice), reason
 
     def _open(
         self, step: str, ctx: TurnContext, policy: RoutingPolicy, messages: list[dict[str, str]], language: str
@@ -370,6 +409,15 @@ class Router:
                 self._llm_cfg.temperature,
                 device_id=ctx.device_id,
                 session_id=ctx.session_id,
+            )
+        if step == "provider":
+            if self.provider is None or not self.provider.configured:
+                raise _Skip("no provider configured")
+            self.provider.configure_breaker(limits)
+            if not self.provider.ready():
+                raise _Skip("provider circuit open after repeated failures")
+            return self.provider.chat_stream(
+                messages, limits.max_tokens or self._llm_cfg.max_tokens, limits, device_id=ctx.device_id
             )
         max_tokens = limits.max_tokens or self._llm_cfg.max_tokens
         chat = self._chats.get(language, self._chat)
@@ -413,9 +461,9 @@ class Router:
                     yield delta
                 return
             except BusyError:
-                if produced or nxt != "cloud" or self.cloud is None or not self.cloud.ready():
+                if produced or nxt not in _REMOTE or not self._ready(nxt):
                     raise  # the reply says "busy" (nothing said yet) or ends (mid-answer)
-                ctx.log.info("route %s saturated: trying the cloud", step)
+                ctx.log.info("route %s saturated: trying %s", step, nxt)
                 self._fell_back(result, step, nxt)
             except (asyncio.CancelledError, GeneratorExit):
                 raise
@@ -441,6 +489,13 @@ class Router:
     def _fell_back(result: RouteResult, step: str, nxt: str | None) -> None:
         metrics.FALLBACKS.labels(from_route=step, to_route=nxt or "none").inc()
         result.fell_back.append(f"{step}->{nxt}")
+
+
+_NOT_HERE = {
+    "no cloud link on this node": "no_cloud",
+    "no provider on this node": "no_provider",
+    "no cloud or provider on this node": "no_remote",
+}
 
 
 class _Skip(Exception):

@@ -1,6 +1,6 @@
 """The timing stand-in for vLLM: the project's own streaming client must read it, and its timing must hold.
 
-The cloud LLM worker streams with ``cloud.openai_stream.stream_chat``, so the tests use that client:
+The cloud LLM worker streams with ``shared.openai_stream.stream_chat``, so the tests use that client:
 if the stand-in's SSE format drifted from what the worker parses, these fail, not the fleet run.
 Timing assertions are lower bounds with a 0.8 margin (sleeps never end early), so a slow machine
 cannot make them flake.
@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from bench.fleet.timing_openai import MODEL_PREFIX, TimingLlmSpec, start_server
-from cloud.openai_stream import stream_chat
+from shared.openai_stream import stream_chat
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRST_TOKEN_S = 0.2

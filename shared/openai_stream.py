@@ -1,4 +1,5 @@
-"""Streaming chat completions from an OpenAI-compatible endpoint (vLLM in production) with httpx.
+"""Streaming chat completions from an OpenAI-compatible endpoint with httpx: the cloud LLM worker's
+vLLM, and an edge's direct provider route (Ollama, vLLM, DeepSeek, DashScope: docs/providers.md).
 
 vLLM serves ``POST /v1/chat/completions`` with ``"stream": true`` as server-sent events: lines
 ``data: {chunk}`` with the text in ``choices[0].delta.content``, then ``data: [DONE]``. Production:
@@ -23,7 +24,11 @@ __all__ = ["OpenAIError", "stream_chat"]
 
 
 class OpenAIError(RuntimeError):
-    """The endpoint answered with an error status or a malformed stream."""
+    """The endpoint answered with an error status (``status``) or a malformed stream (status 0)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 async def stream_chat(
@@ -50,7 +55,7 @@ async def stream_chat(
     async with client.stream("POST", url, json=body, headers=headers) as resp:
         if resp.status_code != 200:
             text = (await resp.aread()).decode("utf-8", errors="replace")[:300]
-            raise OpenAIError(f"{url}: HTTP {resp.status_code}: {text}")
+            raise OpenAIError(f"{url}: HTTP {resp.status_code}: {text}", resp.status_code)
         async for line in resp.aiter_lines():
             if not line.startswith("data:"):
                 continue

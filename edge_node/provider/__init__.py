@@ -1,0 +1,1 @@
+"""The direct route from an edge to an OpenAI-compatible LLM provider."""
