@@ -22,6 +22,13 @@ handed out to the N worker threads as they finish their previous one. Inputs are
 
     xiaozhi-eval --components answers --language zh --out answers-zh.json
     xiaozhi-eval --components answers --language en --with-rules   # rules first, as on a node
+    xiaozhi-eval --quality --out quality.json        # = answers, rules first, en and zh, + local_scores
+    xiaozhi-eval --quality --openai-url http://127.0.0.1:8100/v1 --model qwen-1.5b   # a remote model
+
+Each answer is put in a kind (``edge_node/routing/kinds.py``: fact, explain, advice, device,
+arithmetic, creative); the model's share correct per kind is printed as the ``local_scores`` block
+the routing config's ``local_score_below`` rule reads. Device requests count as correct only when the
+device is told to act (a rule or a tool call), never when a model merely says it did.
 
 Per component: p50/p95/mean latency (ms), QPS (requests / wall time with all workers busy) and
 CPU-seconds per request (the process's CPU time over the run / requests, so it counts every
@@ -31,6 +38,7 @@ thread, including the engines' own). One warm-up request per instance is not cou
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -40,6 +48,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -266,15 +275,25 @@ _HAN = re.compile(r"[\u3400-\u9fff]")
 _LATIN = re.compile(r"[A-Za-z]")
 
 
-def load_bank(language: str) -> list[tuple[str, list[str]]]:
-    """(question, accepted answers) of ``bench/banks/answers-<language>.yaml``."""
+@dataclass(frozen=True, slots=True)
+class BankItem:
+    """One question of a bank: the answers that count as correct, and whether it asks the device to act
+    (then only a rule or a tool call that acts is correct, not a model that says it did)."""
+
+    q: str
+    accept: list[str]
+    action: bool = False
+
+
+def load_bank(language: str) -> list[BankItem]:
+    """The questions of ``bench/banks/answers-<language>.yaml``."""
     import yaml
 
     path = BANKS / f"answers-{language}.yaml"
     if not path.is_file():
         raise cli.CliError(f"no answer bank for {language!r} ({path})", cli.EXIT_USAGE)
     items = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return [(str(item["q"]), [str(a) for a in item["accept"]]) for item in items]
+    return [BankItem(str(i["q"]), [str(a) for a in i["accept"]], bool(i.get("action", False))) for i in items]
 
 
 def score_answer(reply: str, accept: list[str], language: str) -> tuple[bool, bool]:
@@ -290,17 +309,45 @@ def score_answer(reply: str, accept: list[str], language: str) -> tuple[bool, bo
     return correct, in_language
 
 
+@dataclass(frozen=True, slots=True)
+class Remote:
+    """An OpenAI-compatible endpoint to score instead of the node's local model (a provider, or the
+    cloud's vLLM or its llama.cpp stand-in)."""
+
+    base_url: str
+    model: str
+    api_key: str = ""
+    max_tokens: int = 160
+
+
+def _device_caps() -> Any:
+    """A device with the firmware's usual controls, for the bank's device requests."""
+    from edge_node.routing.intent import DeviceCapabilities
+
+    tools = {"self.audio_speaker.set_volume": {}, "self.screen.set_brightness": {}}
+    return DeviceCapabilities(tools=tools, state={"volume": 50, "brightness": 50})
+
+
 def eval_answers(
-    cfg: Any, workers: int, requests: int, language: str = "en", questions: int = 0, rules: bool = False
+    cfg: Any,
+    workers: int,
+    requests: int,
+    language: str = "en",
+    questions: int = 0,
+    rules: bool = False,
+    remote: Remote | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every question of the language's bank (or its first ``questions``), once, through that language's LLM
     and prompt. ``requests`` is not used: the bank sets the count, so two runs score the same questions.
 
     With ``rules`` the node's intent rules answer first, as they do on a node (arithmetic, time, commands),
-    and only what they leave goes to the model: the score of the configuration rather than of the model."""
+    and only what they leave goes to the model: the score of the configuration rather than of the model.
+    With ``remote`` the model is that endpoint, asked with the language's system prompt and ``max_tokens``
+    (its CPU is the server's, not counted in ``cpu_s_per_req``)."""
     from edge_node.engines.llm import LlamaLlm
     from edge_node.engines.runtime import llm_config
-    from edge_node.routing.intent import DeviceCapabilities, IntentMatcher
+    from edge_node.routing.intent import IntentMatcher
+    from edge_node.routing.kinds import question_kind
 
     matcher = IntentMatcher(cfg.intent.wake_words, cfg.intent.timezone_offset_min) if rules else None
 
@@ -310,41 +357,50 @@ def eval_answers(
     bank = load_bank(language)
     if questions > 0:
         bank = bank[:questions]
-    engines = [LlamaLlm(llm_cfg) for _ in range(workers)]
+    engines = [] if remote is not None else [LlamaLlm(llm_cfg) for _ in range(workers)]
     for engine in engines:
-        for _ in engine.stream_chat([{"role": "user", "content": bank[0][0]}], max_tokens=2):
+        for _ in engine.stream_chat([{"role": "user", "content": bank[0].q}], max_tokens=2):
             pass
     answers: list[dict[str, Any]] = [{} for _ in bank]
 
-    def request(w: int, i: int) -> dict[str, float]:
-        question, accept = bank[i]
-        started = time.perf_counter()
+    def ask(w: int, messages: list[dict[str, str]], started: float) -> tuple[str, float | None]:
         first: float | None = None
-        match = matcher.match(question, DeviceCapabilities(), language) if matcher is not None else None
-        if match is not None:
-            reply, first = match.say, (time.perf_counter() - started) * 1000
-        else:
-            messages = [{"role": "system", "content": llm_cfg.system_prompt}, {"role": "user", "content": question}]
-            pieces: list[str] = []
+        pieces: list[str] = []
+        if remote is None:
             for piece in engines[w].stream_chat(messages):
                 if first is None:
                     first = (time.perf_counter() - started) * 1000
                 pieces.append(piece)
-            reply = "".join(pieces).strip()
-        correct, in_language = score_answer(reply, accept, language)
+            return "".join(pieces).strip(), first
+        return asyncio.run(_ask_remote(remote, messages, llm_cfg.temperature, started))
+
+    def request(w: int, i: int) -> dict[str, float]:
+        item = bank[i]
+        started = time.perf_counter()
+        match = matcher.match(item.q, _device_caps(), language) if matcher is not None else None
+        if match is not None:
+            reply, first = match.say, (time.perf_counter() - started) * 1000
+        else:
+            messages = [{"role": "system", "content": llm_cfg.system_prompt}, {"role": "user", "content": item.q}]
+            reply, first = ask(w, messages, started)
+        correct, in_language = score_answer(reply, item.accept, language)
+        acted = match is not None and match.action is not None
+        correct = correct and (acted or not item.action)
         answers[i] = {
-            "q": question,
+            "q": item.q,
+            "kind": question_kind(item.q, language),
             "reply": reply,
             "correct": correct,
             "in_language": in_language,
             "by_rule": match is not None,
             "ttft_ms": first or 0.0,
+            "seconds": time.perf_counter() - started,
         }
         return {"ttft_ms": first or 0.0, "correct": float(correct), "in_language": float(in_language)}
 
     result = run_load(workers, len(bank), request)
     done = [a for a in answers if a]
-    result["engine"] = engines[0].name
+    result["engine"] = f"{remote.model} at {remote.base_url}" if remote is not None else engines[0].name
     result["language"] = language
     result["questions"] = len(bank)
     result["correct_pct"] = round(100 * sum(a["correct"] for a in done) / len(bank), 1)
@@ -356,10 +412,64 @@ def eval_answers(
     result["answered_by_rules"] = len(done) - len(by_model)
     # What a listener waits for and hears: the model's first token, and the answer's length.
     result["median_first_token_ms"] = round(statistics.median(a["ttft_ms"] for a in by_model), 1) if by_model else None
+    result["median_model_answer_s"] = round(statistics.median(a["seconds"] for a in by_model), 2) if by_model else None
     result["median_reply_chars"] = statistics.median(len(a["reply"]) for a in done) if done else 0
+    result["max_reply_chars"] = max((len(a["reply"]) for a in done), default=0)
+    result["by_kind"] = _by_kind(done)
     result["system_prompt"] = llm_cfg.system_prompt
+    result["answers"] = done
     result["wrong"] = [a for a in done if not (a["correct"] and a["in_language"])]
     return {f"answers_{language}": result}
+
+
+def _by_kind(done: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per kind of question (edge_node/routing/kinds.py): how many, and the share the *model* got right
+    (rule answers left out: the router asks the model only what the rules leave)."""
+    kinds: dict[str, dict[str, float]] = {}
+    for kind in sorted({a["kind"] for a in done}):
+        mine = [a for a in done if a["kind"] == kind]
+        model = [a for a in mine if not a["by_rule"]]
+        kinds[kind] = {
+            "questions": len(mine),
+            "correct_pct": round(100 * sum(a["correct"] for a in mine) / len(mine), 1),
+            "model_questions": len(model),
+            "model_score": round(sum(a["correct"] and a["in_language"] for a in model) / len(model), 2)
+            if model
+            else None,
+        }
+    return kinds
+
+
+async def _ask_remote(
+    remote: Remote, messages: list[dict[str, str]], temperature: float, started: float
+) -> tuple[str, float | None]:
+    import httpx
+
+    from shared.openai_stream import stream_chat
+
+    first: float | None = None
+    pieces: list[str] = []
+    async with httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=10.0)) as client:
+        async for piece in stream_chat(
+            client, remote.base_url, remote.model, messages, remote.max_tokens, temperature, remote.api_key
+        ):
+            if first is None:
+                first = (time.perf_counter() - started) * 1000
+            pieces.append(piece)
+    return "".join(pieces).strip(), first
+
+
+def local_scores_yaml(results: dict[str, Any]) -> str:
+    """The ``local_scores`` block of a routing config from answers results: the model's measured share
+    correct per language and kind, which the rule ``local_score_below`` compares against."""
+    lines = ["local_scores:"]
+    for key, r in results.items():
+        if not key.startswith("answers_") or "by_kind" not in r:
+            continue
+        scores = {k: v["model_score"] for k, v in r["by_kind"].items() if v["model_score"] is not None}
+        inner = ", ".join(f"{k}: {v}" for k, v in scores.items())
+        lines.append(f"  {r['language']}: {{{inner}}}")
+    return "\n".join(lines)
 
 
 EVALUATORS: dict[str, Callable[[Any, int, int], dict[str, dict[str, Any]]]] = {
@@ -407,8 +517,13 @@ def _print_table(results: dict[str, Any]) -> None:
                 f"{r['answered_by_rules']} by rules, median first token {r['median_first_token_ms']} ms, "
                 f"median reply {r['median_reply_chars']} characters"
             )
+            kinds = ", ".join(f"{k} {v['correct_pct']}% of {v['questions']}" for k, v in r.get("by_kind", {}).items())
+            print(f"    by kind: {kinds}")
             for wrong in r["wrong"]:
                 print(f"    wrong: {wrong['q']} -> {wrong['reply'][:80]!r}")
+    if any("by_kind" in r for r in results.values() if isinstance(r, dict)):
+        print("# the model's measured score per kind, for routing.yaml (rule: local_score_below):")
+        print(local_scores_yaml(results))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -423,7 +538,27 @@ def _parser() -> argparse.ArgumentParser:
         help="VAD calls per stream count (sub-millisecond each, so more than --requests)",
     )
     parser.add_argument(
-        "--language", default="en", help="the answers component's bank and LLM: en or zh (bench/banks/)"
+        "--language",
+        default="",
+        help="the answers component's banks and LLMs, comma-separated: en, zh (default en; --quality: en,zh)",
+    )
+    parser.add_argument(
+        "--quality",
+        action="store_true",
+        help="score a configuration: the answers component with the rules first, in every language asked, "
+        "with the local_scores block for routing.yaml",
+    )
+    parser.add_argument(
+        "--openai-url",
+        default="",
+        help="the answers component: score this OpenAI-compatible endpoint (up to /v1) instead of the local model",
+    )
+    parser.add_argument("--model", default="", help="with --openai-url: the model name to ask for")
+    parser.add_argument(
+        "--api-key-env", default="", help="with --openai-url: the environment variable that holds the API key"
+    )
+    parser.add_argument(
+        "--max-tokens", type=int, default=160, help="with --openai-url: max_tokens per answer (the remote routes')"
     )
     parser.add_argument(
         "--with-rules",
@@ -447,6 +582,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.quality:
+        args.components, args.with_rules = "answers", True
+    languages = [x.strip() for x in (args.language or ("en,zh" if args.quality else "en")).split(",") if x.strip()]
+    if args.openai_url and not args.model:
+        parser.error("--openai-url needs --model")
+    remote = (
+        Remote(
+            args.openai_url,
+            args.model,
+            os.environ.get(args.api_key_env, "") if args.api_key_env else "",
+            args.max_tokens,
+        )
+        if args.openai_url
+        else None
+    )
     components = [c.strip() for c in args.components.split(",") if c.strip()]
     unknown = [c for c in components if c not in EVALUATORS]
     if unknown or not components:
@@ -466,9 +616,11 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         count = args.vad_requests if name == "vad" else args.requests
         try:
             if name == "answers":
-                component_results = eval_answers(
-                    cfg, args.workers, count, args.language, args.questions, rules=args.with_rules
-                )
+                component_results = {}
+                for language in languages:
+                    component_results |= eval_answers(
+                        cfg, args.workers, count, language, args.questions, rules=args.with_rules, remote=remote
+                    )
             else:
                 component_results = EVALUATORS[name](cfg, args.workers, count)
         except ModelError as exc:

@@ -83,6 +83,11 @@ class Condition(_Strict):
     keywords: list[str] | None = None  # any of these words occurs in the utterance
     words_at_least: int | None = Field(None, ge=1)
     llm_queue_depth_at_least: int | None = Field(None, ge=0)
+    # The kind of question (edge_node/routing/kinds.py: fact, explain, advice, device, arithmetic, creative).
+    kinds: list[str] | None = None
+    # The local model's measured score on this kind of question in this language (``local_scores``) is
+    # below this: the better model answers what the small one measurably gets wrong.
+    local_score_below: float | None = Field(None, ge=0, le=1)
 
 
 class Rule(_Strict):
@@ -97,10 +102,27 @@ class Overflow(_Strict):
 
 
 def _default_rules() -> list[Rule]:
-    return [
-        Rule(name="not-english", when=Condition(language=["zh", "ja", "ko"]), route="escalate"),
-        Rule(name="open-question", when=Condition(complexity_at_least=0.6), route="escalate"),
-    ]
+    # Measured, not guessed: a turn escalates when the bundled local model got its kind of question
+    # right less than 80 % of the time on the question banks (``local_scores``). A node without a
+    # cloud link or a provider answers those turns locally.
+    return [Rule(name="weak-local-model", when=Condition(local_score_below=0.8), route="escalate")]
+
+
+def _default_local_scores() -> dict[str, dict[str, float]]:
+    """The bundled local models' share correct per language and kind of question, measured with
+    ``xiaozhi-eval --quality`` (docs/performance.md, "Answers by model"); an operator who runs another
+    local model measures it the same way and puts the printed block in routing.yaml."""
+    return {
+        "en": dict(_MEASURED_EN),
+        "zh": dict(_MEASURED_ZH),
+    }
+
+
+# The bundled local models' share of correct answers per kind (rule answers left out), measured on
+# bench/banks/ with `xiaozhi-eval --quality` on 2026-12-04 (docs/performance.md, "Answers by model"):
+# English SmolLM2-135M-Instruct, Chinese Qwen2.5-Coder-0.5B-Instruct, temperature 0.2.
+_MEASURED_EN: dict[str, float] = {"advice": 0.44, "arithmetic": 0.33, "explain": 0.7, "fact": 0.87}
+_MEASURED_ZH: dict[str, float] = {"advice": 0.88, "explain": 0.38, "fact": 0.78}
 
 
 class LlmChoice(_Strict):
@@ -192,6 +214,21 @@ class RoutingPolicy(_Strict):
         }
     )
     asr: AsrEscalation = Field(default_factory=AsrEscalation)
+    # language -> kind -> the local model's measured share of correct answers (0..1). A kind missing
+    # here has no score: ``local_score_below`` does not hold for it.
+    local_scores: dict[str, dict[str, float]] = Field(default_factory=_default_local_scores)
+
+    @field_validator("local_scores")
+    @classmethod
+    def _scores(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for language, kinds in value.items():
+            for kind, score in kinds.items():
+                if not 0 <= score <= 1:
+                    raise ValueError(f"{language}.{kind} must be within 0..1, got {score}")
+        return value
+
+    def local_score(self, language: str, kind: str) -> float | None:
+        return self.local_scores.get(language, {}).get(kind)
 
     @field_validator("order")
     @classmethod

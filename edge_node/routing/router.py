@@ -27,6 +27,7 @@ from edge_node.config import IntentConfig, LlmConfig, McpConfig
 from edge_node.engines.pool import BusyError
 from edge_node.language.phrases import say
 from edge_node.routing.intent import DeviceAction, DeviceCapabilities, IntentMatcher
+from edge_node.routing.kinds import question_kind
 from edge_node.routing.rules import complexity_score, text_language
 from shared.engines.asr import AsrResult
 from shared.routing_config import Condition, RoutingPolicy, default_policy
@@ -127,17 +128,39 @@ async def _once(text: str) -> AsyncIterator[str]:
     yield text
 
 
-def _matches(when: Condition, language: str, score: float, words: list[str], depth: int) -> bool:
-    if when.language is not None and language not in when.language:
+@dataclass(frozen=True, slots=True)
+class TurnFacts:
+    """What the routing rules test about one turn."""
+
+    language: str
+    complexity: float
+    words: list[str]
+    depth: int  # jobs waiting for the edge's own LLM
+    kind: str  # edge_node/routing/kinds.py
+    local_score: float | None  # the local model's measured score on this kind in this language
+
+    def describe(self) -> str:
+        local = "unmeasured" if self.local_score is None else f"{self.local_score:.2f}"
+        return f"language {self.language}, kind {self.kind}, local score {local}, complexity {self.complexity:.2f}"
+
+
+def _matches(when: Condition, facts: TurnFacts) -> bool:
+    if when.language is not None and facts.language not in when.language:
         return False
-    if when.complexity_at_least is not None and score < when.complexity_at_least:
+    if when.complexity_at_least is not None and facts.complexity < when.complexity_at_least:
         return False
-    if when.words_at_least is not None and len(words) < when.words_at_least:
+    if when.words_at_least is not None and len(facts.words) < when.words_at_least:
         return False
-    if when.llm_queue_depth_at_least is not None and depth < when.llm_queue_depth_at_least:
+    if when.llm_queue_depth_at_least is not None and facts.depth < when.llm_queue_depth_at_least:
+        return False
+    if when.kinds is not None and facts.kind not in when.kinds:
+        return False
+    if when.local_score_below is not None and (
+        facts.local_score is None or facts.local_score >= when.local_score_below
+    ):
         return False
     if when.keywords is not None:
-        padded = f" {' '.join(words)} "
+        padded = f" {' '.join(facts.words)} "
         if not any(f" {k.lower()} " in padded for k in when.keywords):
             return False
     return True
@@ -323,17 +346,26 @@ class Router:
     def choose(self, ctx: TurnContext, policy: RoutingPolicy) -> tuple[str, str]:
         """(choice, reason) for a turn that needs an LLM, by the policy's rules: a route's name or
         "escalate" (``_resolve`` says what that is on this node)."""
-        language = text_language(ctx.text, ctx.language)
-        score = complexity_score(ctx.text, policy.complexity)
-        words = [w for w in "".join(c.lower() if c.isalnum() or c in " '" else " " for c in ctx.text).split() if w]
-        depth = self._depth()
+        facts = self.facts(ctx, policy)
         for rule in policy.llm.rules:
-            if _matches(rule.when, language, score, words, depth):
-                return rule.route, f"rule {rule.name} (language {language}, complexity {score:.2f})"
+            if _matches(rule.when, facts):
+                return rule.route, f"rule {rule.name} ({facts.describe()})"
         overflow = policy.llm.overflow
-        if overflow is not None and depth >= overflow.llm_queue_depth_at_least:
-            return overflow.route, f"overflow: {depth} LLM jobs queued"
-        return policy.llm.default, f"default (language {language}, complexity {score:.2f})"
+        if overflow is not None and facts.depth >= overflow.llm_queue_depth_at_least:
+            return overflow.route, f"overflow: {facts.depth} LLM jobs queued"
+        return policy.llm.default, f"default ({facts.describe()})"
+
+    def facts(self, ctx: TurnContext, policy: RoutingPolicy) -> TurnFacts:
+        language = text_language(ctx.text, ctx.language)
+        kind = question_kind(ctx.text, language)
+        return TurnFacts(
+            language=language,
+            complexity=complexity_score(ctx.text, policy.complexity),
+            words=[w for w in "".join(c.lower() if c.isalnum() or c in " '" else " " for c in ctx.text).split() if w],
+            depth=self._depth(),
+            kind=kind,
+            local_score=policy.local_score(self.answer_language(ctx.text, ctx.language), kind),
+        )
 
     def _messages(self, ctx: TurnContext, language: str) -> list[dict[str, str]]:
         messages = [{"role": "system", "content": self._prompts.get(language, self._llm_cfg.system_prompt)}]

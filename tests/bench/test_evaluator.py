@@ -43,14 +43,20 @@ def test_evaluator_rejects_unknown_component() -> None:
 
 
 def test_answer_banks_load_and_are_big_enough() -> None:
-    """The banks parse (a YAML slip drops a whole bank) and the Chinese one has the 40+ questions it is quoted on."""
+    """The banks parse (a YAML slip drops a whole bank), hold 100+ questions between them, and cover every
+    kind the router keeps a score for but ``creative`` (no answer to check) in both languages."""
     from bench.evaluator import load_bank
+    from edge_node.routing.kinds import KINDS, question_kind
 
     zh, en = load_bank("zh"), load_bank("en")
-    assert len(zh) >= 40 and len(en) >= 10
-    for question, accept in zh + en:
-        assert question.strip() and accept and all(a.strip() for a in accept), question
-    assert len({q for q, _ in zh}) == len(zh)
+    assert len(zh) >= 60 and len(en) >= 80 and len(zh) + len(en) >= 100
+    for item in zh + en:
+        assert item.q.strip() and item.accept and all(a.strip() for a in item.accept), item.q
+    for language, bank in (("en", en), ("zh", zh)):
+        assert len({i.q for i in bank}) == len(bank)
+        kinds = {question_kind(i.q, language) for i in bank}
+        assert kinds == set(KINDS) - {"creative"}, (language, kinds)
+        assert all(question_kind(i.q, language) == "device" for i in bank if i.action)
 
 
 def test_answer_scoring_folds_script_space_and_case_and_tells_the_language() -> None:
@@ -90,3 +96,35 @@ def test_evaluator_with_rules_answers_sums_without_the_model(tmp_path: Path) -> 
     assert entry["answered_by_rules"] >= 1 and entry["questions"] == 5
     assert entry["median_reply_chars"] > 0 and entry["median_first_token_ms"] is not None
     assert all("two plus two" not in wrong["q"].lower() for wrong in entry["wrong"])
+
+
+def test_a_device_request_counts_only_when_the_device_is_told(tmp_path: Path) -> None:
+    """The bank's device requests: with the rules the device is told (correct); the model alone only says it
+    did, which never counts. Kinds and the local_scores block come with the results."""
+    from bench.evaluator import load_bank
+
+    bank = load_bank("en")
+    first = next(i for i, item in enumerate(bank) if item.action)
+    out = tmp_path / "answers.json"
+    args = ["--components", "answers", "--language", "en", "--questions", str(first + 1), "--out", str(out)]
+    assert main([*args, "--with-rules"]) == 0
+    with_rules = json.loads(out.read_text(encoding="utf-8"))["answers_en"]
+    device = [a for a in with_rules["answers"] if a["q"] == bank[first].q][0]
+    assert device["kind"] == "device" and device["by_rule"] and device["correct"]
+    assert with_rules["by_kind"]["device"]["model_questions"] == 0
+    assert main(args) == 0
+    alone = json.loads(out.read_text(encoding="utf-8"))["answers_en"]
+    device = [a for a in alone["answers"] if a["q"] == bank[first].q][0]
+    assert not device["by_rule"] and not device["correct"], device["reply"]
+
+
+def test_local_scores_block_parses_as_a_routing_config() -> None:
+    from bench.evaluator import local_scores_yaml
+    from shared.routing_config import parse_routing
+
+    results = {
+        "answers_en": {"language": "en", "by_kind": {"fact": {"model_score": 0.9}, "device": {"model_score": None}}},
+        "answers_zh": {"language": "zh", "by_kind": {"explain": {"model_score": 0.5}}},
+    }
+    policy = parse_routing(local_scores_yaml(results))
+    assert policy.local_scores == {"en": {"fact": 0.9}, "zh": {"explain": 0.5}}

@@ -257,5 +257,5 @@ def test_the_shipped_example_and_the_defaults_agree_on_the_basics() -> None:
     example = load_routing_file(Path(__file__).resolve().parents[2] / "deploy" / "routing.example.yaml")
     defaults = default_policy()
     assert example.order == defaults.order == ["intent", "cache", "llm"]
-    assert [r.name for r in defaults.llm.rules] == ["not-english", "open-question"]
+    assert [r.name for r in defaults.llm.rules] == ["weak-local-model"]
     assert {r.name for r in defaults.llm.rules} <= {r.name for r in example.llm.rules}
