@@ -167,6 +167,7 @@ async def _serve(cfg: Any, ssl_context: ssl.SSLContext | None = None) -> None:
     # Before any model allocates: the threshold only governs blocks allocated after it is set.
     if set_mmap_threshold(cfg.server.malloc_mmap_threshold_kb * 1024):
         log.info("malloc mmap threshold fixed at %d KiB", cfg.server.malloc_mmap_threshold_kb)
+    _check_provider_and_tools(cfg)
     loop = asyncio.get_running_loop()
     # Models, the phrases said without TTS, and the caches (a disk level is indexed from its directory):
     # all before the ports open, all off the loop.
@@ -237,3 +238,17 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _check_provider_and_tools(cfg: EdgeConfig) -> None:
+    """A provider key file that cannot be read, or a tool plugin that is missing or fails to set up, stops
+    the node in a second with one line, before the models load."""
+    from edge_node.provider.link import read_api_key
+    from edge_node.tools.plugins import load_plugins
+
+    try:
+        read_api_key(cfg.provider)
+        if cfg.tools.enabled:
+            load_plugins(cfg.tools.plugins)
+    except ValueError as exc:
+        raise cli.CliError(str(exc), cli.EXIT_USAGE) from exc

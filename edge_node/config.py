@@ -264,6 +264,28 @@ class ProviderConfig(Settings):
         return self
 
 
+class ToolsConfig(Settings):
+    """Tools the LLM may call (docs/tools.md): the device's MCP tools, the server's own and plugins.
+
+    Off by default: the bundled SmolLM2 cannot call tools, and the rules already do the device
+    commands, time and sums they can parse. On, a turn of one of ``kinds`` is offered the tools on the
+    routes listed (a provider that supports OpenAI tools, or a local model whose chat template renders
+    them, such as Qwen2.5); what the model calls runs and its result is spoken.
+    """
+
+    enabled: bool = False
+    routes: list[Literal["local_llm", "provider"]] = Field(default_factory=lambda: ["provider", "local_llm"])
+    # Turns of these kinds (edge_node/routing/kinds.py) are offered tools; empty: every turn. Offering
+    # tools to a factual question invites a small model to call one it does not need.
+    kinds: list[str] = Field(default_factory=lambda: ["device", "arithmetic", "timer"])
+    builtin: list[str] = Field(default_factory=lambda: ["get_time", "calculator", "set_timer"])
+    # Plugin name (an entry point in the xiaozhi.tools group) -> its settings.
+    plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    max_rounds: int = Field(3, ge=1, le=5)  # calls that read (a device's status) go back to the model
+    call_timeout_s: float = Field(5.0, gt=0)
+    max_timers_per_device: int = Field(5, ge=0)
+
+
 class CacheConfig(Settings):
     """L1 (in-process LRU), L3 (on disk) and L2 (shared, NATS KV) caches of TTS audio and reusable answers."""
 
@@ -370,6 +392,7 @@ class EdgeConfig(Settings):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     nats: NatsConfig = Field(default_factory=NatsConfig)
     provider: ProviderConfig = Field(default_factory=ProviderConfig)
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
     mcp: McpConfig = Field(default_factory=McpConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)

@@ -170,6 +170,13 @@ PROVIDER_REQUESTS = Counter(
     ["provider", "result"],
 )
 
+TOOL_CALLS = Counter(
+    "xiaozhi_tool_calls_total",
+    "Tool calls a model made, by tool (a server tool's name, or device for the device's MCP tools) and "
+    "result (ok, error, timeout)",
+    ["tool", "result"],
+)
+
 
 def init_series() -> None:
     """Create at 0 the labelled series that alerts take ``increase()`` of: a series that first

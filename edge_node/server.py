@@ -45,6 +45,9 @@ from edge_node.routing.router import Router
 from edge_node.routing.source import RoutingSource
 from edge_node.session.port import ReplyServices
 from edge_node.session.session import Session
+from edge_node.tools.builtin import builtin_tools
+from edge_node.tools.plugins import load_plugins
+from edge_node.tools.toolbox import ToolBox
 from edge_node.turn_stats import TurnStats
 from shared.nats.server import NatsServerProcess, run_nats_server
 from shared.tls import server_context
@@ -86,7 +89,10 @@ class EdgeServer:
             languages=list(cfg.languages.serve),
             chats={lang: LocalChat(pool) for lang, pool in engines.llm_pools.items() if lang != "en"},
             system_prompts={lang: engines.system_prompt(lang) for lang in engines.llm_pools if lang != "en"},
+            tools_cfg=cfg.tools,
         )
+        if cfg.tools.enabled:
+            router.tools = ToolBox(builtin_tools(cfg.tools.builtin, router.intents) + load_plugins(cfg.tools.plugins))
         capacity, turn_stats = CapacityModel(cfg.admission), TurnStats()
         replies = ReplyServices(
             router=router,

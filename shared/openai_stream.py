@@ -40,8 +40,14 @@ async def stream_chat(
     temperature: float = 0.3,
     api_key: str = "",
     usage: dict[str, Any] | None = None,
+    tools: list[dict[str, Any]] | None = None,
+    tool_calls: list[dict[str, Any]] | None = None,
 ) -> AsyncIterator[str]:
-    """Yield text deltas; ``usage`` (if given) is filled from the stream's final usage chunk."""
+    """Yield text deltas; ``usage`` (if given) is filled from the stream's final usage chunk.
+
+    With ``tools`` the model may call them: the calls it streams (``delta.tool_calls``, in pieces
+    keyed by index) are joined and appended to ``tool_calls`` as ``{id, name, arguments}`` (arguments
+    the JSON text the model wrote) once the stream ends."""
     url = base_url.rstrip("/") + "/chat/completions"
     body = {
         "model": model,
@@ -51,6 +57,9 @@ async def stream_chat(
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+    if tools:
+        body["tools"] = tools
+    calls: dict[int, dict[str, Any]] = {}
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     async with client.stream("POST", url, json=body, headers=headers) as resp:
         if resp.status_code != 200:
@@ -61,7 +70,7 @@ async def stream_chat(
                 continue
             data = line[5:].strip()
             if data == "[DONE]":
-                return
+                break
             try:
                 chunk = json.loads(data)
             except ValueError as exc:
@@ -69,6 +78,27 @@ async def stream_chat(
             if usage is not None and isinstance(chunk.get("usage"), dict):
                 usage.update(chunk["usage"])
             for choice in chunk.get("choices") or []:
-                text = (choice.get("delta") or {}).get("content")
+                delta = choice.get("delta") or {}
+                text = delta.get("content")
                 if text:
                     yield text
+                for piece in delta.get("tool_calls") or []:
+                    _join_call(calls, piece)
+    if tool_calls is not None:
+        tool_calls.extend(calls[i] for i in sorted(calls))
+
+
+def _join_call(calls: dict[int, dict[str, Any]], piece: Any) -> None:
+    """One streamed piece of a tool call: the first names it, the rest append to its arguments."""
+    if not isinstance(piece, dict):
+        return
+    index = piece.get("index", len(calls))
+    if not isinstance(index, int):
+        return
+    call = calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+    call["id"] = piece.get("id") or call["id"]
+    fn = piece.get("function") or {}
+    if isinstance(fn, dict):
+        call["name"] = fn.get("name") or call["name"]
+        if isinstance(fn.get("arguments"), str):
+            call["arguments"] += fn["arguments"]

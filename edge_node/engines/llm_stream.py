@@ -12,6 +12,7 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from edge_node import metrics
 from edge_node.engines import priority
@@ -32,7 +33,11 @@ class LocalChat:
         self._pool = pool
 
     async def chat_stream(
-        self, messages: list[dict[str, str]], max_tokens: int | None = None, deadline: float | None = None
+        self,
+        messages: list[dict[str, Any]],
+        max_tokens: int | None = None,
+        deadline: float | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> AsyncIterator[str]:
         """Stream LLM deltas from an LLM worker; closing the iterator stops generation at once."""
         loop = asyncio.get_running_loop()
@@ -49,7 +54,7 @@ class LocalChat:
             ran.set()
             said = 0
             try:
-                for delta in llm.stream_chat(messages, max_tokens=max_tokens, cancel=cancel):
+                for delta in llm.stream_chat(messages, max_tokens=max_tokens, cancel=cancel, tools=tools):
                     if cancel.is_set():
                         break
                     put(delta)

@@ -27,6 +27,12 @@ PHRASES: dict[str, dict[str, str]] = {
         "time_later": "In {amount} it will be {clock}.",
         "date": "Today is {weekday}, {month_name} {day}, {year}.",
         "device_tool": "Okay, done: {spoken}.",
+        "tool_done": "Okay, done.",
+        "tool_failed": "Sorry, that didn't work.",
+        "calc_result": "That's {value}.",
+        "timer_set": "Okay, I'll remind you in {amount}.",
+        "timer_due": "Time's up!",
+        "timer_due_with": "Reminder: {message}",
     },
     "zh": {
         "greeting": "你好！有什么可以帮你的吗？",
@@ -43,6 +49,12 @@ PHRASES: dict[str, dict[str, str]] = {
         "time_later": "{amount}后是{period}{clock}。",
         "date": "今天是{year}年{month}月{day}日，{weekday}。",
         "device_tool": "好的，已经完成了。",
+        "tool_done": "好的，已经完成了。",
+        "tool_failed": "抱歉，没有办成。",
+        "calc_result": "结果是{value}。",
+        "timer_set": "好的，{amount}后提醒你。",
+        "timer_due": "时间到了！",
+        "timer_due_with": "提醒：{message}",
     },
 }
 

@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -87,7 +88,13 @@ class ProviderLink:
         return text.replace(self._key, "***") if self._key else text
 
     async def chat_stream(
-        self, messages: list[dict[str, str]], max_tokens: int, limits: RouteLimits, device_id: str = ""
+        self,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        limits: RouteLimits,
+        device_id: str = "",
+        tools: list[dict[str, Any]] | None = None,
+        tool_calls: list[dict[str, Any]] | None = None,
     ) -> AsyncIterator[str]:
         """Yield the reply's text deltas. Raises ProviderError before the first delta when the provider
         cannot answer (the router falls back), or after it when the stream breaks (the router ends
@@ -110,6 +117,8 @@ class ProviderLink:
                 max_tokens,
                 self.cfg.temperature,
                 self._key,
+                tools=tools,
+                tool_calls=tool_calls,
             )
             try:
                 while True:
@@ -142,7 +151,7 @@ class ProviderLink:
                 raise ProviderError(f"provider {self.cfg.name} failed {where}: {detail}") from None
             finally:
                 await stream.aclose()
-            if produced == 0:
+            if produced == 0 and not (tool_calls and len(tool_calls) > 0):
                 self.breaker.failure()
                 metrics.PROVIDER_REQUESTS.labels(provider=self.cfg.name, result="empty").inc()
                 raise ProviderError(f"provider {self.cfg.name} ended without a word")

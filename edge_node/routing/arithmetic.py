@@ -108,7 +108,7 @@ def _compute(a: Decimal, op: str, b: Decimal) -> tuple[Decimal | None, bool]:
     return rounded, rounded == value
 
 
-def _fmt(value: Decimal) -> str:
+def format_number(value: Decimal) -> str:
     """12, 2.5, -3: no trailing zeros, no exponent."""
     text = format(value.normalize(), "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
@@ -141,7 +141,7 @@ def solve(text: str, language: str = "en") -> Sum | None:
     if value is None:
         return Sum("You can't divide by zero.", None)
     about = "" if exact else "about "
-    return Sum(f"{_fmt(a)} {_OP_WORDS_EN[op]} {_fmt(b)} is {about}{_fmt(value)}.", value)
+    return Sum(f"{format_number(a)} {_OP_WORDS_EN[op]} {format_number(b)} is {about}{format_number(value)}.", value)
 
 
 def _two_numbers_en(t: str) -> tuple[Decimal, str, Decimal] | None:
@@ -185,4 +185,4 @@ def _solve_zh(text: str) -> Sum | None:
     if value is None:
         return Sum("不能除以零。", None)
     about = "" if exact else "约"
-    return Sum(f"{_fmt(a)}{_OP_WORDS_ZH[op]}{_fmt(b)}{about}等于{_fmt(value)}。", value)
+    return Sum(f"{format_number(a)}{_OP_WORDS_ZH[op]}{format_number(b)}{about}等于{format_number(value)}。", value)

@@ -64,6 +64,7 @@ class DeviceCapabilities:
     # The device announced MCP but its tools list has not arrived (yet, or ever): "no such control"
     # would then be a guess, so the answer says the device is not ready instead.
     tools_pending: bool = False
+    descriptions: dict[str, str] = field(default_factory=dict)  # MCP tool name -> its description
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,8 @@ evaluator groups its question bank with this same function, so a score and the t
 the same kind by construction.
 
 Kinds: ``explain`` (why / how does / what causes), ``advice`` (what should I / how can I), ``device``
-(a request to the device itself), ``arithmetic`` (numbers to compute or convert), ``creative`` (a
-story, joke or poem), and ``fact`` for everything else.
+(a request to the device itself), ``arithmetic`` (numbers to compute or convert), ``timer`` (a timer,
+reminder or alarm), ``creative`` (a story, joke or poem), and ``fact`` for everything else.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import re
 
 __all__ = ["KINDS", "question_kind"]
 
-KINDS = ("fact", "explain", "advice", "device", "arithmetic", "creative")
+KINDS = ("fact", "explain", "advice", "device", "arithmetic", "timer", "creative")
 
 _EN: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("timer", re.compile(r"\b(timer|remind me|reminder|alarm|wake me)\b")),
     (
         "device",
         re.compile(
@@ -54,6 +55,7 @@ _EN: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 
 _ZH: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("timer", re.compile(r"提醒|定时|计时|闹钟|叫醒")),
     ("device", re.compile(r"音量|声音|亮度|屏幕|静音|调大|调小|调高|调低|调亮|调暗")),
     (
         "arithmetic",

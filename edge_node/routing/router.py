@@ -23,7 +23,7 @@ import numpy as np
 
 from edge_node import metrics
 from edge_node.cache.policy import is_reusable_question
-from edge_node.config import IntentConfig, LlmConfig, McpConfig
+from edge_node.config import IntentConfig, LlmConfig, McpConfig, ToolsConfig
 from edge_node.engines.pool import BusyError
 from edge_node.language.phrases import say
 from edge_node.routing.intent import DeviceAction, DeviceCapabilities, IntentMatcher
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from edge_node.cloud_link.link import CloudLink
     from edge_node.provider.link import ProviderLink
     from edge_node.routing.source import RoutingSource
+    from edge_node.tools.toolbox import ToolBox, TurnTools
 
 # The English phrases (edge_node/language/phrases.py has every language's).
 APOLOGY = say("en", "apology")
@@ -51,6 +52,7 @@ class Route(enum.StrEnum):
     LOCAL_LLM = "local_llm"
     CLOUD = "cloud"
     PROVIDER = "provider"  # an OpenAI-compatible LLM the edge asks directly (edge_node/provider/)
+    TOOL = "tool"  # a tool's result spoken on its own: a timer that came due
     APOLOGY = "apology"  # the end of a fallback chain
     FALLBACK = "fallback"  # no step of the order accepted the turn
 
@@ -65,7 +67,11 @@ _REMOTE = frozenset({Route.CLOUD, Route.PROVIDER})
 
 class ChatBackend(Protocol):
     def chat_stream(
-        self, messages: list[dict[str, str]], max_tokens: int | None = None, deadline: float | None = None
+        self,
+        messages: list[dict[str, Any]],
+        max_tokens: int | None = None,
+        deadline: float | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> AsyncIterator[str]: ...
 
 
@@ -96,6 +102,8 @@ class TurnContext:
     # Waits up to the given seconds for the device's MCP tools list; None when there is nothing to wait
     # for (no MCP, or the list is in). Only a turn that may need a device tool calls it.
     await_tools: Callable[[float], Awaitable[bool]] | None = None
+    # Speak a sentence on this device after the given seconds (a timer tool); None: no session.
+    announce: Callable[[str, float], bool] | None = None
 
 
 @dataclass(slots=True)
@@ -197,6 +205,8 @@ class Router:
         languages: list[str] | None = None,
         chats: dict[str, ChatBackend] | None = None,
         system_prompts: dict[str, str] | None = None,
+        tools: ToolBox | None = None,
+        tools_cfg: ToolsConfig | None = None,
     ) -> None:
         """``languages``: those the node answers in (default English only); a turn in another one is
         answered in the first of them. ``chats`` / ``system_prompts``: the local LLM and its prompt per
@@ -214,6 +224,8 @@ class Router:
         self.provider = provider
         self._depth = llm_queue_depth or (lambda: 0)
         self._intents = IntentMatcher(intent.wake_words, intent.timezone_offset_min)
+        self.tools = tools
+        self._tools_cfg = tools_cfg or ToolsConfig()
 
     def answer_language(self, text: str, heard: str = "") -> str:
         """The language a turn is answered in: what was said (its script, else what the ASR heard)
@@ -303,6 +315,9 @@ class Router:
             elif step == "cache":
                 result = await self._cache(ctx, language)
             elif step == "llm":
+                if ctx.await_tools is not None and self._tools_cfg.enabled and self.tools is not None:
+                    if question_kind(ctx.text, language) == "device":  # the model needs the device's tools
+                        await ctx.await_tools(self._mcp.tool_wait_s)
                 result = self._llm(ctx, policy, language)
             else:
                 result = None
@@ -428,10 +443,10 @@ class Router:
         self, step: str, ctx: TurnContext, policy: RoutingPolicy, messages: list[dict[str, str]], language: str
     ) -> AsyncIterator[str]:
         limits = policy.limits(step)
+        max_tokens = limits.max_tokens or self._llm_cfg.max_tokens
         if step == "cloud":
             if self.cloud is None or not self.cloud.configured:
                 raise _Skip("no cloud link configured")
-            max_tokens = limits.max_tokens or self._llm_cfg.max_tokens
             return self.cloud.chat_stream(
                 messages,
                 max_tokens,
@@ -443,17 +458,48 @@ class Router:
                 session_id=ctx.session_id,
             )
         if step == "provider":
-            if self.provider is None or not self.provider.configured:
+            provider = self.provider
+            if provider is None or not provider.configured:
                 raise _Skip("no provider configured")
-            self.provider.configure_breaker(limits)
-            if not self.provider.ready():
+            provider.configure_breaker(limits)
+            if not provider.ready():
                 raise _Skip("provider circuit open after repeated failures")
-            return self.provider.chat_stream(
-                messages, limits.max_tokens or self._llm_cfg.max_tokens, limits, device_id=ctx.device_id
-            )
-        max_tokens = limits.max_tokens or self._llm_cfg.max_tokens
-        chat = self._chats.get(language, self._chat)
-        return chat.chat_stream(messages, max_tokens, deadline=ctx.deadline)
+
+            def ask(msgs: list[dict[str, Any]], tools: _Tools, calls: _Tools) -> AsyncIterator[str]:
+                if tools is None:
+                    return provider.chat_stream(msgs, max_tokens, limits, device_id=ctx.device_id)
+                return provider.chat_stream(msgs, max_tokens, limits, ctx.device_id, tools, calls)
+
+        else:
+            chat = self._chats.get(language, self._chat)
+
+            def ask(msgs: list[dict[str, Any]], tools: _Tools, calls: _Tools) -> AsyncIterator[str]:
+                # A local model writes its calls as text (edge_node/tools/calls.py): ``calls`` stays empty.
+                if tools is None:
+                    return chat.chat_stream(msgs, max_tokens, deadline=ctx.deadline)
+                return chat.chat_stream(msgs, max_tokens, deadline=ctx.deadline, tools=tools)
+
+        offered = self._tools_for(step, ctx, language)
+        if offered is None:
+            return ask(messages, None, None)
+        from edge_node.tools.base import ToolContext
+        from edge_node.tools.loop import answer_with_tools
+
+        tool_ctx = ToolContext(
+            ctx.device_id, language, ctx.log, self._intent_cfg.timezone_offset_min, announce=ctx.announce
+        )
+        cfg = self._tools_cfg
+        return answer_with_tools(ask, messages, offered, tool_ctx, ctx.run_action, cfg.max_rounds, cfg.call_timeout_s)
+
+    def _tools_for(self, step: str, ctx: TurnContext, language: str) -> TurnTools | None:
+        """The tools this turn offers on this route, or None (tools off, another kind of turn, the cloud)."""
+        cfg = self._tools_cfg
+        if self.tools is None or not cfg.enabled or step not in cfg.routes:
+            return None
+        if cfg.kinds and question_kind(ctx.text, language) not in cfg.kinds:
+            return None
+        offered = self.tools.for_turn(ctx.caps)
+        return offered if offered.specs else None
 
     async def _chain(
         self,
@@ -522,6 +568,8 @@ class Router:
         metrics.FALLBACKS.labels(from_route=step, to_route=nxt or "none").inc()
         result.fell_back.append(f"{step}->{nxt}")
 
+
+_Tools = list[dict[str, Any]] | None
 
 _NOT_HERE = {
     "no cloud link on this node": "no_cloud",

@@ -14,6 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from edge_node.language.numbers_en import parse_number_en
 from edge_node.language.numbers_zh import parse_numeral_zh
+from edge_node.routing.arithmetic import format_number
 
 __all__ = ["Conversion", "convert"]
 
@@ -96,11 +97,6 @@ class Conversion:
     value: Decimal
 
 
-def _fmt(value: Decimal) -> str:
-    text = format(value.normalize(), "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
 def _number_zh(raw: str | None) -> Decimal | None:
     if not raw:
         return Decimal(1)  # 一天有多少小时: "a day"
@@ -135,7 +131,7 @@ def convert(text: str, language: str = "en") -> Conversion | None:
         value = _convert(n, source, target) if n is not None else None
         if n is None or value is None:
             return None
-        return Conversion(f"{_fmt(n)}{source.singular}等于{_fmt(value)}{target.singular}。", value)
+        return Conversion(f"{format_number(n)}{source.singular}等于{format_number(value)}{target.singular}。", value)
     t = re.sub(r"[^\w\s.'-]", " ", text.lower().replace("’", "'"))
     t = re.sub(r"\s+", " ", t).strip().rstrip(".").strip()
     for form in _EN_FORMS:
@@ -150,5 +146,5 @@ def convert(text: str, language: str = "en") -> Conversion | None:
             return None
         source_name = source.singular if n == 1 else source.plural
         target_name = target.singular if value == 1 else target.plural
-        return Conversion(f"{_fmt(n)} {source_name} is {_fmt(value)} {target_name}.", value)
+        return Conversion(f"{format_number(n)} {source_name} is {format_number(value)} {target_name}.", value)
     return None

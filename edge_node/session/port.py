@@ -64,6 +64,10 @@ class ReplyPort(Protocol):
 
     async def run_action(self, action: DeviceAction) -> str: ...
 
+    def announce(self, text: str, delay_s: float) -> bool:
+        """Speak ``text`` on this device in ``delay_s`` seconds (a timer); False when it cannot take more."""
+        ...
+
     def reply_finished(self, said_nothing: bool) -> None:
         """The reply is over; ``said_nothing``: it ended without a word (an empty transcript)."""
         ...

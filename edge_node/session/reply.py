@@ -56,6 +56,8 @@ class TurnInput:
     asr: asyncio.Task[AsrResult] | None = None
     # Over the device's limits.turns_per_min: answered with the slow-down message, nothing transcribed.
     rate_limited: bool = False
+    # Not a turn the user took: a sentence the node says on its own (a timer the model set, now due).
+    say: str | None = None
 
 
 async def _once(text: str) -> AsyncIterator[str]:
@@ -123,6 +125,9 @@ class Reply:
                 metrics.TURNS.labels(route="none", outcome="rate_limited").inc()
                 await self._say_canned(services.canned.slow_down_in(port.language), "neutral")
                 return
+            if self.turn.say is not None:
+                await self._announce(self.turn.say)
+                return
             text = await self._user_text()
             if not text:
                 port.log.info("turn: no words recognised, listening again")
@@ -145,6 +150,7 @@ class Reply:
                 device_id=port.device_id,
                 session_id=port.session_id,
                 await_tools=port.wait_for_tools if port.caps.tools_pending else None,
+                announce=port.announce,
             )
             result = self.result = await services.router.route(ctx)
             port.log.info("turn: %r -> route=%s (%s, language %s)", text, result.route, result.reason, result.language)
@@ -181,6 +187,15 @@ class Reply:
                 at = self.out.first_audio_at
                 services.turn_stats.record(self.route, at - self.turn.ended_at if at is not None else None)
             port.reply_finished(self.state == ReplyState.DONE and not self.out.started)
+
+    async def _announce(self, text: str) -> None:
+        """Speak a sentence the node says on its own, as a reply with the usual tts start / stop."""
+        self.result = RouteResult(Route.TOOL, "timer due", "neutral", _once(text), language=self.port.language)
+        self.state = ReplyState.SPEAKING
+        await self.out.start("neutral")
+        await self._speak(self.result.text, self.result.language)
+        self.state = ReplyState.DONE
+        metrics.TURNS.labels(route=Route.TOOL, outcome="ok").inc()
 
     async def _user_text(self) -> str:
         if self.turn.text is not None:

@@ -98,6 +98,7 @@ class Session:
         self._text_limit = ctx.limits.text_bucket()
         self._audio_limit = ctx.limits.audio_bucket()
         self._stalled = False  # a send timed out: the connection is being dropped
+        self._timers: set[asyncio.Task[None]] = set()  # timers the LLM set (edge_node/tools/builtin.py)
         self._limit_send_buffer()
 
     @property
@@ -215,6 +216,8 @@ class Session:
         self.closing = True
         self.ctx.engines.vad_batcher.unregister(self.vad)
         self._drop_speculation()
+        for timer in self._timers:
+            timer.cancel()
         if self.reply is not None:
             self.reply.interrupt("disconnect")
         if self._mcp_task is not None:
@@ -310,6 +313,7 @@ class Session:
     def _sync_tools(self) -> None:
         if self.mcp is not None:
             self.caps.tools = {name: tool.input_schema for name, tool in self.mcp.tools.items()}
+            self.caps.descriptions = {name: tool.description for name, tool in self.mcp.tools.items()}
         self.caps.tools_pending = self.mcp is not None and not self.mcp.ready.is_set()
 
     async def _send_mcp(self, payload: dict[str, Any]) -> None:
@@ -380,6 +384,26 @@ class Session:
                     if isinstance(state.get(key), int | float):
                         self.caps.state[key] = int(state[key])
         self.log.debug("iot: things %s", sorted(self.caps.iot_methods))
+
+    def announce(self, text: str, delay_s: float) -> bool:
+        """A timer the model set: when due, ``text`` is spoken as a reply of its own (after the reply in
+        progress, if any, rather than cutting it off). Timers end with the connection."""
+        if len(self._timers) >= self.ctx.cfg.tools.max_timers_per_device:
+            return False
+
+        async def due() -> None:
+            await asyncio.sleep(delay_s)
+            for _ in range(300):  # a reply in progress finishes first (at most about a minute)
+                if self.reply is None or not self.reply.active:
+                    break
+                await asyncio.sleep(0.2)
+            self.log.info("timer due: %r", text)
+            self.start_reply(TurnInput(text=None, say=text, source="timer"))
+
+        task = asyncio.get_running_loop().create_task(due(), name="device-timer")
+        self._timers.add(task)
+        task.add_done_callback(self._timers.discard)
+        return True
 
     async def run_action(self, action: DeviceAction) -> str:
         """Carry out an intent's device action (MCP tool call or legacy IoT command)."""

@@ -68,6 +68,7 @@ class RecordingPort:
         self.history: list[dict[str, str]] = []
         self.remembered: list[tuple[str, str]] = []
         self.actions: list[DeviceAction] = []
+        self.announced: list[tuple[str, float]] = []  # timers the reply's tools set
         self.finished = asyncio.Event()
         self.said_nothing: bool | None = None
         self.on_tts_stop: Callable[[], None] | None = None  # called as tts/stop is sent
@@ -103,6 +104,10 @@ class RecordingPort:
         if self.action_error is not None:
             raise self.action_error
         return "ok"
+
+    def announce(self, text: str, delay_s: float) -> bool:
+        self.announced.append((text, delay_s))
+        return True
 
     def reply_finished(self, said_nothing: bool) -> None:
         self.said_nothing = said_nothing

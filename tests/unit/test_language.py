@@ -18,7 +18,7 @@ def test_every_phrase_has_a_chinese_version_in_chinese() -> None:
     assert set(PHRASES["zh"]) == set(PHRASES["en"])
     fields = {"key": "volume", "name": "音量", "level": 30, "spoken": "volume control", "theme": "dark"}
     fields |= {"theme_name": "深色", "clock": "三点", "period": "下午", "weekday": "星期五", "month_name": "December"}
-    fields |= {"day": 4, "month": 12, "year": 2026, "amount": "二十分钟"}
+    fields |= {"day": 4, "month": 12, "year": 2026, "amount": "二十分钟", "value": "三十", "message": "喝水"}
     for key in PHRASES["zh"]:
         text = say("zh", key, **fields)
         assert len(_HAN.findall(text)) >= 3, (key, text)
