@@ -90,6 +90,7 @@ class EdgeServer:
             chats={lang: LocalChat(pool) for lang, pool in engines.llm_pools.items() if lang != "en"},
             system_prompts={lang: engines.system_prompt(lang) for lang in engines.llm_pools if lang != "en"},
             tools_cfg=cfg.tools,
+            site=cfg.site,
         )
         if cfg.tools.enabled:
             router.tools = ToolBox(builtin_tools(cfg.tools.builtin, router.intents) + load_plugins(cfg.tools.plugins))

@@ -38,6 +38,9 @@ named by its key path; the edge keeps the config it had. Example (every key opti
     asr:
       cloud: low_confidence                # never | low_confidence | always
       min_avg_logprob: -1.0
+    prompts:                               # persona / style per site or device, per language
+      sites: {shop-12: {en: "You are Mia, the shop's assistant. Answer in one or two short sentences."}}
+      devices: {"aa:bb:cc:dd:ee:ff": {zh: "你是小朋友的学习助手。用一两句简单的话回答。"}}
 """
 
 from __future__ import annotations
@@ -200,6 +203,30 @@ class AsrEscalation(_Strict):
     min_avg_logprob: float = Field(-1.0, le=0)
 
 
+class Prompts(_Strict):
+    """System prompts (the persona and the spoken style) for some sites or devices, per language: a
+    device's own wins over its site's, which wins over the node's built-in prompt for the language.
+    Set from the console like the rest of this config, applied by every edge on its next turn."""
+
+    sites: dict[str, dict[str, str]] = Field(default_factory=dict)  # site -> language -> prompt
+    devices: dict[str, dict[str, str]] = Field(default_factory=dict)  # device id -> language -> prompt
+
+    @field_validator("sites", "devices")
+    @classmethod
+    def _short(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for owner, prompts in value.items():
+            for language, prompt in prompts.items():
+                if not prompt.strip():
+                    raise ValueError(f"{owner}.{language}: an empty prompt (leave the language out instead)")
+                # Every character is prompt evaluation on every turn of that device (docs/models.md §10).
+                if len(prompt) > MAX_PROMPT_CHARS:
+                    raise ValueError(f"{owner}.{language}: {len(prompt)} characters, more than {MAX_PROMPT_CHARS}")
+        return value
+
+
+MAX_PROMPT_CHARS = 1000
+
+
 class RoutingPolicy(_Strict):
     version: Literal[1] = 1
     order: list[Step] = Field(default_factory=lambda: ["intent", "cache", "llm"])
@@ -217,6 +244,7 @@ class RoutingPolicy(_Strict):
     # language -> kind -> the local model's measured share of correct answers (0..1). A kind missing
     # here has no score: ``local_score_below`` does not hold for it.
     local_scores: dict[str, dict[str, float]] = Field(default_factory=_default_local_scores)
+    prompts: Prompts = Field(default_factory=Prompts)
 
     @field_validator("local_scores")
     @classmethod
@@ -229,6 +257,11 @@ class RoutingPolicy(_Strict):
 
     def local_score(self, language: str, kind: str) -> float | None:
         return self.local_scores.get(language, {}).get(kind)
+
+    def prompt_for(self, device_id: str, site: str, language: str) -> str | None:
+        """The device's own system prompt for the language, else its site's, else None (the node's)."""
+        own = self.prompts.devices.get(device_id, {}).get(language)
+        return own if own is not None else self.prompts.sites.get(site, {}).get(language)
 
     @field_validator("order")
     @classmethod

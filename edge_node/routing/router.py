@@ -207,6 +207,7 @@ class Router:
         system_prompts: dict[str, str] | None = None,
         tools: ToolBox | None = None,
         tools_cfg: ToolsConfig | None = None,
+        site: str = "",
     ) -> None:
         """``languages``: those the node answers in (default English only); a turn in another one is
         answered in the first of them. ``chats`` / ``system_prompts``: the local LLM and its prompt per
@@ -225,6 +226,7 @@ class Router:
         self._depth = llm_queue_depth or (lambda: 0)
         self._intents = IntentMatcher(intent.wake_words, intent.timezone_offset_min)
         self.tools = tools
+        self.site = site  # this edge's site: the routing policy's prompts.sites key
         self._tools_cfg = tools_cfg or ToolsConfig()
 
     def answer_language(self, text: str, heard: str = "") -> str:
@@ -348,6 +350,8 @@ class Router:
     async def _cache(self, ctx: TurnContext, language: str) -> RouteResult | None:
         if self.answer_cache is None or not is_reusable_question(ctx.text, len(ctx.history)):
             return None
+        if self.policy.prompt_for(ctx.device_id, self.site, language) is not None:
+            return None  # a persona of its own: the fleet's shared answers are in another voice
         try:
             text = await self.answer_cache.get(ctx.text, language)
         except Exception as exc:  # noqa: BLE001 - a cache failure only means "ask the next route"
@@ -382,8 +386,11 @@ class Router:
             local_score=policy.local_score(self.answer_language(ctx.text, ctx.language), kind),
         )
 
-    def _messages(self, ctx: TurnContext, language: str) -> list[dict[str, str]]:
-        messages = [{"role": "system", "content": self._prompts.get(language, self._llm_cfg.system_prompt)}]
+    def _messages(self, ctx: TurnContext, language: str, policy: RoutingPolicy) -> list[dict[str, str]]:
+        prompt = policy.prompt_for(ctx.device_id, self.site, language)
+        if prompt is None:
+            prompt = self._prompts.get(language, self._llm_cfg.system_prompt)
+        messages = [{"role": "system", "content": prompt}]
         messages += ctx.history[-2 * self._llm_cfg.history_turns :] if self._llm_cfg.history_turns else []
         messages.append({"role": "user", "content": ctx.text})
         return messages
@@ -395,7 +402,7 @@ class Router:
         if route in _REMOTE:
             kind = "llm" if route == Route.CLOUD else "provider"
             metrics.ESCALATIONS.labels(kind=kind, reason=_reason_label(reason)).inc()
-        messages = self._messages(ctx, language)
+        messages = self._messages(ctx, language, policy)
         # Stored for other devices only when the answer cannot depend on this conversation: a
         # reusable question that the LLM answered without any history in its prompt.
         cacheable = (
@@ -403,6 +410,7 @@ class Router:
             and Route.CACHE in policy.order
             and len(messages) == 2
             and is_reusable_question(ctx.text, len(ctx.history))
+            and policy.prompt_for(ctx.device_id, self.site, language) is None
         )
         result = RouteResult(route, reason, "neutral", _once(""), cacheable=cacheable, chosen=route, language=language)
         result.text = self._chain(ctx, policy, policy.chain(route), messages, result)

@@ -444,6 +444,26 @@ def test_routing_check_publish_history_and_rollback_through_the_kv_bucket(api: A
     assert client.get("/api/audit?limit=0").status_code == 422
 
 
+def test_a_persona_per_site_or_device_is_published_like_any_routing_change(api: Any, hub: Any) -> None:
+    """The console sets a site's or a device's system prompt (persona and spoken style) through the routing
+    config: checked by the edges' own parser (a prompt too long to pay for on every turn is refused with
+    its key path), then published to the bucket every edge follows."""
+    client, _store, _fleet = api
+    headers = _login(client)
+    persona = (
+        "prompts:\n"
+        "  sites:\n    shop-12: {en: \"You are Mia, the shop's assistant. Answer in one or two sentences.\"}\n"
+        "  devices:\n    \"aa:bb:cc:dd:ee:01\": {zh: \"你是小朋友的学习助手。用一两句简单的话回答。\"}\n"
+    )
+    r = client.post("/api/routing/publish", json={"text": persona, "comment": "personas"}, headers=headers)
+    assert r.status_code == 200, r.text
+    assert _kv_text(hub[0]) == persona
+    long = "prompts:\n  devices:\n    d1: {en: " + "x" * 1001 + "}\n"
+    r = client.post("/api/routing/publish", json={"text": long, "comment": "too long"}, headers=headers)
+    assert r.status_code == 422 and "prompts.devices" in r.json()["detail"] and "1000" in r.json()["detail"]
+    assert _kv_text(hub[0]) == persona
+
+
 def test_publishing_without_nats_is_refused_clearly(tmp_path: Path) -> None:
     dead = f"nats://127.0.0.1:{free_port()}"
     client, store, _fleet = _app(tmp_path / "c.db", dead, "")

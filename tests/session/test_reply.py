@@ -215,3 +215,15 @@ async def test_no_cap_speaks_everything() -> None:
         port = RecordingPort()
         await run_turn(services, port, text_turn(QUESTION))
         assert " ".join(port.sentences()) == CAPPED_REPLY
+
+
+async def test_a_timer_that_comes_due_is_spoken_as_a_reply_of_its_own() -> None:
+    """What a set_timer tool leaves behind: a reply with no user turn, spoken with the usual tts start /
+    stop, not transcribed, not routed, not remembered."""
+    with node() as services:
+        port = RecordingPort()
+        reply = await run_turn(services, port, TurnInput(say="Reminder: take the tea out", source="timer"))
+        assert reply.state == ReplyState.DONE and reply.route == Route.TOOL
+        assert port.order()[0] == "tts:start" and port.order()[-1] == "tts:stop" and "stt" not in port.order()
+        assert " ".join(port.sentences()) == "Reminder: take the tea out"
+        assert port.remembered == []

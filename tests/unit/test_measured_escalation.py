@@ -143,3 +143,57 @@ def test_scores_out_of_range_are_refused() -> None:
         parse_routing("local_scores: {en: {fact: 1.5}}")
     with pytest.raises(RoutingConfigError, match="local_score_below"):
         parse_routing("llm: {rules: [{name: a, when: {local_score_below: 2}, route: escalate}]}")
+
+
+class RecordingLocal(FakeLocal):
+    """Fake local LLM that records the system prompt it was given."""
+
+    def __init__(self) -> None:
+        self.prompts: list[str] = []
+
+    async def chat_stream(
+        self, messages: list[dict[str, str]], max_tokens: int | None = None, deadline: float | None = None
+    ) -> AsyncIterator[str]:
+        self.prompts.append(messages[0]["content"])
+        yield "Local answer."
+
+
+async def test_a_persona_set_for_a_device_or_its_site_is_the_system_prompt() -> None:
+    """prompts.devices beats prompts.sites beats the node's prompt for the language; a persona device
+    neither reads nor writes the fleet's shared answers (they are in another voice)."""
+    from edge_node.cache.answers import AnswerCache
+    from edge_node.cache.lru import LruCache
+
+    policy = parse_routing(
+        """
+llm: {rules: []}
+prompts:
+  sites: {shop-12: {en: "You are Mia, the shop's assistant."}}
+  devices: {"dev-kid": {en: "You help children learn. Use simple words."}}
+"""
+    )
+    local = RecordingLocal()
+    cache = AnswerCache(LruCache(1 << 20), None, ttl_s=3600)
+    await cache.put("What is a cat?", "A cat is a small animal.")
+    router = Router(CFG.llm, CFG.intent, CFG.mcp, local, cache, routing=_Routing(policy), site="shop-12")  # type: ignore[arg-type]
+    for device in ("dev-kid", "dev-other"):
+        ctx = TurnContext(
+            "What is a cat?",
+            [],
+            DeviceCapabilities(),
+            _no_action,
+            logging.LoggerAdapter(logging.getLogger("t"), {}),
+            device_id=device,
+        )
+        result = await router.route(ctx)
+        _ = [d async for d in result.text]
+        assert result.route == Route.LOCAL_LLM and not result.cacheable
+    assert local.prompts == ["You help children learn. Use simple words.", "You are Mia, the shop's assistant."]
+    elsewhere = Router(CFG.llm, CFG.intent, CFG.mcp, local, cache, routing=_Routing(policy), site="depot")  # type: ignore[arg-type]
+    ctx = TurnContext(
+        "What is a cat?", [], DeviceCapabilities(), _no_action, logging.LoggerAdapter(logging.getLogger("t"), {})
+    )
+    result = await elsewhere.route(ctx)
+    assert result.route == Route.CACHE, "no persona here: the shared answer serves"
+    with pytest.raises(Exception, match="more than 1000"):
+        parse_routing({"prompts": {"devices": {"d": {"en": "x" * 1001}}}})
