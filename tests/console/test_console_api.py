@@ -452,8 +452,8 @@ def test_a_persona_per_site_or_device_is_published_like_any_routing_change(api: 
     headers = _login(client)
     persona = (
         "prompts:\n"
-        "  sites:\n    shop-12: {en: \"You are Mia, the shop's assistant. Answer in one or two sentences.\"}\n"
-        "  devices:\n    \"aa:bb:cc:dd:ee:01\": {zh: \"你是小朋友的学习助手。用一两句简单的话回答。\"}\n"
+        '  sites:\n    shop-12: {en: "You are Mia, the shop\'s assistant. Answer in one or two sentences."}\n'
+        '  devices:\n    "aa:bb:cc:dd:ee:01": {zh: "你是小朋友的学习助手。用一两句简单的话回答。"}\n'
     )
     r = client.post("/api/routing/publish", json={"text": persona, "comment": "personas"}, headers=headers)
     assert r.status_code == 200, r.text
