@@ -346,6 +346,7 @@ def eval_answers(
     (its CPU is the server's, not counted in ``cpu_s_per_req``)."""
     from edge_node.engines.llm import LlamaLlm
     from edge_node.engines.runtime import llm_config
+    from edge_node.engines.sentences import SentenceSplitter
     from edge_node.routing.intent import IntentMatcher
     from edge_node.routing.kinds import question_kind
 
@@ -363,26 +364,35 @@ def eval_answers(
             pass
     answers: list[dict[str, Any]] = [{} for _ in bank]
 
-    def ask(w: int, messages: list[dict[str, str]], started: float) -> tuple[str, float | None]:
+    def ask(w: int, messages: list[dict[str, str]], started: float) -> tuple[str, float | None, float | None]:
+        """(reply, first token ms, first clause ms): the first clause is the first chunk the node's
+        sentence splitter would hand to TTS, what the device's first audio waits for."""
+        if remote is not None:
+            return asyncio.run(_ask_remote(remote, messages, llm_cfg.temperature, started))
         first: float | None = None
+        clause: float | None = None
+        splitter = SentenceSplitter(cfg.tts.first_clause_min_chars)
         pieces: list[str] = []
-        if remote is None:
-            for piece in engines[w].stream_chat(messages):
-                if first is None:
-                    first = (time.perf_counter() - started) * 1000
-                pieces.append(piece)
-            return "".join(pieces).strip(), first
-        return asyncio.run(_ask_remote(remote, messages, llm_cfg.temperature, started))
+        for piece in engines[w].stream_chat(messages):
+            if first is None:
+                first = (time.perf_counter() - started) * 1000
+            if clause is None and splitter.push(piece):
+                clause = (time.perf_counter() - started) * 1000
+            pieces.append(piece)
+        if clause is None:
+            clause = (time.perf_counter() - started) * 1000
+        return "".join(pieces).strip(), first, clause
 
     def request(w: int, i: int) -> dict[str, float]:
         item = bank[i]
         started = time.perf_counter()
         match = matcher.match(item.q, _device_caps(), language) if matcher is not None else None
         if match is not None:
-            reply, first = match.say, (time.perf_counter() - started) * 1000
+            reply = match.say
+            first = clause = (time.perf_counter() - started) * 1000
         else:
             messages = [{"role": "system", "content": llm_cfg.system_prompt}, {"role": "user", "content": item.q}]
-            reply, first = ask(w, messages, started)
+            reply, first, clause = ask(w, messages, started)
         correct, in_language = score_answer(reply, item.accept, language)
         acted = match is not None and match.action is not None
         correct = correct and (acted or not item.action)
@@ -394,6 +404,7 @@ def eval_answers(
             "in_language": in_language,
             "by_rule": match is not None,
             "ttft_ms": first or 0.0,
+            "clause_ms": clause or 0.0,
             "seconds": time.perf_counter() - started,
         }
         return {"ttft_ms": first or 0.0, "correct": float(correct), "in_language": float(in_language)}
@@ -412,6 +423,13 @@ def eval_answers(
     result["answered_by_rules"] = len(done) - len(by_model)
     # What a listener waits for and hears: the model's first token, and the answer's length.
     result["median_first_token_ms"] = round(statistics.median(a["ttft_ms"] for a in by_model), 1) if by_model else None
+    result["median_first_clause_ms"] = (
+        round(statistics.median(a["clause_ms"] for a in by_model), 1) if by_model else None
+    )
+    # CPU per answer the model gave (rule answers cost next to nothing); this process only, so 0 for a remote.
+    result["cpu_s_per_model_answer"] = (
+        round(result["cpu_s_per_req"] * len(done) / len(by_model), 3) if by_model and remote is None else None
+    )
     result["median_model_answer_s"] = round(statistics.median(a["seconds"] for a in by_model), 2) if by_model else None
     result["median_reply_chars"] = statistics.median(len(a["reply"]) for a in done) if done else 0
     result["max_reply_chars"] = max((len(a["reply"]) for a in done), default=0)
@@ -442,12 +460,15 @@ def _by_kind(done: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 async def _ask_remote(
     remote: Remote, messages: list[dict[str, str]], temperature: float, started: float
-) -> tuple[str, float | None]:
+) -> tuple[str, float | None, float | None]:
     import httpx
 
+    from edge_node.engines.sentences import SentenceSplitter
     from shared.openai_stream import stream_chat
 
     first: float | None = None
+    clause: float | None = None
+    splitter = SentenceSplitter()
     pieces: list[str] = []
     async with httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=10.0)) as client:
         async for piece in stream_chat(
@@ -455,8 +476,10 @@ async def _ask_remote(
         ):
             if first is None:
                 first = (time.perf_counter() - started) * 1000
+            if clause is None and splitter.push(piece):
+                clause = (time.perf_counter() - started) * 1000
             pieces.append(piece)
-    return "".join(pieces).strip(), first
+    return "".join(pieces).strip(), first, clause or (time.perf_counter() - started) * 1000
 
 
 def local_scores_yaml(results: dict[str, Any]) -> str:
@@ -515,7 +538,8 @@ def _print_table(results: dict[str, Any]) -> None:
                 f"    {r['questions']} questions ({r['language']}): {r['correct_pct']}% correct, "
                 f"{r['in_language_pct']}% in the language, {r['correct_and_in_language_pct']}% both; "
                 f"{r['answered_by_rules']} by rules, median first token {r['median_first_token_ms']} ms, "
-                f"median reply {r['median_reply_chars']} characters"
+                f"first clause {r.get('median_first_clause_ms')} ms, median reply {r['median_reply_chars']} "
+                f"characters, {r.get('cpu_s_per_model_answer')} CPU-s per model answer"
             )
             kinds = ", ".join(f"{k} {v['correct_pct']}% of {v['questions']}" for k, v in r.get("by_kind", {}).items())
             print(f"    by kind: {kinds}")
