@@ -125,7 +125,7 @@ def _default_local_scores() -> dict[str, dict[str, float]]:
 # bench/banks/ with `xiaozhi-eval --quality` on 2026-12-04 (docs/performance.md, "Answers by model"):
 # English SmolLM2-135M-Instruct, Chinese Qwen2.5-Coder-0.5B-Instruct, temperature 0.2.
 _MEASURED_EN: dict[str, float] = {"advice": 0.44, "arithmetic": 0.33, "explain": 0.7, "fact": 0.87}
-_MEASURED_ZH: dict[str, float] = {"advice": 0.88, "explain": 0.38, "fact": 0.78}
+_MEASURED_ZH: dict[str, float] = {"advice": 1.0, "explain": 0.38, "fact": 0.78}
 
 
 class LlmChoice(_Strict):
