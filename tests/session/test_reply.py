@@ -202,6 +202,19 @@ async def test_a_long_answer_stops_at_the_spoken_length_cap_on_a_sentence_bounda
         assert time.monotonic() - started < 3.5, "the model went on generating the rest of the answer"
 
 
+async def test_the_cap_holds_for_a_remote_route_too() -> None:
+    """The cloud's 43 s reply of the issue: a remote answer is held to the same spoken-length cap."""
+    cloud = FakeCloud(reply=CAPPED_REPLY + RAMBLING_TAIL)
+    with node(profile(chars_per_s=100.0), cloud=cloud, routing=CLOUD_FIRST, tts={"max_reply_s": 1.0}) as services:
+        port = RecordingPort()
+        reply = await run_turn(services, port, text_turn(QUESTION))
+        assert reply.route == Route.CLOUD and cloud.calls == 1
+        assert port.sentences() == [
+            "The first sentence is spoken in full.",
+            "The second sentence fits in the cap as well.",
+        ]
+
+
 async def test_the_first_sentence_is_spoken_whole_even_past_the_cap() -> None:
     long_first = "This single opening sentence runs well past the whole cap on its own. Then a second one."
     with node(profile(reply=long_first, chars_per_s=100.0), tts={"max_reply_s": 0.3}) as services:
