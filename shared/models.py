@@ -553,6 +553,27 @@ def qwen_coder_15b_gguf(cache_root: Path | None = None) -> Path:
     return _joined_gguf(QWEN_15B_PACKAGES, QWEN_15B_JOINED, "qwen2.5-coder-1.5b", cache_root)
 
 
+# The chat models this project can install, by the name ``llm.model_path: bundled:<name>`` uses.
+BUNDLED_LLMS = {
+    "smollm2": "smollm2_gguf",
+    "qwen2.5-coder-0.5b": "qwen_coder_05b_gguf",
+    "qwen2.5-coder-1.5b": "qwen_coder_15b_gguf",
+}
+BUNDLED_PREFIX = "bundled:"
+
+
+def llm_path(configured: str) -> Path:
+    """The GGUF a ``model_path`` setting names: ``bundled:<name>`` (one of :data:`BUNDLED_LLMS`, verified
+    and joined like the defaults), else the path itself."""
+    if not configured.startswith(BUNDLED_PREFIX):
+        return Path(configured)
+    name = configured[len(BUNDLED_PREFIX) :]
+    locator = BUNDLED_LLMS.get(name)
+    if locator is None:
+        raise ModelNotFound(f"no bundled LLM {name!r}: choose from {', '.join(BUNDLED_LLMS)}")
+    return globals()[locator]()
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m shared.models [--no-whisper-base] [--installed]``: hash every bundled file against its pin.
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Protocol
 
 from edge_node import metrics
@@ -40,7 +39,10 @@ class LlamaLlm:
     def __init__(self, cfg: LlmConfig) -> None:
         import llama_cpp
 
-        path = Path(cfg.model_path) if cfg.model_path else models.smollm2_gguf()
+        try:
+            path = models.llm_path(cfg.model_path) if cfg.model_path else models.smollm2_gguf()
+        except models.ModelNotFound as exc:
+            raise ModelError(str(exc)) from exc
         if not path.is_file():
             raise ModelError(f"LLM model file not found: {path}")
         self.cfg = cfg

@@ -210,6 +210,19 @@ def test_serve_names_a_missing_model(tmp_path: Path) -> None:
     assert len(stderr_lines(proc)) == 1
 
 
+def test_serve_names_an_unknown_bundled_model_and_an_unreadable_provider_key(tmp_path: Path) -> None:
+    proc = serve(tmp_path, XIAOZHI__LLM__MODEL_PATH="bundled:llama-70b")
+    assert_one_line_error(proc, "xiaozhi-edge", 2, "llm.model_path", "qwen2.5-coder-1.5b")
+    key = tmp_path / "missing.key"
+    proc = serve(
+        tmp_path,
+        XIAOZHI__PROVIDER__BASE_URL="http://127.0.0.1:9/v1",
+        XIAOZHI__PROVIDER__MODEL="m",
+        XIAOZHI__PROVIDER__API_KEY_FILE=str(key),
+    )
+    assert_one_line_error(proc, "xiaozhi-edge", 2, "provider.api_key_file", str(key))
+
+
 def test_serve_names_what_a_served_language_is_missing(tmp_path: Path) -> None:
     """A bilingual node checks its Chinese files before loading anything: the Chinese LLM by path, and the
     environment its out-of-process voice runs in."""

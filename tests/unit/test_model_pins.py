@@ -287,3 +287,12 @@ def test_a_model_configured_by_path_is_not_pinned(tmp_path: Path) -> None:
 
     copy = _copy(VAD, tmp_path)
     assert SileroVad(str(copy)).path == copy
+
+
+def test_bundled_llms_are_named_by_model_path() -> None:
+    """``llm.model_path: bundled:<name>`` picks an installable model by name, verified like the defaults."""
+    assert models.llm_path("bundled:qwen2.5-coder-1.5b") == models.qwen_coder_15b_gguf()
+    assert models.llm_path("bundled:smollm2") == models.smollm2_gguf()
+    assert models.llm_path("/models/qwen-7b.gguf") == Path("/models/qwen-7b.gguf")
+    with pytest.raises(models.ModelNotFound, match="smollm2, qwen2.5-coder-0.5b, qwen2.5-coder-1.5b"):
+        models.llm_path("bundled:llama-70b")
