@@ -120,10 +120,12 @@ class LlmConfig(Settings):
     # answered trivia correctly with this wording and drifted into French with a persona prompt.
     system_prompt: str = "You are a helpful voice assistant. Give short, correct answers."
     # Conversation context: every earlier turn in the prompt is prompt evaluation paid again on
-    # every turn, because llama.cpp's prefix cache holds only the previous prompt of its worker and
-    # many sessions share the worker (measured with SmolLM2, one thread: 0.33 s with no history,
-    # 0.67 s with one earlier turn, 1.9 s with four). One turn keeps follow-ups ("and Germany?")
-    # working; the assistant's side is kept to its first characters; a pause ends the context.
+    # every turn, because llama.cpp's prefix cache holds only the previous prompt of its worker (the
+    # system prompt, shared by its sessions). An earlier exchange is about 37 prompt tokens and adds
+    # to the first token, on one thread: 122 ms with SmolLM2 (42 ms with none), 223 ms with Qwen 0.5B,
+    # 437 ms with Qwen 1.5B (bench/history_cost.py, 2026-12-04). One turn keeps follow-ups ("and
+    # Germany?") working for a fifth of a second; the assistant's side is kept to its first
+    # characters; a pause ends the context.
     history_turns: int = Field(1, ge=0)
     history_reply_chars: int = Field(160, ge=16)
     history_ttl_s: float = Field(120.0, gt=0)
