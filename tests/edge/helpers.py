@@ -46,9 +46,12 @@ def metric_labels(metrics_text: str, name: str) -> list[dict[str, str]]:
     ]
 
 
-async def text_turn(url: str, device_id: str, text: str, limit_s: float = 90) -> Turn:
-    """One device connects, asks ``text`` as a text turn (``listen/detect``) and hangs up."""
-    client = DeviceClient(url, device_id=device_id)
+async def text_turn(
+    url: str, device_id: str, text: str, limit_s: float = 90, client: DeviceClient | None = None
+) -> Turn:
+    """One device connects, asks ``text`` as a text turn (``listen/detect``) and hangs up. Pass ``client``
+    to read what else the device saw afterwards (its MCP tool calls)."""
+    client = client or DeviceClient(url, device_id=device_id)
     await client.connect()
     try:
         await client.listen_start("auto")

@@ -16,24 +16,12 @@ import pytest
 
 from shared.client.device import DeviceClient
 from tests.conftest import start_edge, stop_edge
+from tests.edge.helpers import text_turn
 from tests.faults.helpers import log_lines, timing_env, write_profile
 from tests.provider.conftest import API_KEY
 from tests.provider.servers import OpenAIServer
 
 pytestmark = pytest.mark.slow
-
-
-async def _ask(url: str, device: str, text: str) -> tuple[DeviceClient, list[str]]:
-    client = DeviceClient(url, device_id=device)
-    await client.connect()
-    try:
-        await client.listen_start("auto")
-        client.turn_reset()
-        await client.listen_detect(text)
-        turn = await client.wait_turn_end(180)
-        return client, turn.sentences
-    finally:
-        await client.close()
 
 
 async def test_louder_and_quieter_through_the_model_reach_the_device(tmp_path: Path, qwen15: OpenAIServer) -> None:
@@ -62,7 +50,8 @@ async def test_louder_and_quieter_through_the_model_reach_the_device(tmp_path: P
             ("aa:bb:cc:00:21:01", "Make it a bit louder.", True),
             ("aa:bb:cc:00:21:02", "把声音调小一点", False),
         ):
-            client, sentences = await _ask(edge.url, device, text)
+            client = DeviceClient(edge.url, device_id=device)
+            sentences = (await text_turn(edge.url, device, text, 180, client=client)).sentences
             sets = [c for c in client.tool_calls if c["name"] == "self.audio_speaker.set_volume"]
             assert sets, (text, client.tool_calls, sentences, log_lines(edge, device)[-8:])
             volume = sets[-1]["arguments"]["volume"]
