@@ -61,8 +61,8 @@ DEVICE_PENDING = "aa:bb:cc:dd:ee:02"  # waits with an activation code, bound thr
 CODE = "123456"
 
 BASE_ROUTING = (ROOT / "deploy" / "routing.example.yaml").read_text(encoding="utf-8")
-NEW_ROUTING = BASE_ROUTING.replace("max_tokens: 160", "max_tokens: 120")
-BAD_ROUTING = BASE_ROUTING.replace("route: cloud\n  overflow:", "route: nowhere\n  overflow:")
+NEW_ROUTING = BASE_ROUTING.replace("max_tokens: 160", "max_tokens: 120", 1)
+BAD_ROUTING = BASE_ROUTING.replace("route: escalate\n  overflow:", "route: nowhere\n  overflow:")
 assert BASE_ROUTING != NEW_ROUTING and BASE_ROUTING != BAD_ROUTING
 
 # Answers the page may log as "Failed to load resource" because a test asks for them on purpose.
@@ -477,7 +477,9 @@ async def test_routing_check_publish_and_roll_back(ui: UI, stack: Stack) -> None
     await comment.fill("this must not reach the edges")
     await check.click()
     await expect(ui.testid("check-result")).to_have_text("Invalid: the edges would refuse this config.")
-    await expect(ui.testid("check-error")).to_contain_text("llm.rules.2.route: Input should be 'local_llm' or 'cloud'")
+    await expect(ui.testid("check-error")).to_contain_text(
+        "llm.rules.1.route: Input should be 'local_llm', 'cloud', 'provider' or 'escalate'"
+    )
     await expect(publish).to_be_disabled()
     await expect(ui.testid("publish-hint")).to_contain_text("fix the errors the check found")
     assert await kv_routing(stack.hub) == (BASE_ROUTING, rev1)

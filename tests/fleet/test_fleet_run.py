@@ -58,7 +58,7 @@ async def test_small_fleet_assigns_balances_and_survives_a_killed_edge(tmp_path:
     turns = report["turns"]
     assert turns["answered"] > 0 and turns["protocol_errors"] == 0, turns
     assert sum(e["answered"] or 0 for e in report["per_edge"].values()) > 0
-    # deploy/routing.example.yaml sends weather and open questions to the cloud worker.
+    # deploy/routing.example.yaml escalates what the local model measurably gets wrong to the cloud worker.
     assert report["escalations"]["edges_sent"] > 0
     # The worker answered them (an escalation sent between the killed edge's last scrape and its death
     # is counted by the worker only: a small difference is allowed).
