@@ -140,7 +140,7 @@ CACHE_ERRORS = Counter(
 # -- routing and the cloud link (edge_node/routing, edge_node/cloud_link) ------------------------
 ROUTE_DECISIONS = Counter(
     "xiaozhi_route_decisions_total",
-    "Which LLM route the rules chose, and why (rule:<name>, overflow, default, no_cloud)",
+    "Which LLM route the rules chose, and why (rule:<name>, overflow, default, no_cloud, no_provider, no_remote)",
     ["route", "reason"],
 )
 ESCALATIONS = Counter(
