@@ -148,7 +148,8 @@ def test_a_provider_without_a_model_is_refused_at_start() -> None:
 
 async def test_an_escalated_turn_is_answered_by_the_provider(qwen15: OpenAIServer) -> None:
     link = _provider(qwen15.base_url)
-    policy = {"llm": {"default": "escalate"}, "routes": {"provider": {"first_token_timeout_s": 60}}}
+    # No rules: the default decides (the built-in weak-local-model rule would escalate this fact too).
+    policy = {"llm": {"default": "escalate", "rules": []}, "routes": {"provider": {"first_token_timeout_s": 60}}}
     router, local = _router(link, policy)
     decided = metrics.ROUTE_DECISIONS.labels(route="provider", reason="default")._value.get()
     words, route, fell_back = await _words(router, "How many legs does a spider have?")
