@@ -12,10 +12,9 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["TurnStats"]
+from edge_node.routing.router import REMOTE_ROUTES
 
-# Routes that answer from outside the node (the cloud tier, a direct provider): escalations.
-_REMOTE = frozenset({"cloud", "provider"})
+__all__ = ["TurnStats"]
 
 
 @dataclass(slots=True)
@@ -36,7 +35,7 @@ class TurnStats:
     def record(self, route: str, latency_s: float | None, now: float | None = None) -> None:
         """One finished turn: the route that answered it and its end-of-speech to first-audio time."""
         self.turns += 1
-        self.escalations += route in _REMOTE
+        self.escalations += route in REMOTE_ROUTES
         self.cache_hits += route == "cache"
         self._recent.append(_Turn(time.monotonic() if now is None else now, latency_s, route))
 
@@ -53,5 +52,7 @@ class TurnStats:
             "cache_hits_total": self.cache_hits,
             "recent_turns": recent,
             "first_audio_p95_s": round(p95, 3) if p95 is not None else None,
-            "escalation_ratio": round(sum(t.route in _REMOTE for t in self._recent) / recent, 3) if recent else None,
+            "escalation_ratio": round(sum(t.route in REMOTE_ROUTES for t in self._recent) / recent, 3)
+            if recent
+            else None,
         }

@@ -151,7 +151,7 @@ class ProviderLink:
                 raise ProviderError(f"provider {self.cfg.name} failed {where}: {detail}") from None
             finally:
                 await stream.aclose()
-            if produced == 0 and not (tool_calls and len(tool_calls) > 0):
+            if produced == 0 and not tool_calls:  # only calls is an answer too
                 self.breaker.failure()
                 metrics.PROVIDER_REQUESTS.labels(provider=self.cfg.name, result="empty").inc()
                 raise ProviderError(f"provider {self.cfg.name} ended without a word")

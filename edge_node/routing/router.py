@@ -62,7 +62,7 @@ _REMEMBERED = frozenset({Route.LOCAL_LLM, Route.CLOUD, Route.PROVIDER, Route.CAC
 # Answers worth storing for other devices: a model's, complete (a fallback's words answer something else).
 _STORED = frozenset({Route.LOCAL_LLM, Route.CLOUD, Route.PROVIDER})
 # Routes that answer from outside the node: a turn sent to one is an escalation.
-_REMOTE = frozenset({Route.CLOUD, Route.PROVIDER})
+REMOTE_ROUTES = frozenset({Route.CLOUD, Route.PROVIDER})
 
 
 class ChatBackend(Protocol):
@@ -399,7 +399,7 @@ class Router:
         choice, reason = self.choose(ctx, policy)
         route, reason = self._resolve(choice, reason, policy)
         metrics.ROUTE_DECISIONS.labels(route=route, reason=_reason_label(reason)).inc()
-        if route in _REMOTE:
+        if route in REMOTE_ROUTES:
             kind = "llm" if route == Route.CLOUD else "provider"
             metrics.ESCALATIONS.labels(kind=kind, reason=_reason_label(reason)).inc()
         messages = self._messages(ctx, language, policy)
@@ -547,7 +547,7 @@ class Router:
                     yield delta
                 return
             except BusyError:
-                if produced or nxt not in _REMOTE or not self._ready(nxt):
+                if produced or nxt not in REMOTE_ROUTES or not self._ready(nxt):
                     raise  # the reply says "busy" (nothing said yet) or ends (mid-answer)
                 ctx.log.info("route %s saturated: trying %s", step, nxt)
                 self._fell_back(result, step, nxt)
