@@ -23,6 +23,7 @@ handed out to the N worker threads as they finish their previous one. Inputs are
     xiaozhi-eval --components answers --language zh --out answers-zh.json
     xiaozhi-eval --components answers --language en --with-rules   # rules first, as on a node
     xiaozhi-eval --quality --out quality.json        # = answers, rules first, en and zh, + local_scores
+    xiaozhi-eval --semantic                          # the semantic cache on its paraphrase / near-miss banks
     xiaozhi-eval --quality --openai-url http://127.0.0.1:8100/v1 --model qwen-1.5b   # a remote model
 
 Each answer is put in a kind (``edge_node/routing/kinds.py``: fact, explain, advice, device,
@@ -573,6 +574,12 @@ def _parser() -> argparse.ArgumentParser:
         "with the local_scores block for routing.yaml",
     )
     parser.add_argument(
+        "--semantic",
+        action="store_true",
+        help="the semantic answer cache on bench/banks: paraphrase hit rate, false hits on near misses, "
+        "embedding cost, and a threshold sweep with and without the slot guard",
+    )
+    parser.add_argument(
         "--openai-url",
         default="",
         help="the answers component: score this OpenAI-compatible endpoint (up to /v1) instead of the local model",
@@ -606,6 +613,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.semantic:
+        return _semantic(args)
     if args.quality:
         args.components, args.with_rules = "answers", True
     languages = [x.strip() for x in (args.language or ("en,zh" if args.quality else "en")).split(",") if x.strip()]
@@ -659,6 +668,21 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)
+    return 0
+
+
+def _semantic(args: argparse.Namespace) -> int:
+    from bench import semantic_bank
+    from edge_node.config import load_config
+    from edge_node.engines.embedder import shared_embedder
+
+    cfg = load_config(args.config).cache.semantic
+    languages = [x.strip() for x in (args.language or "en,zh").split(",") if x.strip()]
+    results = semantic_bank.evaluate(shared_embedder(cfg.threads), languages)
+    semantic_bank.print_report(results, cfg.threshold)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump(semantic_bank.public(results, cfg.threshold), f, indent=2, ensure_ascii=False)
     return 0
 
 

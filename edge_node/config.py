@@ -288,10 +288,27 @@ class ToolsConfig(Settings):
     max_timers_per_device: int = Field(5, ge=0)
 
 
+class SemanticCacheConfig(Settings):
+    """The answer cache's semantic layer (docs/caching.md, "Answers by meaning"): a question that means
+    the same as a cached one is answered from it. A hit needs the cosine similarity of the two
+    questions' embeddings (multilingual-e5-small) at or above ``threshold`` and their slots (things,
+    attributes, numbers, negation) to agree."""
+
+    enabled: bool = True
+    # Chosen on bench/banks (xiaozhi-eval --semantic): every paraphrase the slot guard accepts is
+    # above it, and it keeps a margin under the guard for what the word lists do not know.
+    threshold: float = Field(0.92, gt=0, le=1)
+    max_entries: int = Field(20_000, ge=1)  # per language; the oldest is replaced first
+    threads: int = Field(1, ge=1)  # the embedding model's threads
+    # Share indexed questions through the L2 answer bucket (with cache.l2_enabled and a cloud link).
+    share: bool = True
+
+
 class CacheConfig(Settings):
     """L1 (in-process LRU), L3 (on disk) and L2 (shared, NATS KV) caches of TTS audio and reusable answers."""
 
     enabled: bool = True
+    semantic: SemanticCacheConfig = SemanticCacheConfig()
     l1_max_mb: int = Field(64, ge=0)
     # Empty: $XDG_CACHE_HOME (else ~/.cache) + /xiaozhi-edge.
     dir: str = ""

@@ -124,6 +124,19 @@ ENGINE_RESTARTS = Counter(
 
 # -- caches: tts | answer; level: l1 | l3 | l2 (looked up in that order); result: hit | miss ----
 CACHE_REQUESTS = Counter("xiaozhi_cache_requests_total", "Cache lookups", ["cache", "level", "result"])
+SEMANTIC_LOOKUPS = Counter(
+    "xiaozhi_semantic_cache_total",
+    "Semantic answer-cache lookups after an exact miss: hit, miss (nothing cached in the language), "
+    "below_threshold (nearest question not similar enough), slots_differ (similar, but about another "
+    "thing, number or negation: refused by the slot guard)",
+    ["result"],
+)
+SEMANTIC_EMBED_SECONDS = Histogram(
+    "xiaozhi_semantic_embed_seconds",
+    "Time to embed one question for the semantic cache (on its own thread)",
+    buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5),
+)
+SEMANTIC_ENTRIES = Gauge("xiaozhi_semantic_cache_entries", "Questions in the semantic index", ["language"])
 CACHE_BYTES = Gauge(
     "xiaozhi_cache_bytes",
     "What a cache holds per level (l1: memory, values plus per-entry overhead; l3: disk), bounded by "

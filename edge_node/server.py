@@ -318,6 +318,8 @@ class EdgeServer:
         await self.cloud.start()
         await self.routing.start()
         await self.revocations.start()
+        if self.caches.semantic_share is not None:
+            await self.caches.semantic_share.start()
         await self.heartbeat.start()
         await self.ctx.engines.start()
         s = self.cfg.server
@@ -391,6 +393,8 @@ class EdgeServer:
         await self.heartbeat.stop()
         await self.routing.stop()
         await self.revocations.stop()
+        if self.caches.semantic_share is not None:
+            await self.caches.semantic_share.stop()
         await self.cloud.stop()
         await self.provider.close()
         await self.ctx.engines.stop()

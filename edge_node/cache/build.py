@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING, Any
 from edge_node.cache.answers import AnswerCache
 from edge_node.cache.disk import DiskCache
 from edge_node.cache.lru import LruCache
+from edge_node.cache.semantic import SemanticIndex
 from edge_node.cache.tiered import TieredCache
 from edge_node.config import CacheConfig
 from shared.nats.subjects import CACHE_BUCKETS
 
 if TYPE_CHECKING:
     from edge_node.cloud_link.link import CloudLink
+    from edge_node.cloud_link.semantic_share import SemanticShare
 
 MB = 1024 * 1024
 # Share of each budget that goes to answers: text is small, audio is what fills a cache.
@@ -37,6 +39,7 @@ class Caches:
 
     tts: TieredCache | None = None
     answers: AnswerCache | None = None
+    semantic_share: SemanticShare | None = None
 
     @classmethod
     def build(cls, cfg: CacheConfig) -> Caches:
@@ -49,10 +52,17 @@ class Caches:
             DiskCache(root / "tts", int(l3 * (1 - ANSWER_SHARE))) if l3 > 0 else None,
             "tts",
         )
+        semantic = None
+        if cfg.semantic.enabled:
+            from edge_node.engines.embedder import shared_embedder  # the model loads only when used
+
+            sem = cfg.semantic
+            semantic = SemanticIndex(shared_embedder(sem.threads), sem.threshold, sem.max_entries)
         answers = AnswerCache(
             LruCache(int(l1 * ANSWER_SHARE)),
             DiskCache(root / "answer", int(l3 * ANSWER_SHARE)) if l3 > 0 else None,
             cfg.answer_ttl_s,
+            semantic,
         )
         return cls(tts, answers)
 
@@ -63,7 +73,13 @@ class Caches:
         if self.tts is not None:
             self.tts.l2 = KvCacheLevel(link, CACHE_BUCKETS["tts"], cfg.l2_ttl_s, cfg.l2_timeout_s)
         if self.answers is not None:
-            self.answers.tiered.l2 = KvCacheLevel(link, CACHE_BUCKETS["answer"], cfg.l2_ttl_s, cfg.l2_timeout_s)
+            level = KvCacheLevel(link, CACHE_BUCKETS["answer"], cfg.l2_ttl_s, cfg.l2_timeout_s)
+            self.answers.tiered.l2 = level
+            if self.answers.semantic is not None and cfg.semantic.share:
+                from edge_node.cloud_link.semantic_share import SemanticShare
+
+                self.semantic_share = SemanticShare(level, self.answers.semantic)
+                self.answers.on_indexed = self.semantic_share.publish
 
     def stats(self) -> dict[str, Any]:
         """Hits, misses and ratios per cache and level (``GET /stats``, the load generator)."""

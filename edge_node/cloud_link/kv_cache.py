@@ -78,6 +78,10 @@ class KvCacheLevel:
         return entry.value
 
     async def put(self, key: str, value: bytes) -> bool:
+        return await self.put_raw(self.kv_key(key), value)
+
+    async def put_raw(self, kv_key: str, value: bytes) -> bool:
+        """Store under a KV key as given (one a watcher can filter on, ``sem.<language>.<id>``)."""
         if len(value) > MAX_VALUE_BYTES:
             return False
         try:
@@ -87,7 +91,7 @@ class KvCacheLevel:
             # Through the domain's API prefix, as nats.go does: a plain publish to $KV.<bucket>.<key>
             # does not cross the leaf link to the hub's stream (nats-py's kv.put does the plain one).
             js = self.link.nc.jetstream(timeout=self.timeout_s * 4, domain=JS_DOMAIN)  # type: ignore[union-attr]
-            await js.publish(f"$JS.{JS_DOMAIN}.API.$KV.{self.bucket}.{self.kv_key(key)}", value)
+            await js.publish(f"$JS.{JS_DOMAIN}.API.$KV.{self.bucket}.{kv_key}", value)
             return True
         except (nats.errors.Error, TimeoutError, OSError) as exc:
             self.errors += 1

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from edge_node import metrics
+from edge_node.cache.answers import FoundAnswer
 from edge_node.cache.policy import is_reusable_question
 from edge_node.config import IntentConfig, LlmConfig, McpConfig, ToolsConfig
 from edge_node.engines.pool import BusyError
@@ -76,7 +77,7 @@ class ChatBackend(Protocol):
 
 
 class AnswerStore(Protocol):
-    async def get(self, question: str, language: str = "en") -> str | None: ...
+    async def find(self, question: str, language: str = "en") -> FoundAnswer | None: ...
     async def put(self, question: str, text: str, language: str = "en") -> None: ...
     def contains(self, question: str, language: str = "en") -> bool: ...
 
@@ -353,13 +354,16 @@ class Router:
         if self.policy.prompt_for(ctx.device_id, self.site, language) is not None:
             return None  # a persona of its own: the fleet's shared answers are in another voice
         try:
-            text = await self.answer_cache.get(ctx.text, language)
+            found = await self.answer_cache.find(ctx.text, language)
         except Exception as exc:  # noqa: BLE001 - a cache failure only means "ask the next route"
             ctx.log.warning("answer cache lookup failed: %r", exc)
             return None
-        if not text:
+        if found is None or not found.text:
             return None
-        return RouteResult(Route.CACHE, "answer cache hit", "neutral", _once(text))
+        if found.via is None:
+            return RouteResult(Route.CACHE, "answer cache hit", "neutral", _once(found.text))
+        ctx.log.info("semantic cache hit: %r answered as %r (%.3f)", ctx.text, found.via.question, found.via.similarity)
+        return RouteResult(Route.CACHE, "semantic cache hit", "neutral", _once(found.text))
 
     # -- the LLM step ---------------------------------------------------------------------------
     def choose(self, ctx: TurnContext, policy: RoutingPolicy) -> tuple[str, str]:

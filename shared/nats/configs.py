@@ -96,7 +96,8 @@ def edge_permissions(edge: str) -> dict[str, list[str]]:
 
     Publish: LLM and ASR requests and barge-in cancels (turn ids are random and only the edge and
     the worker see them), its own heartbeat, and through the hub's JetStream domain: read and watch
-    the routing and revoked-device buckets (cloud-written), read and write the shared cache buckets.
+    the routing and revoked-device buckets (cloud-written), read and write the shared cache buckets
+    and watch the answer bucket (the semantic index's entries).
     Nothing else of the JetStream API: an edge that could create a stream could capture other edges'
     subjects in it and read them back, and one that could delete one could wipe the fleet's routing;
     the cloud creates every bucket (``xiaozhi-cloud buckets``, the console). Subscribe: only
@@ -108,7 +109,9 @@ def edge_permissions(edge: str) -> dict[str, list[str]]:
         raise ValueError(f"an edge user must be one subject token ([A-Za-z0-9_-]), not {edge!r}")
     api = f"$JS.{JS_DOMAIN}.API"
     publish = [s.CLOUD_LLM, s.CLOUD_ASR, f"{s.CANCEL_PREFIX}.*", s.heartbeat_subject(edge)]
-    for bucket in (s.ROUTING_BUCKET, s.REVOKED_BUCKET):  # watched: an ordered consumer, flow control
+    # Watched: an ordered consumer, flow control. The answer bucket's ``sem.>`` keys are the fleet's
+    # semantic index (edge_node/cloud_link/semantic_share.py).
+    for bucket in (s.ROUTING_BUCKET, s.REVOKED_BUCKET, s.CACHE_BUCKETS["answer"]):
         stream = f"KV_{bucket}"
         publish += [
             *_kv_read(bucket),
