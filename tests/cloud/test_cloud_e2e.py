@@ -4,7 +4,7 @@ ASR worker (multilingual Whisper base) and two edge nodes with the bundled model
 
 The tests run in order and share the processes: escalation, a worker killed mid-answer, the leaf
 link cut and restored, a routing change through KV, a bad routing config refused, two edges sharing
-the L2 cache, and the cloud's ASR.
+the L2 cache and the semantic index, and the cloud's ASR.
 """
 
 from __future__ import annotations
@@ -293,6 +293,30 @@ async def test_two_edges_share_the_l2_cache(cloud: Cloud, edges: dict[str, EdgeP
     assert "route=cache" in _turn_lines(b, offset)[-1]
     assert second.sentences == first.sentences
     assert (await _stats(b))["caches"]["answer"]["l2"]["hits"] == before + 1
+
+
+async def test_a_paraphrase_on_another_edge_is_answered_from_the_shared_semantic_index(
+    cloud: Cloud, edges: dict[str, EdgeProcess]
+) -> None:
+    """A stores an answer and its question's vector in the hub; B, which never heard that question,
+    answers a rewording of it from the shared answer (L2) without running its LLM."""
+    a, b = edges["edge-a"], edges["edge-b"]
+
+    async def entries(edge: EdgeProcess) -> int:
+        return int((await _stats(edge))["caches"]["answer"]["semantic"]["entries"])
+
+    before = await entries(b)
+    first = await _text_turn(a, "aa:cc:00:00:00:0a", "What do pandas eat?")
+    assert first.sentences
+    deadline = time.monotonic() + 20
+    while await entries(b) <= before:  # A's entry reaches B through the hub's sem.> watch
+        assert time.monotonic() < deadline, "edge A's semantic entry never reached edge B"
+        await asyncio.sleep(0.2)
+    offset = b.log_offset()
+    second = await _text_turn(b, "aa:cc:00:00:00:0b", "What food do pandas eat?")
+    assert "semantic cache hit" in b.log_text()[offset:]
+    assert "route=cache" in _turn_lines(b, offset)[-1]
+    assert second.sentences == first.sentences
 
 
 async def test_cloud_asr_transcribes_for_the_edge(cloud: Cloud, edges: dict[str, EdgeProcess], tmp_path: Path) -> None:
