@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable
 
 from edge_node import metrics
-from edge_node.config import AdmissionConfig
+from edge_node.config import AdmissionConfig, QueueConfig
 from shared.settings import usable_cores
 
 
@@ -75,6 +75,17 @@ class CapacityModel:
         rate = len(self._starts) / window
         metrics.DEMAND.set(rate)
         return rate
+
+    def overloaded(self) -> bool:
+        """Turns have been arriving faster than the measured capacity serves them: a queue that only grows."""
+        return self.cfg.enabled and self.measured and self.demand() >= self.capacity()
+
+    def start_budget(self, queues: QueueConfig) -> float:
+        """Seconds after the end of speech by which a turn's ASR and LLM must start: a burst is queued
+        (``burst_wait_s``); an overloaded node answers "busy" sooner (``first_audio_budget_s``)."""
+        if self.overloaded():
+            return min(queues.first_audio_budget_s, queues.burst_wait_s)
+        return queues.burst_wait_s
 
     def admit(self, sessions: int, max_sessions: int) -> tuple[bool, str]:
         if sessions >= max_sessions:

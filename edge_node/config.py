@@ -325,11 +325,18 @@ class QueueConfig(Settings):
     """Bounds on the engine queues: a turn that cannot be served in time hears "busy" instead."""
 
     max_queue: int = Field(64, ge=1)
-    # A turn's ASR and LLM must each start within this many seconds of the end of speech, or the
-    # turn is answered "busy" right then: under overload the device hears that within a few
-    # seconds instead of an answer ten seconds late. (Once there are words to say, TTS is only
-    # held to tts_max_wait_s: dropping them would waste the work already done.)
+    # A burst (many devices asking at once) is queued and answered: a turn's ASR and LLM must each
+    # start within burst_wait_s of the end of speech, and a turn whose wait the stage predicts to be
+    # longer is answered "busy" at once rather than after the wait. When admission control measures
+    # the node as overloaded (turns arriving faster than its cores serve them: a queue that only
+    # grows), the bound is first_audio_budget_s instead, so the device hears "busy" within a few
+    # seconds rather than an answer ten seconds late. (Once there are words to say, TTS is only held
+    # to tts_max_wait_s: dropping them would waste the work already done.)
+    burst_wait_s: float = Field(4.5, gt=0)
     first_audio_budget_s: float = Field(3.0, gt=0)
+    # A turn still silent this many seconds after the end of speech hears a short filler ("One
+    # moment.", pre-encoded at start: no model runs) while it waits for its answer. 0: never.
+    filler_after_s: float = Field(1.5, ge=0)
     # Per stage, for every job (a reply's later sentences included).
     asr_max_wait_s: float = Field(4.0, gt=0)
     llm_max_wait_s: float = Field(6.0, gt=0)

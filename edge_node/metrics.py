@@ -124,6 +124,11 @@ ENGINE_RESTARTS = Counter(
 
 # -- caches: tts | answer; level: l1 | l3 | l2 (looked up in that order); result: hit | miss ----
 CACHE_REQUESTS = Counter("xiaozhi_cache_requests_total", "Cache lookups", ["cache", "level", "result"])
+FILLERS = Counter(
+    "xiaozhi_fillers_total",
+    "Turns that heard the short filler phrase because their answer was still queued "
+    "queues.filler_after_s after the end of speech (a burst: more turns at once than workers)",
+)
 SEMANTIC_LOOKUPS = Counter(
     "xiaozhi_semantic_cache_total",
     "Semantic answer-cache lookups after an exact miss: hit, miss (nothing cached in the language), "

@@ -61,6 +61,15 @@ class EdgeProcess:
         raise AssertionError(f"{needle!r} not in server log:\n{self.log_text()[after:][-3000:]}")
 
 
+def parse_cpus(spec: str) -> set[int]:
+    """"0-1,3" -> {0, 1, 3} (taskset -c syntax)."""
+    cpus: set[int] = set()
+    for part in spec.split(","):
+        lo, _, hi = part.strip().partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
 def spawn_edge(
     name: str = "loadgen-edge",
     env_extra: dict[str, str] | None = None,
@@ -68,12 +77,14 @@ def spawn_edge(
     log_dir: Path | None = None,
     config: str | None = None,
     fsize_bytes: int | None = None,
+    cpus: str | None = None,
 ) -> EdgeProcess:
     """Start an edge node on free ports with the bundled models; returns once it printed READY.
 
     ``fsize_bytes`` puts RLIMIT_FSIZE on the edge: every file it writes past that size fails with
     EFBIG, as writes to a full disk fail with ENOSPC (the fault tests). Its log then goes through a
     pipe (a pipe has no size limit) to a file this process writes, so the log stays complete.
+    ``cpus`` pins the node to those CPUs (``taskset -c`` syntax: "0", "0-1"); it sizes its pools to them.
     """
     log_dir = log_dir or ROOT / "test-artifacts"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -88,11 +99,15 @@ def spawn_edge(
         temp_cache = Path(tempfile.mkdtemp(prefix=f"{name}-cache-"))
         env["XIAOZHI__CACHE__DIR"] = str(temp_cache)
     limit = None
-    if fsize_bytes is not None:
+    pin = parse_cpus(cpus) if cpus else None
+    if fsize_bytes is not None or pin is not None:
         size = fsize_bytes
 
         def limit() -> None:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+            if size is not None:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+            if pin is not None:
+                os.sched_setaffinity(0, pin)
 
     with log_path.open("w", encoding="utf-8") as log_file:
         proc = subprocess.Popen(
@@ -101,7 +116,7 @@ def spawn_edge(
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
-            stderr=log_file if limit is None else subprocess.PIPE,
+            stderr=log_file if fsize_bytes is None else subprocess.PIPE,
             text=True,
             preexec_fn=limit,
         )

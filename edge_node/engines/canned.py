@@ -1,4 +1,5 @@
-"""Phrases the node says without running TTS at turn time: the busy answer and the slow-down answer.
+"""Phrases the node says without running TTS at turn time: the busy answer, the slow-down answer and
+the filler a queued turn hears while it waits.
 
 When the node is saturated, the answer that says so must not need the stage that is saturated; a
 device over its turn rate must not cost TTS either. Both are synthesised and encoded once, at start.
@@ -27,6 +28,7 @@ class CannedSpeech:
     busy: SpeechAudio | None = None
     slow_down: SpeechAudio | None = None
     by_language: dict[str, tuple[SpeechAudio | None, SpeechAudio | None]] = field(default_factory=dict)
+    fillers: dict[str, SpeechAudio] = field(default_factory=dict)
 
     def for_language(self, language: str) -> tuple[SpeechAudio | None, SpeechAudio | None]:
         """(busy, slow down) in ``language``, else the default ones."""
@@ -38,6 +40,9 @@ class CannedSpeech:
     def slow_down_in(self, language: str) -> SpeechAudio | None:
         return self.for_language(language)[1]
 
+    def filler_in(self, language: str) -> SpeechAudio | None:
+        return self.fillers.get(language) or next(iter(self.fillers.values()), None)
+
     @classmethod
     def prepare(cls, engines: Engines, cfg: EdgeConfig) -> CannedSpeech:
         """Synthesise and encode the phrases on the loading thread, before any device connects: each
@@ -46,6 +51,7 @@ class CannedSpeech:
         audio = cfg.audio
         rate, frame_ms = audio.downlink_sample_rate, audio.downlink_frame_ms
         by_language: dict[str, tuple[SpeechAudio | None, SpeechAudio | None]] = {}
+        fillers: dict[str, SpeechAudio] = {}
         for language in engines.languages:
             if language == "en":
                 busy_text, slow_text = cfg.queues.busy_message, cfg.limits.slow_down_message
@@ -59,5 +65,10 @@ class CannedSpeech:
             if slow_down is not None:
                 slow_down.text = slow_down_text
             by_language[language] = (busy, slow_down)
+            if cfg.queues.filler_after_s > 0:
+                filler_text = say(language, "filler")
+                filler = engines.synthesize_blocking(for_speech(filler_text, language), rate, frame_ms, language)
+                filler.text = filler_text
+                fillers[language] = filler
         first = by_language.get("en") or next(iter(by_language.values()))
-        return cls(first[0], first[1], by_language)
+        return cls(first[0], first[1], by_language, fillers)

@@ -87,6 +87,10 @@ class StagePool(Generic[M]):
         self.busy_rejections = 0
         self.failures = 0
         self.restarts = 0
+        self.running = 0  # jobs on a worker now (under the lock)
+        # Seconds a job holds a worker, smoothed: what a queued job's wait is predicted from. Starts
+        # at 0 (no refusal by prediction before anything was measured).
+        self.job_s = 0.0
         self._reload = reload
         self.reserved_first = max(0, min(reserved_first, len(models) - 1))
         self._threads = [
@@ -103,6 +107,16 @@ class StagePool(Generic[M]):
     def depth(self) -> int:
         with self._cv:
             return len(self._heap)
+
+    def _predicted_wait(self, priority: int) -> float:
+        """Seconds until a new job of ``priority`` would start (under the lock): the jobs ahead of it
+        go through the workers ``job_s`` at a time, the running ones half done on average."""
+        ahead = sum(1 for job in self._heap if job.priority <= priority and not job.abandoned)
+        workers = len(self.models) if priority == FIRST else len(self.models) - self.reserved_first
+        free = max(0, workers - self.running)
+        if ahead < free:
+            return 0.0
+        return (ahead - free + 0.5) * self.job_s / max(1, workers)
 
     async def run(self, fn: Callable[[M], T], priority: int = NORMAL, deadline: float | None = None) -> T:
         """Run ``fn(model)`` on a worker; raises BusyError when the queue is full or too slow.
@@ -123,6 +137,11 @@ class StagePool(Generic[M]):
             if len(self._heap) >= self.max_queue:
                 self._reject("queue full")
                 raise BusyError(self.stage, f"{len(self._heap)} jobs queued")
+            predicted = self._predicted_wait(priority)
+            if now + predicted > start_by:
+                # Say "busy" now rather than after waiting out the bound for the same answer.
+                self._reject("predicted wait")
+                raise BusyError(self.stage, f"predicted wait {predicted:.1f} s, over the {start_by - now:.1f} s left")
             heapq.heappush(self._heap, job)
             metrics.QUEUE_DEPTH.labels(stage=self.stage).set(len(self._heap))
             # Every waiting worker re-checks: a reserved one may not take this job, another may.
@@ -165,6 +184,7 @@ class StagePool(Generic[M]):
                 if job.abandoned or job.future.cancelled():
                     continue
                 job.started = True
+                self.running += 1
             metrics.QUEUE_WAIT_SECONDS.labels(stage=self.stage).observe(time.monotonic() - job.enqueued)
             started = time.perf_counter()
             priority.use_priority(job.priority == FIRST)
@@ -173,12 +193,18 @@ class StagePool(Generic[M]):
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
                 self.failures += 1  # counted before the caller hears of it
                 metrics.ENGINE_FAILURES.labels(stage=self.stage).inc()
+                self._finished(time.perf_counter() - started)
                 self._settle(job, error=exc)
-                metrics.STAGE_SECONDS.labels(stage=self.stage).observe(time.perf_counter() - started)
                 self._replace(index, exc)
                 continue
+            self._finished(time.perf_counter() - started)  # before the caller hears: its next job sees it
             self._settle(job, result=result)
-            metrics.STAGE_SECONDS.labels(stage=self.stage).observe(time.perf_counter() - started)
+
+    def _finished(self, elapsed: float) -> None:
+        metrics.STAGE_SECONDS.labels(stage=self.stage).observe(elapsed)
+        with self._cv:
+            self.running -= 1
+            self.job_s = elapsed if self.job_s == 0 else 0.8 * self.job_s + 0.2 * elapsed
 
     def _replace(self, index: int, exc: BaseException) -> None:
         """On the worker's thread, after its instance raised: replace the instance when the pool can

@@ -15,6 +15,7 @@ PHRASES: dict[str, dict[str, str]] = {
     "en": {
         "greeting": "Hi! How can I help you?",
         "busy": "Sorry, I'm busy right now. Please ask me again in a moment.",
+        "filler": "One moment.",
         "slow_down": "You're asking very quickly. Please wait a moment before the next question.",
         "apology": "Sorry, I can't answer that right now.",
         "cut_off": "Sorry, I lost the rest of that answer.",
@@ -37,6 +38,7 @@ PHRASES: dict[str, dict[str, str]] = {
     "zh": {
         "greeting": "你好！有什么可以帮你的吗？",
         "busy": "抱歉，我现在有点忙，请稍后再问我。",
+        "filler": "稍等一下。",
         "slow_down": "你问得太快了，请稍等一下再问下一个问题。",
         "apology": "抱歉，我现在无法回答这个问题。",
         "cut_off": "抱歉，后面的回答丢失了。",

@@ -27,8 +27,12 @@ class ReplyOutput:
         self._on_first_audio = on_first_audio
         self.started = False  # tts/start sent
         self.stopped = False  # tts/stop sent (or being sent)
-        self.first_audio_at: float | None = None
+        self.first_audio_at: float | None = None  # the answer's, not a filler's
+        self.filler_at: float | None = None
+        self.sentences = 0  # tts/sentence_start sent (a filler's included)
         self.pacer: Pacer | None = None
+        self._emotion = ""
+        self._in_filler = False
 
     async def _send(self, msg: dict[str, object]) -> bool:
         return await self._port.send_json(msg, gen=self._gen)
@@ -37,18 +41,37 @@ class ReplyOutput:
         await self._send(msgs.stt(self._port.session_id, text))
 
     async def start(self, emotion: str) -> None:
-        """``tts/start`` and the emotion, once per reply."""
+        """``tts/start`` and the emotion, once per reply (after a filler: the answer's emotion only)."""
         if self.started:
+            if self._in_filler is False and self._emotion == "thinking" and emotion != self._emotion:
+                self._emotion = emotion
+                await self._send(msgs.llm_emotion(self._port.session_id, emotion))
             return
         self.started = True
+        self._emotion = emotion
         await self._send(msgs.tts_start(self._port.session_id))
         await self._send(msgs.llm_emotion(self._port.session_id, emotion))
 
+    async def filler(self, text: str, packets: list[bytes]) -> None:
+        """A short phrase while the answer is still being prepared. Its audio is not the answer's first
+        audio (the latency metrics measure the answer); the answer continues on the same pacer, so the
+        device's queue holds one pre-buffer, not two."""
+        self._in_filler = True
+        try:
+            await self.start("thinking")
+            await self.sentence(text)
+            await self.play(packets)
+        finally:
+            self._in_filler = False
+
     async def sentence(self, text: str) -> None:
+        self.sentences += 1
         await self._send(msgs.tts_sentence_start(self._port.session_id, text))
 
     def new_pacer(self) -> Pacer:
-        """Pacing restarts (with its prebuffer) for each spoken answer."""
+        """Pacing restarts (with its prebuffer) for each spoken answer, unless a filler is playing on it."""
+        if self.pacer is not None and self.filler_at is not None:
+            return self.pacer
         self.pacer = Pacer(self._audio.downlink_frame_ms, self._audio.prebuffer_packets, self._send_audio)
         return self.pacer
 
@@ -69,6 +92,9 @@ class ReplyOutput:
 
     async def _send_audio(self, packet: bytes) -> None:
         sent = await self._port.send_audio(packet, gen=self._gen)
+        if sent and self._in_filler:
+            self.filler_at = self.filler_at or time.monotonic()
+            return
         if sent and self.first_audio_at is None:
             self.first_audio_at = time.monotonic()
             self._on_first_audio(self.first_audio_at)

@@ -78,8 +78,11 @@ class Reply:
         self.out = ReplyOutput(port, gen, services.audio, self._first_audio)
         self.task: asyncio.Task[None] | None = None
         self.done = asyncio.Event()
-        # The first audio must be on its way by then, or the turn is answered "busy" (queues.first_audio_budget_s).
-        self.deadline = turn.ended_at + services.queues.first_audio_budget_s
+        # ASR and the LLM must have started by then, or the turn is answered "busy" (queues.burst_wait_s;
+        # first_audio_budget_s when the node is overloaded).
+        self.deadline = turn.ended_at + services.capacity.start_budget(services.queues)
+        self._filler: asyncio.Task[None] | None = None
+        self._filler_playing = False
 
     @property
     def route(self) -> Route:
@@ -128,6 +131,10 @@ class Reply:
             if self.turn.say is not None:
                 await self._announce(self.turn.say)
                 return
+            if services.queues.filler_after_s > 0:
+                self._filler = asyncio.get_running_loop().create_task(
+                    self._filler_when_slow(), name=f"filler-{self.gen}"
+                )
             text = await self._user_text()
             if not text:
                 port.log.info("turn: no words recognised, listening again")
@@ -181,6 +188,8 @@ class Reply:
             port.log.exception("turn failed in route %s: %r", self.route, exc)
             await self._apologise()
         finally:
+            if self._filler is not None:
+                self._filler.cancel()
             self.done.set()
             services.capacity.turn_finished()
             if self.state in (ReplyState.DONE, ReplyState.FAILED):
@@ -216,8 +225,34 @@ class Reply:
         text, self.language = await self.services.router.confirm_transcript(result, self.turn.pcm, self.port.log)
         return text
 
+    async def _filler_when_slow(self) -> None:
+        """A turn still silent ``queues.filler_after_s`` after the end of speech (queued behind a burst)
+        hears a short pre-encoded phrase, so the user knows they were heard."""
+        delay = self.turn.ended_at + self.services.queues.filler_after_s - time.monotonic()
+        await asyncio.sleep(max(0.0, delay))
+        filler = self.services.canned.filler_in(self.port.language)
+        if self.out.sentences or not self.active or filler is None:
+            return  # the answer (or "busy") has begun
+        self._filler_playing = True
+        metrics.FILLERS.inc()
+        self.port.log.info(
+            "turn still waiting %.1f s after the end of speech: filler", time.monotonic() - self.turn.ended_at
+        )
+        await self.out.filler(filler.text, filler.packets)
+
+    async def _settle_filler(self) -> None:
+        """Before the answer (or "busy"): a filler not begun yet is dropped, one playing is let finish
+        (a phrase cut off mid-word sounds broken; it is short)."""
+        task = self._filler
+        if task is None or task.done():
+            return
+        if not self._filler_playing:
+            task.cancel()
+        await asyncio.wait({task})  # never raises: this reply's own cancellation still propagates
+
     async def _say_canned(self, canned: SpeechAudio | None, emotion: str) -> None:
         """Play a pre-encoded answer (busy, slow down: no engine needed) and end the turn."""
+        await self._settle_filler()
         with contextlib.suppress(Exception):
             await self.out.start(emotion)
             if canned is not None:
@@ -229,6 +264,7 @@ class Reply:
     async def _apologise(self) -> None:
         """After a failure mid-turn, end the turn the device is waiting for, spoken if possible."""
         language = self.port.language
+        await self._settle_filler()
         with contextlib.suppress(Exception):
             await self.out.start("sad")
             await self._speak(_once(say(language, "apology")), language)
@@ -310,6 +346,8 @@ class Reply:
             while (item := await speech.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item
+                if not self.reply_text:
+                    await self._settle_filler()
                 self.reply_text.append(item.text)
                 await self.out.sentence(item.text)
                 await self.out.play(item.packets)

@@ -472,7 +472,7 @@ class Session:
         if event.pcm is None or not event.pcm.size:
             return
         voice_end = event.voice_end
-        deadline = voice_end + self.ctx.cfg.queues.first_audio_budget_s
+        deadline = voice_end + self.ctx.capacity.start_budget(self.ctx.cfg.queues)
         task = asyncio.get_running_loop().create_task(self.ctx.engines.transcribe(event.pcm, deadline))
         # Retrieve the outcome even when nobody awaits it (speech resumed): no "never retrieved" noise.
         task.add_done_callback(lambda t: t.cancelled() or t.exception())

@@ -194,11 +194,14 @@ def node(
         tts_by_language={lang: [tts] for lang, (_llm, tts) in extra.items()},
     )
     audio = config.audio
+    filler = engines.synthesize_blocking("One moment.", audio.downlink_sample_rate, audio.downlink_frame_ms)
+    filler.text = "One moment."
     canned = CannedSpeech(
         engines.synthesize_blocking(config.queues.busy_message, audio.downlink_sample_rate, audio.downlink_frame_ms),
         engines.synthesize_blocking(
             config.limits.slow_down_message, audio.downlink_sample_rate, audio.downlink_frame_ms
         ),
+        fillers={"en": filler},
     )
     answers = AnswerCache(LruCache(1 << 20), None, config.cache.answer_ttl_s)
     router = Router(

@@ -109,7 +109,7 @@ async def test_barge_in_silences_the_reply_and_frees_the_model() -> None:
 
 async def test_a_turn_that_cannot_start_in_time_hears_busy() -> None:
     slow = profile(reply=" ".join(["word"] * 200) + ".", per_token_s=0.02)
-    with node(slow, queues={"first_audio_budget_s": 0.3}) as services:
+    with node(slow, queues={"burst_wait_s": 0.3}) as services:
         holder = RecordingPort()
         long = Reply(holder, services, holder.gen, text_turn("Tell me a long story about a dragon."))
         long.start()
@@ -123,6 +123,36 @@ async def test_a_turn_that_cannot_start_in_time_hears_busy() -> None:
         holder.gen += 1
         long.interrupt("test over")
         await asyncio.wait_for(holder.finished.wait(), 2)
+
+
+async def test_a_burst_within_the_bound_is_queued_answered_and_hears_a_filler_meanwhile() -> None:
+    """The only LLM worker is taken for about a second: a turn behind it waits (within burst_wait_s)
+    instead of hearing "busy", says "One moment." once it has waited filler_after_s, then speaks the
+    answer on the same tts start/stop. The answer's first audio is measured after the filler's."""
+    slow = profile(reply=" ".join(["word"] * 40) + ".", per_token_s=0.02)  # ~0.8 s of generation
+    with node(slow, queues={"burst_wait_s": 5.0, "filler_after_s": 0.3}) as services:
+        holder = RecordingPort()
+        long = Reply(holder, services, holder.gen, text_turn("Tell me a long story about a dragon."))
+        long.start()
+        await _until(lambda: holder.audio_packets() > 0)
+        port = RecordingPort()
+        reply = await run_turn(services, port, text_turn(QUESTION))
+        assert reply.state == ReplyState.DONE and reply.route == Route.LOCAL_LLM
+        assert port.sentences()[0] == "One moment." and " ".join(port.sentences()[1:]) == " ".join(["word"] * 40) + "."
+        order = port.order()
+        assert order[:5] == ["stt", "tts:start", "llm", "tts:sentence_start", "audio"]
+        assert order.count("tts:start") == 1 and order.count("tts:stop") == 1 and order[-1] == "tts:stop"
+        assert reply.out.filler_at is not None and reply.first_audio_at is not None
+        assert reply.first_audio_at > reply.out.filler_at
+        await asyncio.wait_for(holder.finished.wait(), 10)
+
+
+async def test_a_quick_answer_hears_no_filler() -> None:
+    with node(queues={"filler_after_s": 0.5}) as services:
+        port = RecordingPort()
+        reply = await run_turn(services, port, text_turn(QUESTION))
+        assert reply.state == ReplyState.DONE and "One moment." not in port.sentences()
+        assert port.order() == SPOKEN and reply.out.filler_at is None
 
 
 async def test_a_device_over_its_turn_rate_hears_the_slow_down_phrase() -> None:

@@ -67,3 +67,23 @@ def test_session_limit_and_switch() -> None:
     for _ in range(1000):
         m.turn_started()
     assert m.admit(sessions=1, max_sessions=10)[0]
+
+
+def test_a_burst_is_queued_until_the_node_is_measured_overloaded() -> None:
+    """A burst on a node that keeps up waits up to burst_wait_s; once the measured demand reaches the
+    measured capacity (a queue that only grows), turns get the shorter first_audio_budget_s."""
+    from edge_node.config import QueueConfig
+
+    queues = QueueConfig(burst_wait_s=4.5, first_audio_budget_s=3.0)
+    v = Virtual()
+    m = _model(v, cpu_s_per_turn_prior=2.0, target_utilization=1.0, window_s=10, min_turns_per_sample=5)
+    for _ in range(20):
+        m.turn_started()
+    assert m.start_budget(queues) == 4.5, "a prior is not a measurement: no refusals on a guess"
+    for _ in range(5):
+        m.turn_finished()
+    v.cpu_s += 10.0  # 2 CPU-s per turn, measured: capacity 1 turn/s against 2 turns/s arriving
+    m.sample()
+    assert m.overloaded() and m.start_budget(queues) == 3.0
+    v.t += 11  # the burst is over
+    assert not m.overloaded() and m.start_budget(queues) == 4.5

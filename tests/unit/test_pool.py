@@ -201,3 +201,31 @@ def test_thread_priority_follows_the_job(monkeypatch: pytest.MonkeyPatch) -> Non
     assert seen[:2] == [0, priority.TAIL_NICE]
     assert seen[2] == 0 or not priority.enabled()
     priority.set_enabled(True)
+
+
+async def test_a_job_predicted_to_start_too_late_is_refused_at_once() -> None:
+    """Jobs that held the worker ~0.3 s each, three queued: a job that must start within 0.5 s is
+    told "busy" now, not after waiting out its 0.5 s; one with room enough is queued and runs."""
+    model = FakeModel()
+    pool = StagePool("t", [model], max_wait_s=30)
+
+    def slow(m: FakeModel, tag: str) -> str:
+        time.sleep(0.3)
+        m.ran.append(tag)
+        return tag
+
+    try:
+        model.gate.set()
+        await pool.run(lambda m: slow(m, "measure"))
+        assert 0.25 < pool.job_s < 1.0
+        queued = [asyncio.create_task(pool.run(lambda m, i=i: slow(m, f"q{i}"), FIRST)) for i in range(4)]
+        await asyncio.sleep(0.05)  # one running, three waiting: ~0.9 s before a new job starts
+        started = time.monotonic()
+        with pytest.raises(BusyError, match="predicted wait"):
+            await pool.run(lambda m: slow(m, "late"), FIRST, deadline=time.monotonic() + 0.5)
+        assert time.monotonic() - started < 0.1, "refused only after waiting"
+        assert await pool.run(lambda m: slow(m, "fits"), FIRST, deadline=time.monotonic() + 10) == "fits"
+        await asyncio.gather(*queued)
+        assert "late" not in model.ran and pool.running == 0
+    finally:
+        pool.close()
