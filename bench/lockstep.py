@@ -164,7 +164,12 @@ async def _measure(url: str, n: int, rounds: int, questions: list[str], timeout_
 
 
 def run(
-    devices: list[int], rounds: int, env: dict[str, str], cpus: str = "", timeout_s: float = 60
+    devices: list[int],
+    rounds: int,
+    env: dict[str, str],
+    cpus: str = "",
+    timeout_s: float = 60,
+    root: Path | None = None,
 ) -> list[dict[str, Any]]:
     if max(devices) * rounds > len(QUESTIONS):
         raise SystemExit(
@@ -174,7 +179,7 @@ def run(
         synthesize_16k(q)  # the speech bank, before any node runs
     results = []
     for n in devices:
-        edge = spawn_edge(f"lockstep-{n}", env, cpus=cpus or None)
+        edge = spawn_edge(f"lockstep-{n}", env, cpus=cpus or None, root=root)
         try:
             result = asyncio.run(_measure(edge.url, n, rounds, QUESTIONS, timeout_s))
         finally:
@@ -198,10 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=2, help="bursts per device count (each with new questions)")
     p.add_argument("--edge-env", action="append", default=[], metavar="K=V", help="environment for the node")
     p.add_argument("--taskset", default="", metavar="CPUS", help="pin the node to these CPUs (taskset -c syntax)")
+    p.add_argument("--edge-root", metavar="DIR", help="run the node from this checkout (a before/after comparison)")
     p.add_argument("--out", metavar="FILE", help="write the results as JSON")
     args = p.parse_args(argv)
     env = dict(kv.split("=", 1) for kv in args.edge_env)
-    results = run([int(x) for x in args.devices.split(",") if x], args.rounds, env, args.taskset)
+    devices = [int(x) for x in args.devices.split(",") if x]
+    results = run(devices, args.rounds, env, args.taskset, root=Path(args.edge_root) if args.edge_root else None)
     print("| devices | turns | busy | p50 / p90 first audio (ms) | fillers |")
     print("|---|---|---|---|---|")
     for r in results:

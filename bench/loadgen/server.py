@@ -62,7 +62,7 @@ class EdgeProcess:
 
 
 def parse_cpus(spec: str) -> set[int]:
-    """"0-1,3" -> {0, 1, 3} (taskset -c syntax)."""
+    """ "0-1,3" -> {0, 1, 3} (taskset -c syntax)."""
     cpus: set[int] = set()
     for part in spec.split(","):
         lo, _, hi = part.strip().partition("-")
@@ -78,6 +78,7 @@ def spawn_edge(
     config: str | None = None,
     fsize_bytes: int | None = None,
     cpus: str | None = None,
+    root: Path | None = None,
 ) -> EdgeProcess:
     """Start an edge node on free ports with the bundled models; returns once it printed READY.
 
@@ -85,6 +86,7 @@ def spawn_edge(
     EFBIG, as writes to a full disk fail with ENOSPC (the fault tests). Its log then goes through a
     pipe (a pipe has no size limit) to a file this process writes, so the log stays complete.
     ``cpus`` pins the node to those CPUs (``taskset -c`` syntax: "0", "0-1"); it sizes its pools to them.
+    ``root``: run the node from another checkout (an older commit, for a before/after comparison).
     """
     log_dir = log_dir or ROOT / "test-artifacts"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +115,7 @@ def spawn_edge(
         proc = subprocess.Popen(
             [sys.executable, "-m", "edge_node", "serve", "--port", "0", "--http-port", "0"]
             + (["--config", str(Path(config).resolve())] if config else []),
-            cwd=ROOT,
+            cwd=root or ROOT,
             env=env,
             stdout=subprocess.PIPE,
             stderr=log_file if fsize_bytes is None else subprocess.PIPE,

@@ -6,7 +6,7 @@ replies that are already playing (and are well ahead of playback anyway). Linux 
 have its own nice value, so an engine thread runs at nice 0 for FIRST work and at ``TAIL_NICE``
 for the rest; an LLM thread drops to ``TAIL_NICE`` once its reply's first clause is out.
 
-Going back from nice 10 to 0 needs the right to raise priority (root, CAP_SYS_NICE, or
+Going back from the tail nice value to 0 needs the right to raise priority (root, CAP_SYS_NICE, or
 ``LimitNICE=20`` in the systemd unit). Without it the first attempt fails, the feature turns itself
 off for the process (one log line) and every thread stays at its normal priority.
 """
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["TAIL_NICE", "demote", "enabled", "set_enabled", "use_priority"]
 
-TAIL_NICE = 10
+TAIL_NICE = 19
 _local = threading.local()
 _enabled = hasattr(os, "setpriority") and hasattr(threading, "get_native_id")
 
