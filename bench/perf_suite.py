@@ -1,6 +1,6 @@
 """Every figure of docs/performance.md, measured in one run on this machine.
 
-    .venv/bin/python -m bench.perf_suite --out perf-results [--quick]
+    .venv/bin/python -m bench.perf_suite --out perf-results [--quick] [--only semantic,lockstep,cores]
 
 Runs, one after the other (each load run spawns its own edge node with a cold cache, so no two
 runs share a CPU or a cache):
@@ -14,7 +14,15 @@ runs share a CPU or a cache):
    in the same run;
 5. ``saturation-nocache``: the same load with the caches off (what the caches are worth);
 6. ``idle``: 1000 idle connections (memory per connection);
-7. ``streams``: 150 devices streaming through the VAD while 10 devices talk (pacing jitter).
+7. ``streams``: 150 devices streaming through the VAD while 10 devices talk (pacing jitter, the
+   event loop's share of a core);
+8. ``semantic``: the semantic cache on its paraphrase and near-miss banks (hit rate, false hits);
+9. ``saturation-paraphrase`` and ``saturation-paraphrase-nosemantic``: saturation on the mix whose
+   everyday questions come in many wordings, with the semantic cache on and off;
+10. ``lockstep``: N devices ending a different open question at the same instant (2-16);
+11. ``cores-1`` and ``cores-2``: the same load with the node pinned to one core and to two (the
+    load generator pinned to the second core in both runs, so it takes from the 2-core node only:
+    the ratio is a lower bound).
 
 Every run's JSON lands in ``--out``; ``summary.md`` there holds the tables. ``--quick`` shortens
 everything (a check that the suite works, not figures to quote).
@@ -33,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+STEPS = ("asr_window", "eval", "sweep", "saturation", "idle", "streams", "semantic", "lockstep", "cores")
 PY = sys.executable
 
 
@@ -48,6 +57,10 @@ def _loadgen(out: Path, name: str, extra: list[str]) -> dict[str, Any] | None:
     report = out / f"{name}.json"
     _run([PY, "-m", "bench.loadgen.cli", "--spawn", "--quiet", "--out", str(report), *extra], out / f"{name}.log")
     return json.loads(report.read_text()) if report.is_file() else None
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _f(x: Any, nd: int = 0) -> str:
@@ -130,7 +143,71 @@ def summary(results: dict[str, Any]) -> str:
             f"**{streams['pacing_jitter_ms']['p99']} ms**; VAD tick mean {vad.get('mean_ms')} ms, VAD thread "
             f"{cpu.get('vad')} CPU-s, event loop {cpu.get('event_loop')} CPU-s over {streams['duration_s']} s"
         )
+        loop = cpu.get("event_loop")
+        if loop is not None and streams.get("duration_s"):
+            lines.append(f"event loop: **{100 * loop / streams['duration_s']:.1f} % of a core** at that load")
+    lines += _semantic_lines(results)
     return "\n".join(lines) + "\n"
+
+
+def serial_fraction(ratio: float) -> float:
+    """Amdahl's serial fraction from the 2-core / 1-core throughput ratio: ratio = 2 / (1 + s)."""
+    return max(0.0, 2.0 / ratio - 1.0)
+
+
+def _semantic_lines(results: dict[str, Any]) -> list[str]:
+    """The issue-19 figures: semantic cache banks and throughput, lockstep bursts, cores."""
+    lines: list[str] = []
+    sem = results.get("semantic")
+    if sem:
+        lines += ["", "| semantic cache bank | paraphrases hit | false hits / near misses | embedding median ms |"]
+        lines.append("|---|---|---|---|")
+        for name, r in sem.items():
+            t = r["at_threshold"]
+            rate = 100 * t["paraphrase_hits"] / t["paraphrases"]
+            lines.append(
+                f"| {name} | {t['paraphrase_hits']}/{t['paraphrases']} ({rate:.1f} %) "
+                f"| {len(t['false_hits'])} / {r['near_misses']} | {r['embed_ms_median']} |"
+            )
+    on, off = results.get("saturation-paraphrase"), results.get("saturation-paraphrase-nosemantic")
+    if on and off:
+        lines += [
+            "",
+            "| paraphrase mix at saturation | turns/s | answered turns/s | busy turns | refused handshakes | CPU % "
+            "| overhead % of thread CPU |",
+            "|---|---|---|---|---|---|---|",
+            _server_row(f"semantic cache on, {on['devices']} devices", on),
+            _server_row(f"semantic cache off, {off['devices']} devices", off),
+        ]
+        if off["answered_turns_per_s"]:
+            ratio = on["answered_turns_per_s"] / off["answered_turns_per_s"]
+            lines.append(f"\nanswered turns/s, semantic cache on / off: **{ratio:.2f}x**")
+    lock = results.get("lockstep")
+    if lock:
+        lines += ["", "| lockstep devices | turns | busy | first audio p50 / p90 ms | fillers |"]
+        lines.append("|---|---|---|---|---|")
+        for r in lock:
+            lines.append(
+                f"| {r['devices']} | {r['turns']} | {r['busy']} "
+                f"| {r['first_audio_p50_ms']} / {r['first_audio_p90_ms']} | {r['fillers']} |"
+            )
+    one, two = results.get("cores-1"), results.get("cores-2")
+    if one and two:
+        lines += [
+            "",
+            "| node pinned to | turns/s | answered turns/s | busy turns | refused handshakes | CPU % "
+            "| overhead % of thread CPU |",
+            "|---|---|---|---|---|---|---|",
+            _server_row("1 core", one),
+            _server_row("2 cores", two),
+        ]
+        if one["answered_turns_per_s"]:
+            ratio = two["answered_turns_per_s"] / one["answered_turns_per_s"]
+            lines.append(
+                f"\n2-core / 1-core answered turns/s: **{ratio:.2f}x** (Amdahl serial fraction "
+                f"{serial_fraction(ratio):.3f})"
+            )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="short runs: checks the suite, not figures to quote")
     p.add_argument("--sweep", default="10,20,30,45,60", help="device counts for the first-audio sweep")
     p.add_argument("--saturation-devices", type=int, default=90)
+    p.add_argument("--only", default="", help=f"comma-separated steps to run (default all: {', '.join(STEPS)})")
+    p.add_argument("--cores-devices", type=int, default=60, help="devices for the 1-core / 2-core runs (saturate both)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -151,53 +230,94 @@ def main(argv: list[str] | None = None) -> int:
         "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "host": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
     }
-    _run(
-        [
-            PY,
-            "-m",
-            "bench.asr_window",
-            "--threads",
-            "1",
-            "--repeats",
-            "1" if q else "3",
-            "--json",
-            str(out / "asr_window.json"),
-        ],
-        out / "asr_window.log",
-    )
-    _run(
-        [
-            PY,
-            "-m",
-            "bench.evaluator",
-            "--components",
-            "vad,asr,llm,tts",
-            "--workers",
-            "2",
-            "--requests",
-            "10" if q else "40",
-            "--out",
-            str(out / "eval.json"),
-        ],
-        out / "eval.log",
-    )
+    only = {x.strip() for x in args.only.split(",") if x.strip()} or set(STEPS)
+    unknown = only - set(STEPS)
+    if unknown:
+        p.error(f"--only: unknown steps {sorted(unknown)} (known: {', '.join(STEPS)})")
     warm = ["--warmup", "20" if q else "60"]
-    for n in [int(x) for x in args.sweep.split(",") if x]:
-        results[f"devices-{n}"] = _loadgen(
-            out, f"devices-{n}", ["--devices", str(n), "--duration", dur, "--ramp", "15", "--rate", "4/min", *warm]
-        )
-    results["devices-30-cold"] = _loadgen(
-        out, "devices-30-cold", ["--devices", "30", "--duration", dur, "--ramp", "15", "--rate", "4/min"]
-    )
     sat = ["--devices", str(args.saturation_devices), "--duration", sat_dur, "--ramp", "30", "--rate", "4/min", *warm]
-    results["saturation"] = _loadgen(out, "saturation", [*sat, "--naive", "--naive-duration", "30" if q else "90"])
-    results["saturation-nocache"] = _loadgen(
-        out, "saturation-nocache", [*sat, "--edge-env", "XIAOZHI__CACHE__ENABLED=false"]
-    )
-    results["idle"] = _loadgen(out, "idle", ["--devices", "0", "--idle-devices", "1000", "--duration", "5"])
-    results["streams"] = _loadgen(
-        out, "streams", ["--devices", "10", "--streaming-devices", "150", "--duration", "30" if q else "60"]
-    )
+    if "asr_window" in only:
+        _run(
+            [
+                PY,
+                "-m",
+                "bench.asr_window",
+                "--threads",
+                "1",
+                "--repeats",
+                "1" if q else "3",
+                "--json",
+                str(out / "asr_window.json"),
+            ],
+            out / "asr_window.log",
+        )
+    if "eval" in only:
+        _run(
+            [
+                PY,
+                "-m",
+                "bench.evaluator",
+                "--components",
+                "vad,asr,llm,tts",
+                "--workers",
+                "2",
+                "--requests",
+                "10" if q else "40",
+                "--out",
+                str(out / "eval.json"),
+            ],
+            out / "eval.log",
+        )
+    if "sweep" in only:
+        for n in [int(x) for x in args.sweep.split(",") if x]:
+            results[f"devices-{n}"] = _loadgen(
+                out, f"devices-{n}", ["--devices", str(n), "--duration", dur, "--ramp", "15", "--rate", "4/min", *warm]
+            )
+        results["devices-30-cold"] = _loadgen(
+            out, "devices-30-cold", ["--devices", "30", "--duration", dur, "--ramp", "15", "--rate", "4/min"]
+        )
+    if "saturation" in only:
+        results["saturation"] = _loadgen(out, "saturation", [*sat, "--naive", "--naive-duration", "30" if q else "90"])
+        results["saturation-nocache"] = _loadgen(
+            out, "saturation-nocache", [*sat, "--edge-env", "XIAOZHI__CACHE__ENABLED=false"]
+        )
+    if "idle" in only:
+        results["idle"] = _loadgen(out, "idle", ["--devices", "0", "--idle-devices", "1000", "--duration", "5"])
+    if "streams" in only:
+        results["streams"] = _loadgen(
+            out, "streams", ["--devices", "10", "--streaming-devices", "150", "--duration", "30" if q else "60"]
+        )
+    if "semantic" in only:
+        _run(
+            [PY, "-m", "bench.evaluator", "--semantic", "--out", str(out / "semantic.json")],
+            out / "semantic.log",
+        )
+        results["semantic"] = _json(out / "semantic.json")
+        para = [*sat, "--mix", str(ROOT / "bench" / "loadgen" / "mix.paraphrase.yaml")]
+        results["saturation-paraphrase"] = _loadgen(out, "saturation-paraphrase", para)
+        results["saturation-paraphrase-nosemantic"] = _loadgen(
+            out, "saturation-paraphrase-nosemantic", [*para, "--edge-env", "XIAOZHI__CACHE__SEMANTIC__ENABLED=false"]
+        )
+    if "lockstep" in only:
+        _run(
+            [
+                PY,
+                "-m",
+                "bench.lockstep",
+                "--devices",
+                "2,4" if q else "2,4,8,12,16",
+                "--rounds",
+                "1" if q else "2",
+                "--out",
+                str(out / "lockstep.json"),
+            ],
+            out / "lockstep.log",
+        )
+        results["lockstep"] = _json(out / "lockstep.json")
+    if "cores" in only:
+        cores = ["--devices", str(args.cores_devices), "--duration", sat_dur, "--ramp", "30", "--rate", "4/min", *warm]
+        for n, cpus in ((1, "0"), (2, "0-1")):
+            results[f"cores-{n}"] = _loadgen(out, f"cores-{n}", [*cores, "--edge-cpus", cpus, "--cpus", "1"])
     text = summary(results)
     (out / "summary.md").write_text(text, encoding="utf-8")
     print(text)

@@ -129,8 +129,11 @@ class LlmConfig(Settings):
     history_turns: int = Field(1, ge=0)
     history_reply_chars: int = Field(160, ge=16)
     history_ttl_s: float = Field(120.0, gt=0)
-    # 0: two per usable core. More instances than cores: a reply's tail is generated at low CPU
-    # priority (engines/priority.py), so a new turn's first tokens need not wait for a free worker.
+    # 0: four per usable core. More instances than cores: a reply's tail is generated at low CPU
+    # priority (engines/priority.py) but holds its instance until the reply ends, so with two per
+    # core a burst of eight turns on two cores left first clauses queued behind tails and 5 of 16
+    # were refused (bench/lockstep.py); four per core refused none. One more instance of SmolLM2
+    # costs ~67 MB (the weights are mapped once).
     workers: int = Field(0, ge=0)
 
 

@@ -106,6 +106,7 @@ class EdgeServer:
             tts=cfg.tts,
             queues=cfg.queues,
             node_id=cfg.node_id,
+            in_burst=engines.in_burst,
         )
         self.ctx = ServerContext(cfg, engines, router, capacity, DeviceLimits(cfg.limits), replies, turn_stats)
         self.sessions: set[Session] = set()

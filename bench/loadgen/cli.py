@@ -41,7 +41,7 @@ from bench.loadgen.bank import build_bank
 from bench.loadgen.device import LoadState, run_device
 from bench.loadgen.mix import MixError, load_mix
 from bench.loadgen.report import HISTOGRAMS, build_report, parse_histograms
-from bench.loadgen.server import ResourceSampler, spawn_edge, stop_edge
+from bench.loadgen.server import ResourceSampler, parse_cpus, spawn_edge, stop_edge
 from shared import cli
 
 __all__ = ["main", "parse_rate"]
@@ -99,6 +99,14 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="environment for the spawned edge node, e.g. XIAOZHI__ADMISSION__ENABLED=false",
+    )
+    p.add_argument(
+        "--edge-cpus",
+        metavar="CPUS",
+        help="pin the spawned edge node to these CPUs (taskset -c syntax: 0, 0-1); it sizes its pools to them",
+    )
+    p.add_argument(
+        "--cpus", metavar="CPUS", help="pin this load generator to these CPUs (keep it off a pinned node's cores)"
     )
     p.add_argument("--server-pid", type=int, help="sample CPU and RSS of this process (and its children)")
     p.add_argument("--naive", action="store_true", help="also run the naive sequential baseline after the load")
@@ -346,13 +354,15 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if not args.quiet:
             print("starting an edge node ...", file=sys.stderr, flush=True)
         try:
-            edge = spawn_edge("loadgen-edge", edge_env, config=args.config)
+            edge = spawn_edge("loadgen-edge", edge_env, config=args.config, cpus=args.edge_cpus)
         except RuntimeError as exc:  # its log's last line says why (a port, a model, a config file)
             raise cli.CliError(f"the spawned edge node did not start: {str(exc).strip().splitlines()[-1]}") from exc
         args.url = args.url or edge.url
         args.http = args.http or edge.http
         if args.server_pid is None:
             args.server_pid = edge.pid
+    if args.cpus:  # after the spawn: the node must not inherit this pinning
+        os.sched_setaffinity(0, parse_cpus(args.cpus))
     sampler_thread = ResourceSampler(args.server_pid).start() if args.server_pid else None
     try:
         state, extra = asyncio.run(_run_load(args, bank, mix.sampler(seed), rate, args.http, notes))
@@ -388,6 +398,8 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     report["seed"] = seed
     report["host"] = {
         "cpus": os.cpu_count(),
+        "edge_cpus": args.edge_cpus,
+        "loadgen_cpus": args.cpus,
         "loadavg_before": load_before,
         "loadavg_after_load": [round(x, 2) for x in os.getloadavg()],
     }

@@ -59,6 +59,22 @@ class EdgeModel:
     tts_workers_per_core: int = 1
     tts_reserved: int = 1
     tail_max_wait_s: float = 4.0  # queues.*_max_wait_s: a reply tail waiting longer is cut short
+    # How the node scales with cores, measured, not assumed: the share of its work that does not
+    # spread over cores (Amdahl's serial fraction), fitted from the same load run pinned to 1 and to
+    # 2 cores (bench/cores.py: s = 2 / ratio - 1). The costs above were measured on
+    # ``measured_cores``; an edge of more cores gets proportionally less from each.
+    serial_fraction: float = 0.0
+    measured_cores: int = 2
+
+    def speedup(self, cores: int) -> float:
+        """Amdahl: how many times one core's throughput ``cores`` cores give."""
+        s = self.serial_fraction
+        return 1.0 / (s + (1.0 - s) / cores)
+
+    def slowdown(self, cores: int) -> float:
+        """Factor on every measured CPU cost on an edge of ``cores`` cores (1.0 at ``measured_cores``)."""
+        per_core = self.speedup(cores) / cores
+        return (self.speedup(self.measured_cores) / self.measured_cores) / per_core
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EdgeModel:
@@ -76,6 +92,8 @@ class EdgeModel:
             "tts_workers_per_core",
             "tts_reserved",
             "tail_max_wait_s",
+            "serial_fraction",
+            "measured_cores",
         )
         known = {k: data[k] for k in keys if k in data}
         return cls(routes=routes, **known)
@@ -129,9 +147,13 @@ def simulate_edge(
     names = list(model.routes)
     weights = [model.routes[n].share for n in names]
 
-    def service(mean: float) -> float:
+    slowdown = model.slowdown(cores)
+
+    def service(mean: float, edge: bool = True) -> float:
         if mean <= 0:
             return 0.0
+        if edge:
+            mean *= slowdown
         cv = model.service_cv
         if cv <= 0:
             return mean
@@ -212,10 +234,10 @@ def simulate_edge(
         """One cloud LLM stream holds a GPU slot for its whole reply."""
         with cloud.request() as req:
             yield req
-            first = service(route.cloud_first_s)
+            first = service(route.cloud_first_s, edge=False)
             yield env.timeout(first)
             first_token.succeed()
-            yield env.timeout(max(0.0, service(route.cloud_total_s) - first))
+            yield env.timeout(max(0.0, service(route.cloud_total_s, edge=False) - first))
 
     def arrivals():  # type: ignore[no-untyped-def]
         rate = devices * turns_per_min / 60.0

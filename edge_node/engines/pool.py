@@ -108,6 +108,11 @@ class StagePool(Generic[M]):
         with self._cv:
             return len(self._heap)
 
+    def first_waiting(self) -> int:
+        """FIRST jobs (a silent device's ASR, first clause or first sentence) waiting for a worker."""
+        with self._cv:
+            return sum(1 for job in self._heap if job.priority == FIRST and not job.abandoned)
+
     def _predicted_wait(self, priority: int) -> float:
         """Seconds until a new job of ``priority`` would start (under the lock): the jobs ahead of it
         go through the workers ``job_s`` at a time, the running ones half done on average."""

@@ -174,7 +174,7 @@ class Engines:
         started = time.perf_counter()
         vad = SileroVad(cfg.vad.model_path or None)
         n_asr = pool_size(cfg.asr.workers)
-        n_llm = pool_size(cfg.llm.workers, per_core=2)
+        n_llm = pool_size(cfg.llm.workers, per_core=4)
         n_tts = pool_size(cfg.tts.workers, extra=cfg.tts.reserved_first)
         others = [language for language in cfg.languages.serve if language != DEFAULT_LANGUAGE]
         # One factory per pool: it loads the workers' instances now and replaces one that raised later.
@@ -231,6 +231,10 @@ class Engines:
     def pools(self) -> list[StagePool[Any]]:
         """Every pool: ASR, then each language's LLM and TTS."""
         return [self.asr_pool, *self.llm_pools.values(), *self.tts_pools.values()]
+
+    def in_burst(self) -> bool:
+        """Some silent device's first work is queued for an engine: more turns at once than workers."""
+        return any(pool.first_waiting() for pool in self.pools())
 
     def llm_queue_depth(self) -> int:
         """LLM jobs waiting, every language's pool together (the routing's overflow rule and /stats)."""

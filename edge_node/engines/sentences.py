@@ -2,8 +2,9 @@
 
 Piper synthesises whole sentences, so the time to first audio is the LLM's time to the first
 sentence end plus that sentence's synthesis. Chunks are therefore released as soon as their end is
-certain, and the first chunk of a reply is also cut at a comma once it is long enough, so the
-device starts speaking while the LLM is still writing.
+certain, and the first chunk of a reply is also cut at a comma, or before a word that opens a
+clause ("and", "because", "when"), once it is long enough, so the device starts speaking while the
+LLM is still writing.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ _STRAY_CLOSERS = "”’)]}」』）》"
 # First-clause cut points: ASCII ones need a following space ("1,000", "10:30"), CJK ones do not.
 _CLAUSE = ",:"
 _CJK_CLAUSE = "，、："
+# Words that open a clause: a first chunk with no comma is cut before one of them, so the device
+# need not wait for the LLM to finish a long first sentence (nor the TTS to speak all of it).
+_JOINERS = frozenset("and but because so when which while since although though where whereas or if".split())
 # A '.' after one of these is not a sentence end.
 _ABBREVIATIONS = frozenset("mr mrs ms dr prof sr jr st vs etc e.g i.e approx dept est inc ltd co no mt ave fig".split())
 
@@ -123,8 +127,15 @@ class SentenceSplitter:
                         return None
                     if buf[i + 1].isspace():
                         return i + 1
+                if ch == " " and len(buf[:i].strip()) >= self.first_clause_min_chars and self._joiner_at(i + 1):
+                    return i + 1
             i += 1
         return None
+
+    def _joiner_at(self, start: int) -> bool:
+        """A whole joining word starts at ``start`` (and is followed by a space: "so" is not "soon")."""
+        end = self._buf.find(" ", start)
+        return end > start and self._buf[start:end].lower() in _JOINERS
 
     def _after_closers(self, j: int) -> int:
         while j < len(self._buf) and self._buf[j] in _CLOSERS:

@@ -89,3 +89,6 @@ class ReplyServices:
     tts: TtsConfig
     queues: QueueConfig
     node_id: str
+    # True while first work (ASR, first clause, first sentence) is queued for an engine: a slow
+    # turn hears the filler only then; a turn that is slow on an idle node is not helped by one.
+    in_burst: Callable[[], bool] = lambda: True

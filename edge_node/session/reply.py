@@ -35,6 +35,9 @@ from edge_node.session.port import ReplyPort, ReplyServices
 from shared.engines.asr import AsrResult
 from shared.nats.subjects import safe_token
 
+# How often a slow turn looks again for a burst before it plays the filler.
+_FILLER_POLL_S = 0.1
+
 
 class ReplyState(enum.StrEnum):
     PENDING = "pending"
@@ -226,11 +229,17 @@ class Reply:
         return text
 
     async def _filler_when_slow(self) -> None:
-        """A turn still silent ``queues.filler_after_s`` after the end of speech (queued behind a burst)
-        hears a short pre-encoded phrase, so the user knows they were heard."""
-        delay = self.turn.ended_at + self.services.queues.filler_after_s - time.monotonic()
+        """A turn still silent ``queues.filler_after_s`` after the end of speech while first work is
+        queued (a burst) hears a short pre-encoded phrase, so the user knows they were heard. Without a
+        queue the answer is about to come: a filler would only push it back by its own length."""
+        queues = self.services.queues
+        delay = self.turn.ended_at + queues.filler_after_s - time.monotonic()
         await asyncio.sleep(max(0.0, delay))
         filler = self.services.canned.filler_in(self.port.language)
+        while not self.services.in_burst():
+            if time.monotonic() - self.turn.ended_at > queues.burst_wait_s:
+                return  # any wait is over by now: the answer (or "busy") is due
+            await asyncio.sleep(_FILLER_POLL_S)
         if self.out.sentences or not self.active or filler is None:
             return  # the answer (or "busy") has begun
         self._filler_playing = True

@@ -46,6 +46,27 @@ def test_first_clause_cut_at_comma_only_once() -> None:
     ]
 
 
+@pytest.mark.parametrize("step", [1, 3, 100])
+def test_first_clause_without_a_comma_is_cut_before_a_joining_word(step: int) -> None:
+    """Under a burst the first chunk is what every device waits for: "Rainbows form" can be spoken
+    while the LLM is still writing the rest of a long first sentence."""
+    text = "Rainbows form when sunlight is bent by raindrops and splits into colors. Then it fades."
+    pushed, rest = feed(text, step)
+    assert pushed + rest == [
+        "Rainbows form",
+        "when sunlight is bent by raindrops and splits into colors.",
+        "Then it fades.",
+    ]
+    # Only the first chunk, only a whole word, and only once it is long enough.
+    assert sum(feed("Cats sit in boxes so soon after. Also so.", step), []) == [
+        "Cats sit in boxes",
+        "so soon after.",
+        "Also so.",
+    ]
+    assert sum(feed("Go and see it. Yes and no.", step), []) == ["Go and see it.", "Yes and no."]
+    assert sum(feed("Birds sing sometimes. Okay.", step), []) == ["Birds sing sometimes.", "Okay."]
+
+
 def test_first_clause_threshold_is_configurable() -> None:
     pushed, rest = feed("Okay, here we go. Fine.", 2, first_clause_min_chars=3)
     assert pushed + rest == ["Okay,", "here we go.", "Fine."]
@@ -69,7 +90,7 @@ def test_decimals_and_abbreviations_are_not_ends() -> None:
 def test_number_at_end_waits_for_next_char() -> None:
     s = SentenceSplitter()
     assert s.push("Pi is about 3.") == []
-    assert s.push("14 and e is 2.7. Ok") == ["Pi is about 3.14 and e is 2.7."]
+    assert s.push("14 and e is 2.7. Ok") == ["Pi is about 3.14", "and e is 2.7."]
 
 
 def test_ellipsis_quotes_and_semicolon() -> None:

@@ -57,3 +57,21 @@ def test_command_line_rates_and_bad_input(tmp_path: Path, capsys: pytest.Capture
     bad.write_text("routes: {intent: {share: 0.5}}\n")
     assert cli.main(["--mix", str(bad)]) == 2
     assert "shares must add up to 1" in capsys.readouterr().err
+
+
+def test_measured_core_scaling_slows_every_cost_on_bigger_edges() -> None:
+    """The planner scales with the serial fraction measured on 1 and 2 cores, not linearly."""
+    from bench.perf_suite import serial_fraction
+    from bench.plan.sim import RouteCost
+
+    s = serial_fraction(1.9)  # a 2-core / 1-core throughput ratio of 1.9
+    assert s == pytest.approx(2 / 1.9 - 1)
+    model = EdgeModel(routes={"x": RouteCost(share=1.0)}, serial_fraction=s)
+    assert model.speedup(2) == pytest.approx(1.9)
+    assert model.slowdown(2) == pytest.approx(1.0)  # the costs were measured on 2 cores
+    assert 1.0 < model.slowdown(8) < model.slowdown(16)
+    assert EdgeModel(routes={"x": RouteCost(share=1.0)}).slowdown(16) == pytest.approx(1.0)
+    quick = Requirements(max_busy=0.02, minutes=8, seeds=(1,))
+    linear = _model()
+    measured = EdgeModel(**{**linear.__dict__, "serial_fraction": 0.1})
+    assert devices_held(measured, 8, 4.0, quick) < devices_held(linear, 8, 4.0, quick)

@@ -228,6 +228,7 @@ def node(
             tts=config.tts,
             queues=config.queues,
             node_id="edge-test",
+            in_burst=engines.in_burst,
         )
     finally:
         for pool in engines.pools():

@@ -129,7 +129,8 @@ async def test_a_burst_within_the_bound_is_queued_answered_and_hears_a_filler_me
     """The only LLM worker is taken for about a second: a turn behind it waits (within burst_wait_s)
     instead of hearing "busy", says "One moment." once it has waited filler_after_s, then speaks the
     answer on the same tts start/stop. The answer's first audio is measured after the filler's."""
-    slow = profile(reply=" ".join(["word"] * 40) + ".", per_token_s=0.02)  # ~0.8 s of generation
+    answer = " ".join([" ".join(["word"] * 8) + "."] * 6)
+    slow = profile(reply=answer, per_token_s=0.02)  # ~1 s of generation, the first sentence in 0.2 s
     with node(slow, queues={"burst_wait_s": 5.0, "filler_after_s": 0.3}) as services:
         holder = RecordingPort()
         long = Reply(holder, services, holder.gen, text_turn("Tell me a long story about a dragon."))
@@ -138,13 +139,25 @@ async def test_a_burst_within_the_bound_is_queued_answered_and_hears_a_filler_me
         port = RecordingPort()
         reply = await run_turn(services, port, text_turn(QUESTION))
         assert reply.state == ReplyState.DONE and reply.route == Route.LOCAL_LLM
-        assert port.sentences()[0] == "One moment." and " ".join(port.sentences()[1:]) == " ".join(["word"] * 40) + "."
+        assert port.sentences()[0] == "One moment." and " ".join(port.sentences()[1:]) == answer
         order = port.order()
         assert order[:5] == ["stt", "tts:start", "llm", "tts:sentence_start", "audio"]
         assert order.count("tts:start") == 1 and order.count("tts:stop") == 1 and order[-1] == "tts:stop"
         assert reply.out.filler_at is not None and reply.first_audio_at is not None
         assert reply.first_audio_at > reply.out.filler_at
         await asyncio.wait_for(holder.finished.wait(), 10)
+
+
+async def test_a_slow_answer_with_nothing_queued_hears_no_filler() -> None:
+    """A turn that is slow on an idle node (a long first sentence) is not in a queue: a filler would
+    only push its answer back by its own length."""
+    slow = profile(reply=" ".join(["word"] * 30) + ".", per_token_s=0.03)  # ~0.9 s to the first sentence
+    with node(slow, queues={"filler_after_s": 0.2}) as services:
+        port = RecordingPort()
+        reply = await run_turn(services, port, text_turn(QUESTION))
+        assert reply.state == ReplyState.DONE and reply.first_audio_at is not None
+        assert reply.first_audio_at - reply.turn.ended_at > 0.2  # it was slow
+        assert "One moment." not in port.sentences() and reply.out.filler_at is None
 
 
 async def test_a_quick_answer_hears_no_filler() -> None:
