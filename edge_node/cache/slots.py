@@ -40,6 +40,7 @@ _EN_FRAME = frozenset(
     many much number amount total lot lots some any all average usually typically normally generally
     look looks like take takes away world earth people someone something anyone anything one
     chemical city artist funny
+    hey hi hello okay ok um uh erm hmm well excuse sorry
     """.split()
 )
 # Words with the same meaning here, by concept. Only for meanings where the answer cannot differ.
@@ -215,6 +216,14 @@ _ZH_WORDS: dict[str, str] = {
     "住在": "LIVE",
     "哪里": "WHERE",
     "请问": "",
+    "你好": "",
+    "嗨": "",
+    "喂": "",
+    "那个": "",
+    "我想": "",
+    "想问": "",
+    "问一下": "",
+    "好奇": "",
     "请": "",
     "一下": "",
     "一共": "",

@@ -72,6 +72,10 @@ def test_paraphrases_share_their_slots() -> None:
         ("How many legs does a spider have?", "How many legs do spiders have?"),
         ("月球离地球有多远？", "地球到月亮的距离是多少？"),
         ("长城有多长？", "万里长城有多长？"),
+        # spoken openers change nothing
+        ("Hey, what is the capital of France?", "What is the capital of France?"),
+        ("Um, okay, how tall is Mount Everest?", "How tall is Mount Everest?"),
+        ("你好，法国的首都是哪里？", "请问法国的首都是哪里？"),
     ]:
         assert question_slots(a).agrees(question_slots(b)), (a, b)
 
