@@ -106,6 +106,9 @@ class VadConfig(Settings):
     preroll_ms: int = Field(300, ge=0)
     max_utterance_s: float = Field(20.0, gt=0)
     tick_ms: int = Field(30, ge=5)
+    # Batching threads, each with its own share of the devices. 0: one per 8 usable cores (one
+    # thread used about half a core for 160 streaming devices).
+    threads: int = Field(0, ge=0)
 
 
 class LlmConfig(Settings):

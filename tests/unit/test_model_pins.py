@@ -71,6 +71,7 @@ def test_locators_return_verified_files() -> None:
     assert models.silero_vad_onnx().name == "silero_vad.onnx"
     assert (models.whisper_tiny_en() / "model.bin").is_file()
     assert models.smollm2_gguf().suffix == ".gguf"
+    assert models.e5_small_q4().name == "e5-small-q4.bin"
     onnx, config = models.joe_piper_voice()
     assert onnx.is_file() and config.name == "en_US-joe-medium.onnx.json"
 
