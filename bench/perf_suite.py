@@ -54,6 +54,11 @@ def _run(args: list[str], log: Path) -> None:
     print(f"  rc {proc.returncode} in {time.monotonic() - started:.0f} s (log {log})", file=sys.stderr, flush=True)
 
 
+def _bench(out: Path, name: str, args: list[str], module: str = "") -> None:
+    """``python -m bench.<name>`` (or ``module``), its output in ``<name>.log``."""
+    _run([PY, "-m", module or f"bench.{name}", *args], out / f"{name}.log")
+
+
 def _loadgen(out: Path, name: str, extra: list[str]) -> dict[str, Any] | None:
     report = out / f"{name}.json"
     _run([PY, "-m", "bench.loadgen.cli", "--spawn", "--quiet", "--out", str(report), *extra], out / f"{name}.log")
@@ -151,6 +156,16 @@ def summary(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _server_table(first: str, rows: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    return [
+        "",
+        f"| {first} | turns/s | answered turns/s | busy turns | refused handshakes | CPU % "
+        "| overhead % of thread CPU |",
+        "|---|---|---|---|---|---|---|",
+        *(_server_row(label, r) for label, r in rows),
+    ]
+
+
 def serial_fraction(ratio: float) -> float:
     """Amdahl's serial fraction from the 2-core / 1-core throughput ratio: ratio = 2 / (1 + s)."""
     return max(0.0, 2.0 / ratio - 1.0)
@@ -172,14 +187,13 @@ def _semantic_lines(results: dict[str, Any]) -> list[str]:
             )
     on, off = results.get("saturation-paraphrase"), results.get("saturation-paraphrase-nosemantic")
     if on and off:
-        lines += [
-            "",
-            "| paraphrase mix at saturation | turns/s | answered turns/s | busy turns | refused handshakes | CPU % "
-            "| overhead % of thread CPU |",
-            "|---|---|---|---|---|---|---|",
-            _server_row(f"semantic cache on, {on['devices']} devices", on),
-            _server_row(f"semantic cache off, {off['devices']} devices", off),
-        ]
+        lines += _server_table(
+            "paraphrase mix at saturation",
+            [
+                (f"semantic cache on, {on['devices']} devices", on),
+                (f"semantic cache off, {off['devices']} devices", off),
+            ],
+        )
         if off["answered_turns_per_s"]:
             ratio = on["answered_turns_per_s"] / off["answered_turns_per_s"]
             lines.append(f"\nanswered turns/s, semantic cache on / off: **{ratio:.2f}x**")
@@ -194,14 +208,7 @@ def _semantic_lines(results: dict[str, Any]) -> list[str]:
             )
     one, two = results.get("cores-1"), results.get("cores-2")
     if one and two:
-        lines += [
-            "",
-            "| node pinned to | turns/s | answered turns/s | busy turns | refused handshakes | CPU % "
-            "| overhead % of thread CPU |",
-            "|---|---|---|---|---|---|---|",
-            _server_row("1 core", one),
-            _server_row("2 cores", two),
-        ]
+        lines += _server_table("node pinned to", [("1 core", one), ("2 cores", two)])
         if one["answered_turns_per_s"]:
             ratio = two["answered_turns_per_s"] / one["answered_turns_per_s"]
             lines.append(
@@ -244,37 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     warm = ["--warmup", "20" if q else "60"]
     sat = ["--devices", str(args.saturation_devices), "--duration", sat_dur, "--ramp", "30", "--rate", "4/min", *warm]
     if "asr_window" in only:
-        _run(
-            [
-                PY,
-                "-m",
-                "bench.asr_window",
-                "--threads",
-                "1",
-                "--repeats",
-                "1" if q else "3",
-                "--json",
-                str(out / "asr_window.json"),
-            ],
-            out / "asr_window.log",
-        )
+        repeats = "1" if q else "3"
+        _bench(out, "asr_window", ["--threads", "1", "--repeats", repeats, "--json", str(out / "asr_window.json")])
     if "eval" in only:
-        _run(
-            [
-                PY,
-                "-m",
-                "bench.evaluator",
-                "--components",
-                "vad,asr,llm,tts",
-                "--workers",
-                "2",
-                "--requests",
-                "10" if q else "40",
-                "--out",
-                str(out / "eval.json"),
-            ],
-            out / "eval.log",
-        )
+        components = ["--components", "vad,asr,llm,tts", "--workers", "2", "--requests", "10" if q else "40"]
+        _bench(out, "eval", [*components, "--out", str(out / "eval.json")], module="bench.evaluator")
     if "sweep" in only:
         for n in [int(x) for x in args.sweep.split(",") if x]:
             results[f"devices-{n}"] = _loadgen(
@@ -295,10 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             out, "streams", ["--devices", "10", "--streaming-devices", "150", "--duration", "30" if q else "60"]
         )
     if "semantic" in only:
-        _run(
-            [PY, "-m", "bench.evaluator", "--semantic", "--out", str(out / "semantic.json")],
-            out / "semantic.log",
-        )
+        _bench(out, "semantic", ["--semantic", "--out", str(out / "semantic.json")], module="bench.evaluator")
         results["semantic"] = _json(out / "semantic.json")
         para = [*sat, "--mix", str(ROOT / "bench" / "loadgen" / "mix.paraphrase.yaml")]
         results["saturation-paraphrase"] = _loadgen(out, "saturation-paraphrase", para)
@@ -306,20 +284,8 @@ def main(argv: list[str] | None = None) -> int:
             out, "saturation-paraphrase-nosemantic", [*para, "--edge-env", "XIAOZHI__CACHE__SEMANTIC__ENABLED=false"]
         )
     if "lockstep" in only:
-        _run(
-            [
-                PY,
-                "-m",
-                "bench.lockstep",
-                "--devices",
-                "2,4" if q else "2,4,8,12,16",
-                "--rounds",
-                "1" if q else "2",
-                "--out",
-                str(out / "lockstep.json"),
-            ],
-            out / "lockstep.log",
-        )
+        burst = ["--devices", "2,4" if q else "2,4,8,12,16", "--rounds", "1" if q else "2"]
+        _bench(out, "lockstep", [*burst, "--out", str(out / "lockstep.json")])
         results["lockstep"] = _json(out / "lockstep.json")
     if "cores" in only:
         # Open questions with the caches off: every answered turn is ASR + LLM + TTS, so the ratio is

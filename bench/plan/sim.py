@@ -5,7 +5,7 @@ The model follows what the edge really does (docs/architecture.md):
 - a turn starts at the end of the user's speech; ASR starts after ``early_commit_s`` of silence
   (speculative ASR), and a reply may not start before ``endpoint_s`` of silence (the VAD's wait),
   except intent and cache turns, which commit early;
-- every stage holds an instance of its engine pool (ASR one per core, LLM two per core, TTS one
+- every stage holds an instance of its engine pool (ASR one per core, LLM four per core, TTS one
   per core plus one) for as long as it runs, and needs a core for its CPU work; first-clause work
   (ASR, the LLM's first clause, the first sentence's TTS) goes before reply tails (the rest of the
   LLM's reply and its TTS). An LLM instance stays busy until the whole reply is generated, so under
@@ -55,7 +55,7 @@ class EdgeModel:
     cloud_slots: int = 10_000  # the cloud's concurrent LLM streams seen by this edge
     # Engine instances per core, as the edge sizes its pools (shared/settings.py pool_size).
     asr_workers_per_core: int = 1
-    llm_workers_per_core: int = 2
+    llm_workers_per_core: int = 4
     tts_workers_per_core: int = 1
     tts_reserved: int = 1
     tail_max_wait_s: float = 4.0  # queues.*_max_wait_s: a reply tail waiting longer is cut short

@@ -25,6 +25,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from edge_node.language.numbers_en import SCALES, TENS, UNITS
 from edge_node.language.numbers_zh import parse_numeral_zh as zh_to_int
 
 # -- English ----------------------------------------------------------------------------------------
@@ -92,38 +93,12 @@ _EN_NEGATED = {
     "mustnt": "must",
 }
 _EN_QUESTION_CONCEPTS = {"why": "WHY", "where": "WHERE", "when": "WHEN", "who": "WHO", "whom": "WHO", "whose": "WHO"}
-_EN_UNITS = {
-    "zero": 0,
-    "one": 1,
-    "two": 2,
-    "three": 3,
-    "four": 4,
-    "five": 5,
-    "six": 6,
-    "seven": 7,
-    "eight": 8,
-    "nine": 9,
-    "ten": 10,
-    "eleven": 11,
-    "twelve": 12,
-    "thirteen": 13,
-    "fourteen": 14,
-    "fifteen": 15,
-    "sixteen": 16,
-    "seventeen": 17,
-    "eighteen": 18,
-    "nineteen": 19,
-    "twenty": 20,
-    "thirty": 30,
-    "forty": 40,
-    "fifty": 50,
-    "sixty": 60,
-    "seventy": 70,
-    "eighty": 80,
-    "ninety": 90,
-    "hundred": 100,
-    "thousand": 1000,
-    "million": 1_000_000,
+# Number words, each read alone: "fifty five" is two numbers here, and two questions that say the
+# same words agree ("oh" is not read as zero in a question).
+_EN_UNITS: dict[str, float] = {
+    **{word: value for word, value in UNITS.items() if word != "oh"},
+    **TENS,
+    **SCALES,
     "billion": 1_000_000_000,
     "half": 0.5,
     "twice": 2,

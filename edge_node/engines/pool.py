@@ -109,9 +109,11 @@ class StagePool(Generic[M]):
             return len(self._heap)
 
     def first_waiting(self) -> int:
-        """FIRST jobs (a silent device's ASR, first clause or first sentence) waiting for a worker."""
+        """FIRST jobs (a silent device's ASR, first clause or first sentence) that no worker is free to
+        take: a job a free worker has not picked up yet (a thread waking) is not waiting for one."""
         with self._cv:
-            return sum(1 for job in self._heap if job.priority == FIRST and not job.abandoned)
+            queued = sum(1 for job in self._heap if job.priority == FIRST and not job.abandoned)
+            return max(0, queued - max(0, len(self.models) - self.running))
 
     def _predicted_wait(self, priority: int) -> float:
         """Seconds until a new job of ``priority`` would start (under the lock): the jobs ahead of it
