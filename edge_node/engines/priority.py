@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["TAIL_NICE", "demote", "enabled", "set_enabled", "use_priority"]
 
-TAIL_NICE = 10
+TAIL_NICE = 19
 _local = threading.local()
 _enabled = hasattr(os, "setpriority") and hasattr(threading, "get_native_id")
 
