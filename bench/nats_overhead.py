@@ -35,6 +35,7 @@ import httpx
 from edge_node.config import EdgeConfig
 from shared import models
 from shared.nats.configs import cloud_config, edge_config, new_credential, save_credential
+from shared.nats.pki import LeafPki
 from shared.nats.server import free_port, start_nats_server
 from shared.openai_stream import stream_chat
 from shared.routing_config import RouteLimits
@@ -160,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         edge_cred, cloud_cred = new_credential("bench-edge"), new_credential("cloud", "cloud")
+        pki = LeafPki(work / "tls")  # the leaf link over mutual TLS, as deployed
+        pki.ensure_ca()
+        pki.ensure_hub(["127.0.0.1"])
+        pki.ensure_edge("bench-edge")
         hub_port, leaf_port, edge_port = free_port(), free_port(), free_port()
         servers.append(
             start_nats_server(
@@ -167,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                     server_name="hub",
                     edges=[edge_cred],
                     clients=[cloud_cred],
+                    tls=pki.hub_files(),
                     host="127.0.0.1",
                     port=hub_port,
                     leaf_port=leaf_port,
@@ -185,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                     server_name="bench-edge",
                     cloud_leaf_urls=[f"nats-leaf://127.0.0.1:{leaf_port}"],
                     credential=edge_cred,
+                    tls=pki.edge_files("bench-edge"),
                     port=edge_port,
                 ),
                 work,

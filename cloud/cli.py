@@ -1,7 +1,8 @@
 """``xiaozhi-cloud``: the cloud tier's command line.
 
     xiaozhi-cloud nats-config --edges edge-1,edge-2 --out deploy/nats [--host 0.0.0.0] [--port 4222]
-                              [--leaf-port 7422] [--cluster-port 6222 --routes nats-route://c2:6222,...]
+                              [--leaf-port 7422] [--leaf-host hub.example.com] [--ca-cert F --ca-key F]
+                              [--cluster-port 6222 --routes nats-route://c2:6222,...] [--plain-leaf]
     xiaozhi-cloud worker --role llm|asr [--nats URL] [--config cloud.yaml] [--openai-url URL] [--model NAME]
     xiaozhi-cloud routing push routing.yaml [--nats URL]      # validate, then publish to every edge
     xiaozhi-cloud routing show [--nats URL]
@@ -10,11 +11,13 @@
     xiaozhi-cloud console [--config cloud.yaml] [--db URL] [--nats URL]
 
 ``nats-config`` writes the hub's config (passwords as bcrypt hashes) and one credential file per
-edge and for the cloud's own clients; run it again with more edges and the existing credentials are
-kept, so only new edges need a visit. Settings of ``worker`` and ``console``: defaults <
-``--config`` YAML < ``XIAOZHI_CLOUD__SECTION__KEY`` environment < flags. ``buckets`` and ``routing``
-give up on a hub that does not answer within ``--timeout``. Exit status: 0, 1 when the action
-failed (the hub unreachable), 2 for bad input.
+edge and for the cloud's own clients, and under ``tls/`` the leaf link's certificates: a CA (or the
+one given with ``--ca-cert``/``--ca-key``), the hub's leaf-port certificate for the ``--leaf-host``
+names and one client certificate per edge (mutual TLS; ``--plain-leaf`` for none). Run it again with
+more edges and the existing credentials and certificates are kept, so only new edges need a visit.
+Settings of ``worker`` and ``console``: defaults < ``--config`` YAML < ``XIAOZHI_CLOUD__SECTION__KEY``
+environment < flags. ``buckets`` and ``routing`` give up on a hub that does not answer within
+``--timeout``. Exit status: 0, 1 when the action failed (the hub unreachable), 2 for bad input.
 """
 
 from __future__ import annotations
@@ -29,7 +32,16 @@ from cloud.config import ENV_PREFIX, CloudConfig
 from shared import cli
 from shared.nats import revoked
 from shared.nats import subjects as s
-from shared.nats.configs import Credential, cloud_config, load_credential, new_credential, save_credential
+from shared.nats.configs import (
+    PLAIN_LEAF_WARNING,
+    Credential,
+    TlsFiles,
+    cloud_config,
+    load_credential,
+    new_credential,
+    save_credential,
+)
+from shared.nats.pki import DEFAULT_LEAF_HOSTS, LeafPki, PkiError
 from shared.nats.settings import client_overrides
 from shared.routing_config import RoutingConfigError, load_routing_file, parse_routing
 from shared.settings import load_settings
@@ -69,6 +81,25 @@ def _parser() -> argparse.ArgumentParser:
     nc.add_argument("--store-dir", default="/var/lib/xiaozhi/nats", help="JetStream storage directory")
     nc.add_argument("--cluster-port", type=int, help="join a cluster of hubs on this route port")
     nc.add_argument("--routes", default="", help="comma-separated nats-route:// URLs of the other hubs")
+    nc.add_argument(
+        "--leaf-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a DNS name or IP address the edges dial the leaf port at (repeatable or comma-separated): the "
+        "hub's leaf certificate is valid for these, localhost, 127.0.0.1 and --host unless 0.0.0.0",
+    )
+    nc.add_argument("--ca-cert", help="your own CA certificate (PEM) for the leaf link, instead of a new one")
+    nc.add_argument("--ca-key", help="its private key (unencrypted PEM); both are copied into <out>/tls/")
+    nc.add_argument(
+        "--leaf-tls-dir",
+        help="where the hub reads <out>/tls/hub/ at run time (default: that directory; /etc/nats-tls on Kubernetes)",
+    )
+    nc.add_argument(
+        "--plain-leaf",
+        action="store_true",
+        help="no TLS on the leaf port: passwords and traffic cross the network in clear (a lab only)",
+    )
 
     wk = cli.add_command(
         sub,
@@ -180,10 +211,16 @@ def _nats_config(args: argparse.Namespace) -> int:
     cloud = credential("cloud", "cloud")
     edge_creds = [credential(e, "edge") for e in edges]
     routes = [r.strip() for r in args.routes.split(",") if r.strip()]
+    if args.plain_leaf and (args.ca_cert or args.ca_key or args.leaf_host or args.leaf_tls_dir):
+        raise cli.CliError(
+            "--plain-leaf has no certificates: drop --ca-cert/--ca-key/--leaf-host/--leaf-tls-dir", cli.EXIT_USAGE
+        )
+    tls = None if args.plain_leaf else _leaf_tls(args, out, edges)
     text = cloud_config(
         server_name=args.server_name,
         edges=edge_creds,
         clients=[cloud],
+        tls=tls,
         host=args.host,
         port=args.port,
         leaf_port=args.leaf_port,
@@ -198,7 +235,43 @@ def _nats_config(args: argparse.Namespace) -> int:
     conf.chmod(0o600)
     print(f"wrote {conf} ({len(edge_creds)} edge users) and credentials in {creds_dir}/")
     print(f"give each edge its credentials/<edge>.json; workers and the console use {creds_dir / 'cloud.json'}")
+    if tls is None:
+        print(f"WARNING: {PLAIN_LEAF_WARNING}")
     return 0
+
+
+def _leaf_hosts(args: argparse.Namespace) -> list[str]:
+    """The names the hub's leaf certificate is valid for: --leaf-host, the defaults, --host if specific."""
+    hosts: list[str] = []
+    given = [h.strip() for value in args.leaf_host for h in value.split(",") if h.strip()]
+    extra = [args.host] if args.host not in ("0.0.0.0", "::", "") else []
+    for host in [*given, *DEFAULT_LEAF_HOSTS, *extra]:
+        if host not in hosts:
+            hosts.append(host)
+    return hosts
+
+
+def _leaf_tls(args: argparse.Namespace, out: Path, edges: list[str]) -> TlsFiles:
+    """The CA, the hub's leaf certificate and the edges' client certificates under ``out/tls``; what exists is
+    kept (a certificate is re-issued only when missing, expiring, from another CA or short of a name)."""
+    pki = LeafPki(out / "tls")
+    try:
+        ca_cert = Path(args.ca_cert) if args.ca_cert else None
+        ca_key = Path(args.ca_key) if args.ca_key else None
+        if pki.ensure_ca(ca_cert, ca_key):
+            print(
+                f"{'copied' if ca_cert else 'created'} the leaf CA {pki.ca_cert} (its key {pki.ca_key} signs "
+                "every edge's certificate: keep it offline, with the credentials)"
+            )
+        hosts = _leaf_hosts(args)
+        if pki.ensure_hub(hosts):
+            print(f"issued the hub's leaf certificate {pki.hub_dir / 'leaf.pem'} for {', '.join(pki.hub_hosts())}")
+        issued = [e for e in edges if pki.ensure_edge(e)]
+    except PkiError as exc:
+        raise cli.CliError(str(exc), cli.EXIT_USAGE) from exc
+    if issued:
+        print(f"issued leaf client certificates in {pki.root / 'edges'}/ for {', '.join(issued)}")
+    return pki.hub_files(args.leaf_tls_dir)
 
 
 async def _nc(args: argparse.Namespace):  # type: ignore[no-untyped-def]

@@ -2,7 +2,8 @@
 
     xiaozhi-edge serve [--config edge.yaml] [--host H] [--port P] [--http-port P] [--node-id ID]
     xiaozhi-edge config [--config edge.yaml]            # the effective configuration
-    xiaozhi-edge nats-config --cloud nats-leaf://hub:7422 --credential edge-1.json --out edge-nats.conf
+    xiaozhi-edge nats-config --cloud nats-leaf://hub:7422 --credential edge-1.json --cert edge-1.pem \
+        --key edge-1.key --ca ca.pem --out edge-nats.conf       # or --plain-leaf instead of the three files
     xiaozhi-edge routing-check routing.yaml             # validate a routing config
 
 Settings: defaults < ``--config`` YAML < ``XIAOZHI__SECTION__KEY`` environment < flags
@@ -54,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         "write this edge's leaf nats-server config",
         examples=[
             "xiaozhi-edge nats-config --cloud nats-leaf://hub:7422 --credential edge-1.json "
+            "--cert /etc/xiaozhi/nats-leaf.pem --key /etc/xiaozhi/nats-leaf.key --ca /etc/xiaozhi/nats-leaf-ca.pem "
             "--out /etc/xiaozhi/nats.conf"
         ],
     )
@@ -63,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     nc.add_argument("--server-name", help="the leaf server's name (default: the credential's user)")
     nc.add_argument("--port", type=int, default=4222, help="loopback port edge processes connect to")
     nc.add_argument("--http-port", type=int, help="loopback monitoring port (none by default)")
+    nc.add_argument("--cert", help="this edge's leaf client certificate (tls/edges/<edge>.pem of nats-config)")
+    nc.add_argument("--key", help="its private key (tls/edges/<edge>.key)")
+    nc.add_argument("--ca", help="the leaf CA certificate the hub's certificate must chain to (tls/ca.pem)")
+    nc.add_argument(
+        "--plain-leaf",
+        action="store_true",
+        help="no TLS to the hub: the password and all traffic cross the network in clear (a lab only)",
+    )
     rc = cli.add_command(
         sub,
         "routing-check",
@@ -73,15 +83,40 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _nats_config(args: argparse.Namespace) -> int:
-    from shared.nats.configs import edge_config, load_credential
+def _leaf_tls(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The ``tls`` of ``edge_config``: the three files (absolute, they must exist), or None with --plain-leaf."""
+    from shared.nats.configs import TlsFiles
 
+    files = {"--cert": args.cert, "--key": args.key, "--ca": args.ca}
+    if args.plain_leaf:
+        if any(files.values()):
+            raise cli.CliError("--plain-leaf takes no --cert/--key/--ca", cli.EXIT_USAGE)
+        return None
+    missing = [flag for flag, value in files.items() if not value]
+    if missing:
+        raise cli.CliError(
+            f"the leaf link is TLS: give {', '.join(missing)} (from `xiaozhi-cloud nats-config`'s tls/), "
+            "or --plain-leaf for a plain link",
+            cli.EXIT_USAGE,
+        )
+    paths = {flag: Path(value).absolute() for flag, value in files.items()}
+    absent = [f"{flag} {path}" for flag, path in paths.items() if not path.is_file()]
+    if absent:
+        raise cli.CliError(f"no such file: {', '.join(absent)}", cli.EXIT_USAGE)
+    return TlsFiles(str(paths["--cert"]), str(paths["--key"]), str(paths["--ca"]))
+
+
+def _nats_config(args: argparse.Namespace) -> int:
+    from shared.nats.configs import PLAIN_LEAF_WARNING, edge_config, load_credential
+
+    tls = _leaf_tls(args)
     try:
         cred = load_credential(Path(args.credential)) if args.credential else None
         text = edge_config(
             server_name=args.server_name or (cred.user if cred else "xiaozhi-edge"),
             cloud_leaf_urls=[u.strip() for u in args.cloud.split(",") if u.strip()],
             credential=cred,
+            tls=tls,
             port=args.port,
             http_port=args.http_port,
         )
@@ -92,6 +127,8 @@ def _nats_config(args: argparse.Namespace) -> int:
     out.write_text(text, encoding="utf-8")
     out.chmod(0o600)  # holds this edge's password
     print(f"wrote {out}; serve with nats.url: nats://127.0.0.1:{args.port} and nats.embedded_config: {out}")
+    if tls is None:
+        print(f"WARNING: {PLAIN_LEAF_WARNING}")
     return 0
 
 
@@ -136,6 +173,18 @@ def _language_files(cfg: EdgeConfig) -> dict[str, str]:
         else:
             files[f"languages.voices.{language}.python"] = str(host_python(voice.python))
     return files
+
+
+def _check_token_keys(cfg: EdgeConfig) -> None:
+    """A device-token key set that is missing or malformed stops the node at once, not after the models load."""
+    if not cfg.auth.device_tokens:
+        return
+    from shared import tokens
+
+    try:
+        tokens.KeySet.load(Path(cfg.auth.token_keys_file))
+    except tokens.TokenError as exc:
+        raise cli.CliError(f"auth.token_keys_file: {exc}", cli.EXIT_USAGE) from exc
 
 
 def _check_ports(cfg: EdgeConfig) -> None:
@@ -227,6 +276,7 @@ def _main(args: argparse.Namespace) -> int:
     # Before the models load: a bad certificate, a missing model or a port in use should not cost a minute.
     ssl_context = server_context(cfg.server.tls_cert_file, cfg.server.tls_key_file)
     _check_model_files(cfg)
+    _check_token_keys(cfg)
     _check_ports(cfg)
     setup_logging(cfg.log)
     try:

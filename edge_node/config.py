@@ -60,18 +60,22 @@ class AuthConfig(Settings):
     # Off by default on a LAN; when on, a device must present one of the tokens.
     enabled: bool = False
     tokens: list[str] = Field(default_factory=list)
-    # Fleet mode: devices present the HMAC token the provisioning service issued them (shared/tokens.py),
-    # checked against their Device-Id with the fleet's key file (written by `xiaozhi-provision enroll-edge`).
+    # Fleet mode: devices present the token the provisioning service signed for them (shared/tokens.py),
+    # checked against their Device-Id, and this edge's site, with the fleet's public key set (the bundle's
+    # device-token-keys.json from `xiaozhi-provision enroll-edge`). The edge holds no signing key.
     device_tokens: bool = False
-    token_key_file: str = ""
+    token_keys_file: str = ""
     # Follow the fleet's revoked devices (KV bucket xz_revoked, written by the console) when the cloud
     # link is configured: their handshakes get 401 and their open sessions are closed at once.
     watch_revocations: bool = True
+    # Where the edge keeps the revoked devices it knows (an atomic JSON file), so a restart while the hub
+    # is unreachable still refuses them; empty: revocations.json in cache.dir (none without a cache dir).
+    revocations_file: str = ""
 
     @model_validator(mode="after")
-    def _key_for_tokens(self) -> AuthConfig:
-        if self.device_tokens and not self.token_key_file:
-            raise ValueError("auth.device_tokens needs auth.token_key_file")
+    def _keys_for_tokens(self) -> AuthConfig:
+        if self.device_tokens and not self.token_keys_file:
+            raise ValueError("auth.device_tokens needs auth.token_keys_file (the fleet's public key set)")
         return self
 
 

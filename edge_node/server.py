@@ -28,7 +28,7 @@ from websockets.http11 import Request, Response
 from edge_node import __version__, cpu_roles, metrics
 from edge_node.admission import CapacityModel
 from edge_node.auth.handshake import DeviceAuth, device_info
-from edge_node.auth.revocations import RevocationSource
+from edge_node.auth.revocations import RevocationSource, revocations_path
 from edge_node.cache.build import Caches
 from edge_node.cache.speech import CachedSynthesis
 from edge_node.cloud_link.heartbeat import Heartbeat
@@ -113,9 +113,9 @@ class EdgeServer:
         self.started_at = time.time()
         # Firmware versions devices reported to this node's OTA endpoint (newest 10 000), for the heartbeat.
         self.firmware: OrderedDict[str, str] = OrderedDict()
-        self.auth = DeviceAuth(cfg.auth)
+        self.auth = DeviceAuth(cfg.auth, cfg.site)
         # The fleet's revoked devices (KV xz_revoked): refused at the handshake, dropped when revoked.
-        self.revocations = RevocationSource(self.cloud, cfg.auth.watch_revocations)
+        self.revocations = RevocationSource(self.cloud, cfg.auth.watch_revocations, path=revocations_path(cfg))
         self.revocations.on_revoked.append(self._close_revoked)
         self._revoked_log = LogThrottle(cfg.limits.log_every_s, cfg.limits.max_devices)
         if self.cloud.configured and cfg.cache.l2_enabled:
@@ -346,6 +346,7 @@ class EdgeServer:
             asyncio.create_task(self._sweep_idle(), name="idle-sweeper"),
             asyncio.create_task(metrics.watch_loop_lag(), name="loop-lag"),
             asyncio.create_task(self._measure_capacity(), name="capacity"),
+            asyncio.create_task(self.auth.follow_key_set(), name="token-keys"),
         ]
         tls = self.ssl_context is not None
         log.info(

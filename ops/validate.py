@@ -57,7 +57,9 @@ class Deployment(BaseModel):
     workers: list[str] = Field(default_factory=list, description="cloud worker HTTP base URLs (:9400)")
     expect_workers: dict[str, int] = Field(default_factory=lambda: {"llm": 1})
     prometheus: str = ""
-    token_key: str = Field("", description="the fleet's device-token key: the probe device gets a token of its own")
+    token_keys: str = Field(
+        "", description="the device-token key ring directory: the probe device gets a token of its own"
+    )
     ca_file: str = Field(
         "", description="PEM CA bundle that signed the fleet's https/wss certificates; empty: the system's CAs"
     )
@@ -291,9 +293,9 @@ async def _check_session(dep: Deployment, ws: dict[str, str], rec: _Recorder) ->
     from shared.client.device import DeviceClient
 
     token = ws["token"]
-    if dep.token_key:  # edges that check device tokens: the admin's key signs one for the probe device
-        key = await asyncio.to_thread(tokens.load_key, Path(dep.token_key))
-        token = tokens.issue(key, PROBE_DEVICE, 600)
+    if dep.token_keys:  # edges that check device tokens: the admin's key ring signs one for the probe device
+        ring = await asyncio.to_thread(tokens.KeyRing.load, Path(dep.token_keys))
+        token = ring.issue(PROBE_DEVICE, 600)
     client = DeviceClient(
         ws["url"], device_id=PROBE_DEVICE, token=token, hello_timeout_s=dep.timeout_s, ssl_context=_tls(dep)
     )
@@ -535,7 +537,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--worker", action="append", default=[], help="cloud worker HTTP base URL, e.g. http://w:9400")
     p.add_argument("--expect-workers", help="minimum workers per role, e.g. llm=2,asr=1 (default llm=1)")
     p.add_argument("--prometheus", help="Prometheus base URL: every xiaozhi-* target must be up")
-    p.add_argument("--token-key", help="the fleet's device-token key, for edges that check device tokens")
+    p.add_argument("--token-keys", help="the device-token key ring directory, for edges that check device tokens")
     p.add_argument("--ca-file", help="PEM CA that signed the edges' / provisioning's TLS certificates (https, wss)")
     p.add_argument("--probe-text", help="what the probe device says (default: 'What time is it?')")
     p.add_argument("--max-first-audio-s", type=float, help="seconds from end of speech to first audio (default 3)")
@@ -563,7 +565,7 @@ def _deployment(args: argparse.Namespace) -> Deployment:
         "nats",
         "credential",
         "prometheus",
-        "token_key",
+        "token_keys",
         "ca_file",
         "probe_text",
         "max_first_audio_s",

@@ -60,6 +60,7 @@ class Assignment:
     ws_url: str
     # sticky: its edge (as assigned, or as an admin moved it) is healthy; new; edge_down: moved off
     reason: str
+    site: str = ""  # the edge's site, from its heartbeat: the device's token is issued for it
 
 
 @dataclass
@@ -99,7 +100,7 @@ class EdgeDirectory:
         site = self.site_of(address)
         if current and self.healthy(current, now):
             e = self.edges[current]
-            return Assignment(current, e.ws_url, "sticky")
+            return Assignment(current, e.ws_url, "sticky", e.site)
         healthy = {name: e for name, e in self.edges.items() if self.healthy(name, now)}
         if not healthy:
             raise NoEdgeAvailable("no edge has sent a heartbeat recently")
@@ -108,4 +109,4 @@ class EdgeDirectory:
         self.assigned[name] += 1
         if current:
             self.assigned[current] = max(0, self.assigned[current] - 1)
-        return Assignment(name, local[name].ws_url, "edge_down" if current else "new")
+        return Assignment(name, local[name].ws_url, "edge_down" if current else "new", local[name].site)

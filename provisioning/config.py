@@ -23,8 +23,10 @@ class ProvisionConfig(Settings):
     tls_key_file: str = ""
     # The console's database: devices, their activation codes and assigned edges live there.
     db: str = "sqlite:///xiaozhi-console.db"
-    # The fleet's device-token key (xiaozhi-provision enroll-edge creates it); every edge has a copy.
-    token_key_file: str = "device-token.key"
+    # The device-token key ring (a directory: Ed25519 signing keys and keyset.json, created by
+    # `xiaozhi-provision enroll-edge`, rotated by `rotate-key`). Only this host holds it; edges get the
+    # public keyset.json. Re-read when keyset.json changes, so a rotation needs no restart.
+    token_keys_dir: str = "device-token-keys"
     token_ttl_s: float = Field(30 * 24 * 3600.0, gt=0)  # renewed at every boot's OTA
     # A device waiting for activation gets a short token, so it can talk once bound even if it does
     # not ask OTA again; 0: no token until bound.

@@ -79,7 +79,8 @@ class ProvisionService:
         # HTTPS when tls_cert_file/tls_key_file are set: the OTA answer carries the device's token.
         self.ssl_context = ssl_context or server_context(cfg.tls_cert_file, cfg.tls_key_file)
         self.store = FleetRegistry(cfg.db)
-        self.key = tokens.load_key(Path(cfg.token_key_file))
+        self.keys = tokens.KeyRing.load(Path(cfg.token_keys_dir))
+        self._keys_mtime = self._keyset_mtime()
         self.firmware = FirmwareStore(cfg.firmware_dir)
         self.directory = EdgeDirectory(cfg.stale_after_s, cfg.sites)
         self.link = LinkState()
@@ -128,6 +129,7 @@ class ProvisionService:
             )
         self.directory.set_assigned(await asyncio.to_thread(self.store.assigned_counts))
         self._tasks.append(asyncio.create_task(self._recount(), name="recount"))
+        self._tasks.append(asyncio.create_task(self._reload_keys(), name="token-keys"))
         if self.cfg.nats.url:
             self._tasks.append(asyncio.create_task(self._listen(), name="heartbeats"))
 
@@ -150,6 +152,27 @@ class ProvisionService:
                 self.directory.set_assigned(await asyncio.to_thread(self.store.assigned_counts))
             except Exception as exc:  # noqa: BLE001 - keep the counts we have
                 log.warning("could not recount devices per edge: %s", exc)
+
+    def _keyset_mtime(self) -> float:
+        try:
+            return self.keys.keyset_path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    async def _reload_keys(self, every_s: float = 10.0) -> None:
+        """Pick up ``xiaozhi-provision rotate-key`` (run beside this process) without a restart."""
+        while True:
+            await asyncio.sleep(every_s)
+            mtime = await asyncio.to_thread(self._keyset_mtime)
+            if mtime == self._keys_mtime:
+                continue
+            try:
+                self.keys = await asyncio.to_thread(tokens.KeyRing.load, self.keys.dir)
+            except tokens.TokenError as exc:
+                log.error("device-token keys not reloaded, still signing with the old set: %s", exc)
+                continue
+            self._keys_mtime = mtime
+            log.info("device-token key set reloaded: %d key(s)", len(self.keys.keyset.keys))
 
     async def _listen(self) -> None:
         self.nc = await connect_until_up(self.cfg.nats.url, "xiaozhi-provision", self.link, self.cfg.nats.credential)
@@ -190,7 +213,7 @@ class ProvisionService:
         answer: dict[str, Any] = {"server_time": self._server_time(), "firmware": self._firmware(board, running)}
         pending = code is not None
         ttl = self.cfg.pending_token_ttl_s if pending else self.cfg.token_ttl_s
-        token = tokens.issue(self.key, device_id, ttl) if ttl > 0 else ""
+        token = self.keys.issue(device_id, ttl, site=where.site) if ttl > 0 else ""
         answer["websocket"] = {"url": where.ws_url, "token": token}
         if pending:
             answer["activation"] = {

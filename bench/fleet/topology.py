@@ -2,10 +2,10 @@
 nats-server per edge, the edges (with timing engines), the provisioning service, and the cloud
 LLM worker in front of a timed vLLM stand-in.
 
-Every edge runs as it would in the field: its own leaf, heartbeats to the hub, device tokens
-checked with the fleet key, escalations over the leaf to the worker. Only the models are timing
-stand-ins (edge_node/engines/timing.py and bench/fleet/timing_openai.py), because a 2-core
-machine cannot run a thousand devices' models; the report says so.
+Every edge runs as it would in the field: its own leaf (mutual TLS to the hub), heartbeats to the hub,
+device tokens checked with the fleet's public key set, escalations over the leaf to the worker. Only the
+models are timing stand-ins (edge_node/engines/timing.py and bench/fleet/timing_openai.py), because a
+2-core machine cannot run a thousand devices' models; the report says so.
 """
 
 from __future__ import annotations
@@ -75,14 +75,14 @@ class FleetTopology:
         self.procs: list[Proc] = []
         self.provision_url = ""
         self.worker_http = ""
-        self.key_path = workdir / "device-token.key"
+        self.key_path = workdir / "token-keys"  # the device-token key ring; edges get its keyset.json
         self.db = f"sqlite:///{workdir / 'fleet-console.db'}"
 
     # -- start / stop -----------------------------------------------------------------------------
     def start(self) -> None:
         started = time.monotonic()
         self.work.mkdir(parents=True, exist_ok=True)
-        tokens.generate_key(self.key_path)
+        tokens.KeyRing.create(self.key_path)
         for i in range(self.spec.edges):
             name = f"edge-{i + 1:02d}"
             self.hub.credential(name)
@@ -157,7 +157,7 @@ class FleetTopology:
                 self.hub.url,
                 "--credential",
                 str(cloud_cred),
-                "--token-key",
+                "--token-keys",
                 str(self.key_path),
                 "--public-url",
                 f"http://127.0.0.1:{port}",
@@ -189,7 +189,7 @@ class FleetTopology:
             "XIAOZHI__TIMING__PROFILE": str(self.spec.profile),
             "XIAOZHI__ROUTING__FILE": str(self.spec.routing_file),
             "XIAOZHI__AUTH__DEVICE_TOKENS": "true",
-            "XIAOZHI__AUTH__TOKEN_KEY_FILE": str(self.key_path),
+            "XIAOZHI__AUTH__TOKEN_KEYS_FILE": str(self.key_path / tokens.KEYSET_FILE),
             "XIAOZHI__SERVER__MAX_SESSIONS": str(self.spec.max_sessions),
             # Devices hold their sessions for the whole run, speaking or not.
             "XIAOZHI__SERVER__IDLE_TIMEOUT_S": "3600",

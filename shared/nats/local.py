@@ -1,5 +1,10 @@
 """A NATS topology on one machine, real nats-server processes: a cloud hub (JetStream, leaf port)
-and edge leaves. The tests and the fleet run (bench/fleet) build their clouds with it."""
+and edge leaves. The tests and the fleet run (bench/fleet) build their clouds with it.
+
+The leaf link is mutual TLS, as in production: the hub makes a throwaway leaf CA in its workdir
+(``tls/``, :class:`shared.nats.pki.LeafPki`), a leaf-port certificate for 127.0.0.1 and a client
+certificate per edge. ``Hub(..., tls=False)`` (and its leaves) run plain; ``Leaf(..., plain=True)``
+or ``Leaf(..., tls=TlsFiles(...))`` make one leaf differ from its hub (the refusal tests)."""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.nats.configs import Credential, cloud_config, edge_config, new_credential
+from shared.nats.configs import Credential, TlsFiles, cloud_config, edge_config, new_credential
+from shared.nats.pki import LeafPki
 from shared.nats.server import NatsServerProcess, free_port, start_nats_server
 
 
@@ -23,11 +29,29 @@ class Hub:
     cloud: Credential = field(default_factory=lambda: new_credential("cloud", "cloud"))
     edges: dict[str, Credential] = field(default_factory=dict)
     server: NatsServerProcess | None = None
+    tls: bool = True  # mutual TLS on the leaf port (False: plain, as `nats-config --plain-leaf`)
+    http_port: int | None = None  # nats-server's monitoring port (/leafz), off unless given
 
     def credential(self, edge: str) -> Credential:
         if edge not in self.edges:
             self.edges[edge] = new_credential(edge)
         return self.edges[edge]
+
+    @property
+    def pki(self) -> LeafPki:
+        """The hub's throwaway leaf CA and certificates (``workdir/tls``), made on first use."""
+        pki = LeafPki(self.workdir / "tls")
+        if pki.ensure_ca():
+            pki.ensure_hub(["127.0.0.1", "localhost"])
+        return pki
+
+    def leaf_tls(self, edge: str) -> TlsFiles | None:
+        """Edge ``edge``'s side of the link: its client certificate from the hub's CA (None: a plain hub)."""
+        if not self.tls:
+            return None
+        pki = self.pki
+        pki.ensure_edge(edge)
+        return pki.edge_files(edge)
 
     @property
     def url(self) -> str:
@@ -43,10 +67,11 @@ class Hub:
             server_name="test-hub",
             edges=list(self.edges.values()),
             clients=[self.cloud],
+            tls=self.pki.hub_files() if self.tls else None,
             host="127.0.0.1",
             port=self.port,
             leaf_port=self.leaf_port,
-            http_port=None,
+            http_port=self.http_port,
             store_dir=str(self.workdir / "js"),
         )
         self.server = start_nats_server(text, self.workdir, "hub", "127.0.0.1", self.port)
@@ -92,16 +117,20 @@ class Leaf:
     hub: Hub
     port: int = field(default_factory=free_port)
     server: NatsServerProcess | None = None
+    plain: bool = False  # no TLS block, whatever the hub does
+    tls: TlsFiles | None = None  # these files instead of the certificate the hub's CA issues this edge
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
     def config_text(self) -> str:
+        tls = None if self.plain else (self.tls or self.hub.leaf_tls(self.name))
         return edge_config(
             server_name=self.name,
             cloud_leaf_urls=[self.hub.leaf_url],
             credential=self.hub.credential(self.name),
+            tls=tls,
             port=self.port,
         )
 

@@ -91,6 +91,7 @@ HELP = [
     (["xiaozhi-validate", "--help"], "(default 10)", "xiaozhi-validate --edge http://10.0.0.5:8003"),
     (["xiaozhi-provision", "--help"], None, "xiaozhi-provision serve --config provision.yaml"),
     (["xiaozhi-provision", "enroll-edge", "--help"], "--site", "xiaozhi-provision enroll-edge --edge-id site-a-1"),
+    (["xiaozhi-provision", "rotate-key", "--help"], "(default: 24.0)", "xiaozhi-provision rotate-key --token-keys"),
     (["xiaozhi-plan", "--help"], "(default: 1000)", "xiaozhi-plan --devices 1000 --rate 4/min"),
     (["xiaozhi-fleet", "--help"], None, "xiaozhi-fleet run --devices 1000 --edges 8"),
     (["xiaozhi-fleet", "run", "--help"], "(default: 150.0)", "xiaozhi-fleet run --devices 1000 --edges 8 --out"),

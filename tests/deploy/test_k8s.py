@@ -8,8 +8,9 @@ PostgreSQL component. Every document is validated strictly against the Kubernete
 probe ports, the workers' and the console's command lines (parsed by ``xiaozhi-cloud``'s own parser)
 and ``XIAOZHI_CLOUD__*`` variables (loaded by the real config schema), where their NATS and LLM URLs
 lead, the NATS config the hub mounts (``nats-server -t``, ports, JetStream volume, cluster routes, the
-clients' password against its bcrypt hash), the console's database, Ingress and public health probe
-(asked of the real app), network policies evaluated for the flows the tier needs, pod security, PDBs.
+clients' password against its bcrypt hash, the leaf port's mutual TLS with the files the pod mounts),
+the console's database, Ingress and public health probe (asked of the real app), network policies
+evaluated for the flows the tier needs, pod security, PDBs.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import bcrypt
 import kubernetes_validate
 import pytest
 import yaml
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from kubernetes_validate.utils import SchemaNotFoundError, ValidationError
 from pydantic import BaseModel
 
@@ -54,12 +56,14 @@ POSTGRES = "production+console-postgres"
 POSTGRES_URL = "postgresql+psycopg://console:not-a-secret@db.example.net:5432/xiaozhi"
 VARIANTS = (*OVERLAYS, POSTGRES)
 EDGES = "edge-1,edge-2"
+LEAF_HOST = "hub.example.net"  # the leaf-node load balancer's name, as the edges dial it
 WORKLOADS = ("Deployment", "StatefulSet")
 PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
 # A Kubernetes quantity as this deployment writes them ("250m", "2", "512Mi", "20Gi"); the schemas accept any string.
 QUANTITY = re.compile(r"\d+(\.\d+)?(m|[kMGTPE]|[KMGTPE]i)?")
 
 Doc = dict[str, Any]
+PUBLIC_DER = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 # --- rendering --------------------------------------------------------------------------------
@@ -79,12 +83,12 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Doc]]:
         )
     root = tmp_path_factory.mktemp("deploy") / "k8s"
     # An operator's generated files (git-ignored) stay out: the copy gets its own, freshly generated.
-    shutil.copytree(K8S, root, ignore=shutil.ignore_patterns("cloud.conf", "credentials"))
+    shutil.copytree(K8S, root, ignore=shutil.ignore_patterns("cloud.conf", "credentials", "tls"))
     env = {**os.environ, "XIAOZHI_CLOUD": _cloud_cli()}
     out: dict[str, list[Doc]] = {}
     for overlay in OVERLAYS:
         gen = subprocess.run(
-            ["bash", str(root / "nats-config.sh"), overlay, EDGES],
+            ["bash", str(root / "nats-config.sh"), overlay, EDGES, LEAF_HOST],
             env=env,
             cwd=REPO,
             capture_output=True,
@@ -646,10 +650,34 @@ def test_worker_metrics_port_is_the_one_scraped_and_probed(docs: list[Doc]) -> N
 # --- the hub ----------------------------------------------------------------------------------
 
 
+def _leaf_tls_files(
+    docs: list[Doc], sts: Doc, container: Doc, hub: HubConfig, into: Path
+) -> tuple[dict[str, str], dict[str, Path]]:
+    """The leaf port's TLS files: the paths the hub's config names, and copies in ``into`` of what the pod
+    mounts there (a file the config names but the pod does not mount fails here)."""
+    leaf = _block(hub.text, "leafnodes")
+    assert leaf, hub.text
+    m = re.search(r"^  tls \{\n(.*?)^  \}$", leaf, re.S | re.M)
+    assert m, f"the hub's leaf port has no tls block: the edges' passwords would cross the internet in clear\n{leaf}"
+    tls = dict(re.findall(r'^\s*(\w+): "?([^"\n]+)"?$', m[1], re.M))
+    assert tls.get("verify") == "true", f"the leaf port does not require the edges' client certificates: {tls}"
+    files = {}
+    for key in ("cert_file", "key_file", "ca_file"):
+        assert tls.get(key, "").startswith("/"), f"leafnodes.tls.{key}: {tls.get(key)!r}"
+        files[key] = into / key
+        files[key].write_bytes(_mounted_file(docs, sts, container, tls[key]))
+    return tls, files
+
+
 def test_hub_runs_the_mounted_generated_config(docs: list[Doc], tmp_path: Path) -> None:
     sts, container, path, hub = _hub(docs)
     conf = tmp_path / "cloud.conf"
-    conf.write_text(hub.text, encoding="utf-8")
+    # nats-server -t loads the leaf TLS files: the ones the pod mounts, at a path that exists here.
+    paths, files = _leaf_tls_files(docs, sts, container, hub, tmp_path)
+    text = hub.text
+    for key, local in files.items():
+        text = text.replace(f'"{paths[key]}"', f'"{local}"')
+    conf.write_text(text, encoding="utf-8")
     check = subprocess.run([str(nats_server_binary()), "-t", "-c", str(conf)], capture_output=True, text=True)
     assert check.returncode == 0, f"nats-server refuses {path}: {check.stderr or check.stdout}"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -664,6 +692,28 @@ def test_hub_runs_the_mounted_generated_config(docs: list[Doc], tmp_path: Path) 
     size = claims[store[0]["name"]]["spec"]["resources"]["requests"]["storage"]
     assert _bytes(size) >= hub.max_file_store, f"volume {size} is smaller than max_file_store"
     assert _bytes(container["resources"]["limits"]["memory"]) > hub.max_memory_store
+
+
+def test_hub_leaf_port_is_mutual_tls_for_the_edges_address(docs: list[Doc], tmp_path: Path) -> None:
+    """The mounted certificate chains to the mounted CA, names the address the edges dial and is the hub's
+    (server authentication); the CA's private key and the edges' keys stay out of the cluster."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from shared.nats.pki import cert_hosts, load_cert, load_key
+
+    sts, container, _, hub = _hub(docs)
+    _, tls = _leaf_tls_files(docs, sts, container, hub, tmp_path)
+    cert, ca = load_cert(tls["cert_file"]), load_cert(tls["ca_file"])
+    cert.verify_directly_issued_by(ca)
+    assert LEAF_HOST in cert_hosts(cert), cert_hosts(cert)
+    usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert ExtendedKeyUsageOID.SERVER_AUTH in usage
+    public = load_key(tls["key_file"]).public_key().public_bytes(*PUBLIC_DER)
+    assert public == cert.public_key().public_bytes(*PUBLIC_DER), "the mounted key is not the certificate's"
+    for secret in _of_kind(docs, "Secret"):
+        for key, value in (secret.get("data") or {}).items():
+            assert b"PRIVATE KEY" not in base64.b64decode(value) or key == "leaf.key", f"{_id(secret)}: {key}"
 
 
 def test_hub_cluster_routes_are_the_statefulset_members(docs: list[Doc]) -> None:

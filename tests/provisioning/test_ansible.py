@@ -131,7 +131,7 @@ def test_edge_yaml_bundled_models_loads(render_dir: Path) -> None:
     assert (cfg.node_id, cfg.site) == ("site-a-1", "site-a")
     assert (cfg.server.port, cfg.server.http_port, cfg.server.host) == (8000, 8003, "0.0.0.0")
     assert cfg.server.public_ws_url == "ws://10.1.0.5:8000/xiaozhi/v1/"
-    assert cfg.auth.device_tokens and cfg.auth.token_key_file == "/etc/xiaozhi/device-token.key"
+    assert cfg.auth.device_tokens and cfg.auth.token_keys_file == "/etc/xiaozhi/device-token-keys.json"
     assert cfg.nats.url == "nats://127.0.0.1:4222" and cfg.nats.embedded_config == ""  # the leaf has its own unit
     assert cfg.cache.dir == "/var/lib/xiaozhi/cache"
     assert cfg.log.json_format
@@ -162,7 +162,7 @@ def test_edge_yaml_production_models_and_extra_load(render_dir: Path) -> None:
     }
     cfg = load_settings(EdgeConfig, _render_edge_yaml(render_dir, variables), {}, environ={})
     assert (cfg.server.port, cfg.server.http_port) == (9000, 9003)
-    assert cfg.auth.token_key_file == "/srv/xz/etc/device-token.key"  # paths follow the prefix
+    assert cfg.auth.token_keys_file == "/srv/xz/etc/device-token-keys.json"  # paths follow the prefix
     assert cfg.cache.dir == "/srv/xz/data/cache"
     assert (cfg.asr.backend, cfg.asr.sherpa_model_type, cfg.asr.language) == ("sherpa", "sense_voice", "auto")
     assert cfg.asr.model_path == variables["xiaozhi_asr_model_path"]
@@ -181,7 +181,7 @@ def test_edge_yaml_edge_only_without_tokens_loads(render_dir: Path) -> None:
     )
     cfg = load_settings(EdgeConfig, path, {}, environ={})
     assert cfg.node_id == "localhost"  # xiaozhi_edge_id defaults to the inventory name
-    assert cfg.nats.url == "" and not cfg.auth.device_tokens and cfg.auth.token_key_file == ""
+    assert cfg.nats.url == "" and not cfg.auth.device_tokens and cfg.auth.token_keys_file == ""
     assert not cfg.log.json_format
 
 

@@ -47,7 +47,11 @@ class Fleet:
     provision: Proc
     url: str
     db: str
-    key: bytes
+    ring: tokens.KeyRing  # the provisioning host's signing keys; the edges read ring.keyset_path
+
+    def keys(self) -> tokens.KeySet:
+        """The public key set as an edge reads it."""
+        return tokens.KeySet.load(self.ring.keyset_path)
 
     def store(self) -> FleetRegistry:
         return FleetRegistry(self.db)
@@ -56,8 +60,8 @@ class Fleet:
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     work = tmp_path_factory.mktemp("provision")
-    key_path = work / "device-token.key"
-    key = tokens.generate_key(key_path)
+    key_path = work / "token-keys"
+    ring = tokens.KeyRing.create(key_path)
     hub = Hub(work / "hub")
     names = {"edge-p1": "site-a", "edge-p2": "site-a"}
     for name in names:
@@ -96,7 +100,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                 hub.url,
                 "--credential",
                 str(cloud_cred),
-                "--token-key",
+                "--token-keys",
                 str(key_path),
                 "--public-url",
                 f"http://127.0.0.1:{port}",
@@ -121,10 +125,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                     "XIAOZHI__LLM__WORKERS": "1",
                     "XIAOZHI__TTS__WORKERS": "1",
                     "XIAOZHI__AUTH__DEVICE_TOKENS": "true",
-                    "XIAOZHI__AUTH__TOKEN_KEY_FILE": str(key_path),
+                    "XIAOZHI__AUTH__TOKEN_KEYS_FILE": str(ring.keyset_path),
                 },
             )
-        f = Fleet(hub, leaves, edges, provision, f"http://127.0.0.1:{port}", db, key)
+        f = Fleet(hub, leaves, edges, provision, f"http://127.0.0.1:{port}", db, ring)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             ready = httpx.get(f"{f.url}/ready", timeout=5)
@@ -197,7 +201,8 @@ def test_an_unknown_device_goes_through_activation(fleet: Fleet) -> None:
     assert _activate(fleet, device).status_code == 200
     bound = _ota(fleet, device).json()
     assert "activation" not in bound
-    assert tokens.verify(fleet.key, bound["websocket"]["token"], device) > time.time() + 29 * 24 * 3600
+    claims = fleet.keys().verify(bound["websocket"]["token"], device, site="site-a")
+    assert claims.expiry > time.time() + 29 * 24 * 3600 and claims.site == "site-a"  # the assigned edge's site
 
 
 async def test_the_token_opens_its_edge_and_nothing_else_does(fleet: Fleet) -> None:
@@ -208,18 +213,21 @@ async def test_the_token_opens_its_edge_and_nothing_else_does(fleet: Fleet) -> N
     async with httpx.AsyncClient() as http:
         before = (await http.get(f"{edge.http}/metrics")).text
     assert await _hello(url, device, token)
-    stolen = tokens.issue(fleet.key, "d8:3b:da:00:aa:99", 3600)  # valid, but another device's
-    expired = tokens.issue(fleet.key, device, -1)
+    stolen = fleet.ring.issue("d8:3b:da:00:aa:99", 3600, site="site-a")  # valid, but another device's
+    expired = fleet.ring.issue(device, -1, site="site-a")
     forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
-    foreign = tokens.issue(bytes(32), device, 3600)  # signed with another key
-    for bad in (stolen, expired, forged, foreign, ""):
+    foreign = tokens.KeyRing.create(fleet.ring.dir.parent / "foreign-keys").issue(device, 3600)  # another ring
+    other_site = fleet.ring.issue(device, 3600, site="site-b")  # this fleet's key, another site's edge
+    for bad in (stolen, expired, forged, foreign, other_site, ""):
         with pytest.raises(DeviceClientError, match="HTTP 401"):
             await _hello(url, device, bad)
     async with httpx.AsyncClient() as http:
         after = (await http.get(f"{edge.http}/metrics")).text
     name = "xiaozhi_ws_connections_total"
-    assert metric_value(after, name, result="unauthorised") - metric_value(before, name, result="unauthorised") == 5
-    assert "token expired" in edge.log_text() and "token signature does not match this device" in edge.log_text()
+    assert metric_value(after, name, result="unauthorised") - metric_value(before, name, result="unauthorised") == 6
+    log_text = edge.log_text()
+    for why in ("token expired", "another device", "signature does not verify", "unknown key", "site 'site-b'"):
+        assert why in log_text, why
 
 
 def test_firmware_updates_are_offered_and_downloadable(fleet: Fleet) -> None:
@@ -247,8 +255,6 @@ def test_bad_requests_get_a_clear_400(fleet: Fleet) -> None:
 
 
 def test_xiaozhi_validate_checks_a_fleet_with_device_tokens(fleet: Fleet, tmp_path: Path) -> None:
-    key_file = tmp_path / "key"
-    key_file.write_text(fleet.key.hex())
     edge = fleet.edges["edge-p1"]
     base = [
         sys.executable,
@@ -262,16 +268,53 @@ def test_xiaozhi_validate_checks_a_fleet_with_device_tokens(fleet: Fleet, tmp_pa
         "10",
         "--json",
     ]
-    run = subprocess.run([*base, "--token-key", str(key_file)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    with_keys = [*base, "--token-keys", str(fleet.ring.dir)]  # the admin's ring signs the probe device a token
+    run = subprocess.run(with_keys, cwd=ROOT, capture_output=True, text=True, timeout=120)
     report = json.loads(run.stdout)
     assert run.returncode == 0 and report["ok"], report
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["fleet ota"]["status"] == "pass" and "ws://127.0.0.1:" in checks["fleet ota"]["detail"]
     assert checks["hello"]["status"] == "pass" and checks["probe turn"]["status"] == "pass"
-    # Without the key the probe device has no token the edge accepts: the report says so.
+    # Without the ring the probe device has no token the edge accepts: the report says so.
     run = subprocess.run(base, cwd=ROOT, capture_output=True, text=True, timeout=120)
     hello = next(c for c in json.loads(run.stdout)["checks"] if c["name"] == "hello")
     assert run.returncode == 1 and hello["status"] == "fail" and "HTTP 401" in hello["detail"]
+
+
+async def test_a_rotated_key_signs_new_tokens_while_old_ones_still_open(fleet: Fleet) -> None:
+    """``rotate-key`` beside the running service: it signs with the new key once it has re-read the
+    ring, the edges accept the new key once they have re-read the key set, and the old key's tokens
+    keep working meanwhile (it is accepted until its last token expires)."""
+    import jwt
+
+    device = "d8:3b:da:00:aa:01"  # bound by the activation test
+    old = (await asyncio.to_thread(_ota, fleet, device)).json()["websocket"]
+    old_kid = jwt.get_unverified_header(old["token"])["kid"]
+    rotate = [sys.executable, "-m", "provisioning.cli", "rotate-key", "--token-keys", str(fleet.ring.dir)]
+    run = await asyncio.to_thread(
+        subprocess.run, [*rotate, "--publish-window-h", "0"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    keys = fleet.keys()
+    new_kid = next(k for k in keys.keys if k != old_kid)
+    assert keys.keys[old_kid].accept_until is not None and keys.keys[old_kid].accept_until > time.time() + 29 * 86400
+    deadline = time.monotonic() + 40
+    while True:  # the service re-reads the ring every 10 s
+        new = (await asyncio.to_thread(_ota, fleet, device)).json()["websocket"]
+        if jwt.get_unverified_header(new["token"])["kid"] == new_kid or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert jwt.get_unverified_header(new["token"])["kid"] == new_kid, fleet.provision.log_text()[-2000:]
+    while True:  # the edges re-read the key set every 5 s
+        try:
+            await _hello(new["url"], device, new["token"])
+            break
+        except DeviceClientError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+    assert await _hello(old["url"], device, old["token"])  # the old key's token still opens the edge
+    assert "device-token key set reloaded" in fleet.provision.log_text()
 
 
 def test_devices_stick_to_their_edge_and_leave_a_dead_one(fleet: Fleet) -> None:

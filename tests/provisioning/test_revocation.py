@@ -4,18 +4,21 @@ database, its Fleet connected to the hub.
 
 An admin revokes a connected device in the console: the edge closes its session within seconds
 and refuses its reconnect (401) even with a still-valid token, while another device is untouched;
-provisioning answers its OTA without a token; the edge keeps the revocation while the hub is down
-and notices changes after the hub comes back; un-revoking lets the device in again.
+provisioning answers its OTA without a token; the edge keeps the revocation while the hub is down,
+also across a restart of the edge (its revocation file), and notices changes after the hub comes
+back; un-revoking lets the device in again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -54,14 +57,15 @@ class Stack:
     console: TestClient
     fleet: Fleet
     csrf: dict[str, str]
-    key: bytes
+    keys: tokens.KeySet
+    edge_env: dict[str, str]
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("revocation")
-    key_path = work / "device-token.key"
-    key = tokens.generate_key(key_path)
+    key_path = work / "token-keys"
+    ring = tokens.KeyRing.create(key_path)
     hub = Hub(work / "hub")
     hub.credential("edge-r1")
     leaf = Leaf(work / "edge-r1", "edge-r1", hub)
@@ -94,7 +98,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 hub.url,
                 "--credential",
                 str(cloud_cred),
-                "--token-key",
+                "--token-keys",
                 str(key_path),
                 "--public-url",
                 f"http://127.0.0.1:{port}",
@@ -102,20 +106,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "READY provision",
             env={"XIAOZHI_PROVISION__ACTIVATION_REQUIRED": "false", "XIAOZHI_PROVISION__STALE_AFTER_S": "10"},
         )
-        edge = start_edge(
-            "revoke-edge",
-            {
-                "XIAOZHI__NODE_ID": "edge-r1",
-                "XIAOZHI__NATS__URL": leaf.url,
-                "XIAOZHI__NATS__HEARTBEAT_S": "1",
-                "XIAOZHI__TIMING__PROFILE": str(ROOT / "bench" / "fleet" / "timing.2026-11-25.yaml"),
-                "XIAOZHI__LLM__WORKERS": "1",
-                "XIAOZHI__TTS__WORKERS": "1",
-                "XIAOZHI__ASR__WORKERS": "1",
-                "XIAOZHI__AUTH__DEVICE_TOKENS": "true",
-                "XIAOZHI__AUTH__TOKEN_KEY_FILE": str(key_path),
-            },
-        )
+        edge_env = {
+            "XIAOZHI__NODE_ID": "edge-r1",
+            "XIAOZHI__NATS__URL": leaf.url,
+            "XIAOZHI__NATS__HEARTBEAT_S": "1",
+            "XIAOZHI__TIMING__PROFILE": str(ROOT / "bench" / "fleet" / "timing.2026-11-25.yaml"),
+            "XIAOZHI__LLM__WORKERS": "1",
+            "XIAOZHI__TTS__WORKERS": "1",
+            "XIAOZHI__ASR__WORKERS": "1",
+            "XIAOZHI__AUTH__DEVICE_TOKENS": "true",
+            "XIAOZHI__AUTH__TOKEN_KEYS_FILE": str(ring.keyset_path),
+            "XIAOZHI__CACHE__DIR": str(work / "edge-cache"),  # the revocation file lives beside the disk cache
+        }
+        edge = start_edge("revoke-edge", edge_env)
         ota_url = f"http://127.0.0.1:{port}/xiaozhi/ota/"
         deadline = time.monotonic() + 30
         while httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5).status_code != 200:
@@ -128,7 +131,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             assert r.status_code == 200, r.text
             _until(lambda: fleet.connected)
             edge.wait_for_log("revocation list read from KV", timeout=30)  # the console created the bucket
-            yield Stack(hub, leaf, edge, provision, ota_url, console, fleet, {"X-CSRF-Token": r.json()["csrf"]}, key)
+            csrf = {"X-CSRF-Token": r.json()["csrf"]}
+            held = Stack(hub, leaf, edge, provision, ota_url, console, fleet, csrf, ring.keyset, edge_env)
+            yield held
+            edge = held.edge  # the test restarts it
     finally:
         if edge is not None:
             stop_edge(edge)
@@ -170,7 +176,7 @@ async def test_a_revoked_device_is_dropped_refused_and_let_back_in(stack: Stack)
     edge = stack.edge
     stolen, other = await asyncio.to_thread(_ota, stack, STOLEN), await asyncio.to_thread(_ota, stack, OTHER)
     url, token = stolen["websocket"]["url"], stolen["websocket"]["token"]
-    assert f":{edge.ws_port}/" in url and tokens.verify(stack.key, token, STOLEN)
+    assert f":{edge.ws_port}/" in url and stack.keys.verify(token, STOLEN)
     before = await _metrics(edge)
     device = await _connect(url, STOLEN, token)
     bystander = await _connect(other["websocket"]["url"], OTHER, other["websocket"]["token"])
@@ -208,6 +214,18 @@ async def test_a_revoked_device_is_dropped_refused_and_let_back_in(stack: Stack)
     await asyncio.sleep(2)
     with pytest.raises(DeviceClientError, match="HTTP 401"):
         await _connect(url, STOLEN, token)
+    # ...and across its own restart while the site is cut off: the revocation file is read at start.
+    revocations = Path(stack.edge_env["XIAOZHI__CACHE__DIR"]) / "revocations.json"
+    assert STOLEN in json.loads(revocations.read_text())["devices"]
+    await asyncio.to_thread(stop_edge, edge)
+    edge = stack.edge = await asyncio.to_thread(start_edge, "revoke-edge-restarted", stack.edge_env)
+    assert "revocation list read from" in edge.log_text() and "1 device(s)" in edge.log_text()
+    url = f"ws://127.0.0.1:{edge.ws_port}/xiaozhi/v1/"
+    with pytest.raises(DeviceClientError, match="HTTP 401"):
+        await _connect(url, STOLEN, token)
+    assert f"refused {STOLEN}: device revoked" in edge.log_text()
+    other_again = await _connect(url, OTHER, other["websocket"]["token"])  # not a node that refuses everyone
+    await other_again.close()
     stack.hub.start()  # same ports, same store: the leaf, the console and provisioning reconnect
     await asyncio.to_thread(stack.leaf.wait_linked, 20)
     await asyncio.to_thread(_until, lambda: stack.fleet.connected, 20)
@@ -218,7 +236,7 @@ async def test_a_revoked_device_is_dropped_refused_and_let_back_in(stack: Stack)
     assert r.status_code == 200 and r.json()["published"] is True, r.text
     await asyncio.to_thread(edge.wait_for_log, f"device {STOLEN} un-revoked", 15, offset)
     fresh = await asyncio.to_thread(_ota, stack, STOLEN)
-    assert tokens.verify(stack.key, fresh["websocket"]["token"], STOLEN)
+    assert stack.keys.verify(fresh["websocket"]["token"], STOLEN)
     device = await _connect(fresh["websocket"]["url"], STOLEN, fresh["websocket"]["token"])
     assert device.session_id
     await device.close()

@@ -169,8 +169,8 @@ def test_provisioning_answers_an_ota_over_https(pki: Pki, tmp_path: Path) -> Non
     hub = Hub(tmp_path / "hub")
     cloud_cred = tmp_path / "cloud.json"
     save_credential(hub.cloud, cloud_cred)
-    key_path = tmp_path / "device-token.key"
-    key = tokens.generate_key(key_path)
+    key_path = tmp_path / "token-keys"
+    ring = tokens.KeyRing.create(key_path)
     port = free_port()
     base = f"https://127.0.0.1:{port}"
     hub.start()
@@ -193,7 +193,7 @@ def test_provisioning_answers_an_ota_over_https(pki: Pki, tmp_path: Path) -> Non
                 hub.url,
                 "--credential",
                 str(cloud_cred),
-                "--token-key",
+                "--token-keys",
                 str(key_path),
                 "--public-url",
                 base,
@@ -222,7 +222,7 @@ def test_provisioning_answers_an_ota_over_https(pki: Pki, tmp_path: Path) -> Non
         assert answer.status_code == 200, answer.text
         body = answer.json()
         assert body["websocket"]["url"] == edge_url
-        tokens.verify(key, body["websocket"]["token"], "aa:71:5e:00:00:10")
+        tokens.KeySet.load(ring.keyset_path).verify(body["websocket"]["token"], "aa:71:5e:00:00:10")
         assert "activation" in body  # an unknown device: activation goes on over the same https endpoint
         activate = httpx.post(
             f"{base}/xiaozhi/ota/activate",
@@ -243,13 +243,13 @@ def test_provisioning_answers_an_ota_over_https(pki: Pki, tmp_path: Path) -> Non
 async def test_provisioning_warns_when_tls_is_on_but_public_url_says_http(
     pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    tokens.generate_key(tmp_path / "k.key")
+    tokens.KeyRing.create(tmp_path / "keys")
     cfg = ProvisionConfig(
         host="127.0.0.1",
         port=0,
         public_url="http://prov.example:8004",
         db=f"sqlite:///{tmp_path / 'c.db'}",
-        token_key_file=str(tmp_path / "k.key"),
+        token_keys_dir=str(tmp_path / "keys"),
         tls_cert_file=str(pki.cert),
         tls_key_file=str(pki.key),
         nats=NatsClientConfig(url=""),
@@ -347,7 +347,7 @@ def test_bad_tls_settings_stop_each_server_at_start_naming_the_file(pki: Pki, tm
     )
     assert f"TLS certificate {pki.cert} and key {pki.other_key} cannot be used together" in err
 
-    prov = {"XIAOZHI_PROVISION__TOKEN_KEY_FILE": str(tmp_path / "absent.key")}
+    prov = {"XIAOZHI_PROVISION__TOKEN_KEYS_DIR": str(tmp_path / "absent-keys")}
     err = _start_fails(PROVISION, {**prov, "XIAOZHI_PROVISION__TLS_CERT_FILE": str(pki.cert)})
     assert "tls_cert_file is set but tls_key_file is not" in err
     err = _start_fails(
@@ -368,3 +368,17 @@ def test_bad_tls_settings_stop_each_server_at_start_naming_the_file(pki: Pki, tm
         },
     )
     assert f"TLS certificate file {missing}: cannot read it" in err
+
+
+def test_missing_or_bad_token_keys_stop_the_edge_and_provisioning_at_start(tmp_path: Path) -> None:
+    """Device tokens on and no readable key set: one line naming the file, not a traceback after the models."""
+    edge = {"XIAOZHI__TIMING__PROFILE": str(PROFILE), "XIAOZHI__AUTH__DEVICE_TOKENS": "true"}
+    missing = tmp_path / "absent.json"
+    err = _start_fails(EDGE, {**edge, "XIAOZHI__AUTH__TOKEN_KEYS_FILE": str(missing)})
+    assert f"auth.token_keys_file: cannot read the device-token key set {missing}" in err
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"keys": [{"kid": "k1", "public": "not hex", "signing_from": 0}]}')
+    err = _start_fails(EDGE, {**edge, "XIAOZHI__AUTH__TOKEN_KEYS_FILE": str(bad)})
+    assert f"{bad}: not a device-token key set" in err
+    err = _start_fails(PROVISION, {"XIAOZHI_PROVISION__TOKEN_KEYS_DIR": str(tmp_path / "no-ring")})
+    assert "cannot read the device-token key set" in err and "no-ring" in err

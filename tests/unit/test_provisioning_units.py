@@ -1,4 +1,4 @@
-"""Provisioning's pure parts: device tokens, edge assignment, firmware offers."""
+"""Provisioning's pure parts: edge assignment, firmware offers (device tokens: test_tokens.py)."""
 
 from __future__ import annotations
 
@@ -8,44 +8,6 @@ import pytest
 
 from provisioning.assign import EdgeDirectory, NoEdgeAvailable
 from provisioning.firmware import FirmwareError, FirmwareStore, parse_version
-from shared import tokens
-
-KEY = bytes(range(32))
-
-
-# -- tokens -------------------------------------------------------------------------------------
-def test_a_token_is_bound_to_its_device_and_expires() -> None:
-    token = tokens.issue(KEY, "AA:bb:cc:00:00:01", ttl_s=60, now=1000)
-    assert tokens.verify(KEY, token, "aa:bb:cc:00:00:01", now=1059) == 1060
-    with pytest.raises(tokens.TokenError, match="expired"):
-        tokens.verify(KEY, token, "aa:bb:cc:00:00:01", now=1061)
-    with pytest.raises(tokens.TokenError, match="does not match"):
-        tokens.verify(KEY, token, "aa:bb:cc:00:00:02", now=1000)
-    with pytest.raises(tokens.TokenError, match="does not match"):
-        tokens.verify(bytes(32), token, "aa:bb:cc:00:00:01", now=1000)
-    forged = token.rsplit(".", 1)[0] + ".AAAA"
-    with pytest.raises(tokens.TokenError):
-        tokens.verify(KEY, forged, "aa:bb:cc:00:00:01", now=1000)
-    longer = token.replace(".1060.", ".9999999999.")  # a stretched expiry breaks the signature
-    with pytest.raises(tokens.TokenError, match="does not match"):
-        tokens.verify(KEY, longer, "aa:bb:cc:00:00:01", now=1000)
-    for bad in ("", "v1.x.y", "v2.1.abc", "v1.1"):
-        with pytest.raises(tokens.TokenError, match="malformed"):
-            tokens.verify(KEY, bad, "aa:bb:cc:00:00:01")
-
-
-def test_key_files_are_created_private_and_checked(tmp_path: Path) -> None:
-    path = tmp_path / "k"
-    key = tokens.generate_key(path)
-    assert tokens.load_key(path) == key and path.stat().st_mode & 0o777 == 0o600
-    with pytest.raises(FileExistsError):
-        tokens.generate_key(path)  # never overwrite the fleet's key
-    (tmp_path / "short").write_text("abcd")
-    with pytest.raises(tokens.TokenError, match="at least 32 bytes"):
-        tokens.load_key(tmp_path / "short")
-    (tmp_path / "nothex").write_text("zz" * 40)
-    with pytest.raises(tokens.TokenError, match="hex"):
-        tokens.load_key(tmp_path / "nothex")
 
 
 # -- assignment ---------------------------------------------------------------------------------
@@ -62,6 +24,7 @@ def test_new_devices_spread_over_the_least_loaded_edges_of_their_site() -> None:
     # A burst of 60 boots at site a before any heartbeat: each assignment counts at once.
     edges = [d.assign("", "10.1.3.4", now=101).edge for _ in range(60)]
     assert set(edges) == {"a1", "a2"}  # never the idle edge of another site
+    assert d.assign("", "10.2.0.7", now=101).site == "b"  # the device's token is issued for its edge's site
     assert abs((10 + edges.count("a1")) - (40 + edges.count("a2"))) <= 1  # level after the burst
     assert d.assigned["a1"] + d.assigned["a2"] == 110
     assert d.assign("", "192.168.0.9", now=101).edge == "b1"  # no site: the least loaded anywhere
