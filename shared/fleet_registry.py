@@ -20,12 +20,37 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Float, String, Text, create_engine, event, func, select
+from sqlalchemy import Float, MetaData, String, Text, create_engine, event, func, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-__all__ = ["FleetRegistry", "RegistryError"]
+__all__ = ["FleetRegistry", "RegistryError", "create_tables"]
+
+
+# pg_advisory_xact_lock's key while the schema is created (a constant no other user of the database
+# takes: "xzconsol"); the console and provisioning take the same one.
+SCHEMA_LOCK = 0x787A636F6E736F6C
+SCHEMA_ATTEMPTS = 5
+
+
+def create_tables(engine: Engine, *metadatas: MetaData) -> None:
+    """The tables of ``metadatas`` in one transaction, safe when several processes (the console,
+    provisioning) start on the same empty database at once: without the lock all but one failed on
+    PostgreSQL ("duplicate key value violates unique constraint pg_type_typname_nsp_index"), and on
+    SQLite with "table ... already exists"; a process that made them meanwhile is waited out by retrying."""
+    for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+        try:
+            with engine.begin() as conn:
+                if conn.dialect.name == "postgresql":  # the others wait here until this commits
+                    conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK)))
+                for metadata in metadatas:
+                    metadata.create_all(conn)
+            return
+        except (IntegrityError, OperationalError, ProgrammingError):
+            if attempt == SCHEMA_ATTEMPTS:
+                raise
+            time.sleep(0.05 * attempt)
 
 
 class RegistryError(ValueError):
@@ -87,13 +112,19 @@ def _sqlite_pragmas(engine: Engine) -> None:
         cur.close()
 
 
+def _text(value: str, limit: int) -> str:
+    """What a column of ``limit`` characters can hold on every database: PostgreSQL refuses NUL in text
+    and text longer than its column (SQLite takes both), and a heartbeat must not be lost for either."""
+    return value.replace("\x00", "")[:limit]
+
+
 class FleetRegistry:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = create_engine(url, future=True, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             _sqlite_pragmas(self.engine)
-        Base.metadata.create_all(self.engine)
+        create_tables(self.engine, Base.metadata)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -108,25 +139,27 @@ class FleetRegistry:
     def record_heartbeat(self, edge_id: str, beat: dict[str, Any], now: float | None = None) -> None:
         """Upsert the edge and the devices it says are connected (last seen, firmware, where)."""
         now = time.time() if now is None else now
+        edge_id = _text(edge_id, 128)
         with self.tx() as s:
             edge = s.get(Edge, edge_id)
             if edge is None:
                 edge = Edge(id=edge_id, first_seen=now, last_seen=now)
                 s.add(edge)
             edge.last_seen = now
-            edge.version = str(beat.get("version") or "")[:64]
-            edge.snapshot = json.dumps(beat)
+            edge.version = _text(str(beat.get("version") or ""), 64)
+            edge.snapshot = json.dumps(beat)  # JSON escapes NUL as \u0000
             for dev in beat.get("devices") or []:
                 if not isinstance(dev, dict) or not isinstance(dev.get("id"), str) or not dev["id"]:
                     continue
-                device = s.get(Device, dev["id"][:64])
+                device_id = _text(dev["id"], 64)
+                device = s.get(Device, device_id)
                 if device is None:
-                    device = Device(id=dev["id"][:64], state="seen", edge_id=edge_id)
+                    device = Device(id=device_id, state="seen", edge_id=edge_id)
                     s.add(device)
                 device.connected_edge = edge_id
                 device.last_seen = now
                 if isinstance(dev.get("firmware"), str) and dev["firmware"]:
-                    device.firmware = dev["firmware"][:64]
+                    device.firmware = _text(dev["firmware"], 64)
 
     def edges(self) -> list[dict[str, Any]]:
         with self.tx() as s:

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cloud.config import ConsoleConfig
 from shared.routing_config import RoutingConfigError, parse_routing
@@ -55,9 +55,23 @@ SECURITY_HEADERS = {
 HSTS = "max-age=31536000"
 
 
+NUL = "\x00"  # PostgreSQL's text columns cannot hold it: refused in every request, on every backend
+
+
+def _has_nul(request: Request) -> bool:
+    return NUL in request.url.path or any(NUL in k or NUL in v for k, v in request.query_params.multi_items())
+
+
 # -- request and response bodies --------------------------------------------------------------
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:  # per field, so the error echoes that field only (not a password)
+        if isinstance(value, str) and NUL in value:
+            raise ValueError("holds a NUL character")
+        return value
 
 
 class LoginBody(_Body):
@@ -247,7 +261,10 @@ def create_app(cfg: ConsoleConfig, store: Store, fleet: Fleet) -> FastAPI:
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
+        if _has_nul(request):  # a device id or query with %00: a 422 here, not a database error (a 500)
+            response: Response = JSONResponse({"detail": "the path or query holds a NUL character"}, status_code=422)
+        else:
+            response = await call_next(request)
         for key, value in SECURITY_HEADERS.items():
             response.headers.setdefault(key, value)
         if request.url.scheme == "https":  # served over TLS (here or by a proxy that says so): stay on HTTPS

@@ -8,6 +8,13 @@ and serves the console's tables; a database written before the split keeps worki
 
 Calls are synchronous and short; the web layer runs them in a thread (``asyncio.to_thread``) so the
 event loop never waits on the database.
+
+SQLite and PostgreSQL are both tested (``tests/console``: every API test runs on each). The schema is
+SQLAlchemy's ``create_all``: missing tables are created, existing ones are left as they are (no column
+is ever altered, so a schema change needs a new table or a hand-written migration). Several processes
+may start on an empty database at once (two console pods in a rollout, ``console-admin`` beside the
+console): the first creates every table in one transaction, the others wait for it (a PostgreSQL
+advisory lock) or find the tables made and try again (SQLite).
 """
 
 from __future__ import annotations
@@ -18,16 +25,22 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text, delete, func, select
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text, create_engine, delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.fleet_registry import FleetRegistry, RegistryError
+from shared.fleet_registry import Base as RegistryBase
+from shared.fleet_registry import FleetRegistry, RegistryError, create_tables
 
 __all__ = ["Store", "StoreError"]
 
 # One error type for the whole store: the console answers a refused registry change (bind, move,
 # revoke) the way it answers a refused console one.
 StoreError = RegistryError
+
+# The largest id an Integer column holds on every backend (PostgreSQL's is 32-bit): a larger one asked
+# for is simply not there, rather than an "integer out of range" error from the database.
+MAX_ID = 2**31 - 1
 
 
 class Base(DeclarativeBase):
@@ -73,6 +86,11 @@ class Audit(Base):
     ok: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
+def _text(value: str, length: int) -> str:
+    """What a String column can hold on every backend: its length, no NUL (PostgreSQL refuses both)."""
+    return value.replace("\x00", "\ufffd")[:length]
+
+
 @dataclass(frozen=True)
 class Principal:
     user_id: int
@@ -80,20 +98,35 @@ class Principal:
     csrf: str
 
 
+def create_schema(url: str) -> None:
+    """Every table, the registry's and the console's, in one transaction (``create_tables``); safe when
+    several processes start on the same empty database at once."""
+    engine = create_engine(url)
+    try:
+        create_tables(engine, RegistryBase.metadata, Base.metadata)
+    finally:
+        engine.dispose()
+
+
 class Store(FleetRegistry):
     def __init__(self, url: str) -> None:
-        super().__init__(url)
-        Base.metadata.create_all(self.engine)
+        create_schema(url)
+        super().__init__(url)  # the registry's own create_all finds every table: it creates nothing
 
     # -- users and login sessions ---------------------------------------------------------------
     def add_user(self, username: str, password_hash: str) -> int:
-        with self.tx() as s:
-            if s.scalar(select(User).where(User.username == username)) is not None:
-                raise StoreError(f"user {username!r} already exists")
-            user = User(username=username, password_hash=password_hash, created_at=time.time())
-            s.add(user)
-            s.flush()
-            return user.id
+        if not username or len(username) > 64 or "\x00" in username:
+            raise StoreError("a user name is 1 to 64 characters, without NUL")
+        try:
+            with self.tx() as s:
+                if s.scalar(select(User).where(User.username == username)) is not None:
+                    raise StoreError(f"user {username!r} already exists")
+                user = User(username=username, password_hash=password_hash, created_at=time.time())
+                s.add(user)
+                s.flush()
+                return user.id
+        except IntegrityError as exc:  # added by another process between the check and the insert
+            raise StoreError(f"user {username!r} already exists") from exc
 
     def set_password(self, username: str, password_hash: str) -> None:
         with self.tx() as s:
@@ -163,7 +196,7 @@ class Store(FleetRegistry):
                 text=text,
                 author=author,
                 created_at=time.time(),
-                comment=comment[:500],
+                comment=_text(comment, 500),
                 kv_revision=kv_revision,
                 rollback_of=rollback_of,
             )
@@ -177,6 +210,8 @@ class Store(FleetRegistry):
             return [self._version(v) for v in rows]
 
     def routing_version(self, version_id: int) -> dict[str, Any] | None:
+        if not 1 <= version_id <= MAX_ID:
+            return None
         with self.tx() as s:
             v = s.get(RoutingVersion, version_id)
             return self._version(v) if v else None
@@ -189,15 +224,19 @@ class Store(FleetRegistry):
             s.add(
                 Audit(
                     at=time.time(),
-                    user=user,
-                    action=action,
-                    target=target[:200],
+                    user=_text(user, 64),
+                    action=_text(action, 64),
+                    target=_text(target, 200),
                     detail=json.dumps(detail or {}),
                     ok=ok,
                 )
             )
 
     def audit_log(self, limit: int = 200, before_id: int | None = None) -> list[dict[str, Any]]:
+        if before_id is not None and before_id <= 1:
+            return []
+        if before_id is not None and before_id > MAX_ID:
+            before_id = None  # every id is below it
         with self.tx() as s:
             q = select(Audit).order_by(Audit.id.desc()).limit(limit)
             if before_id is not None:

@@ -1,7 +1,8 @@
 """The console's JSON API, every endpoint: unauthorised, CSRF, invalid input and the real thing.
 
-The app runs in process (FastAPI's TestClient) on a real SQLite file, connected to a real
-nats-server hub: heartbeats are published on NATS, routing configs land in the real KV bucket.
+The app runs in process (FastAPI's TestClient) connected to a real nats-server hub: heartbeats are
+published on NATS, routing configs land in the real KV bucket. Every test runs twice, on a real SQLite
+file and on a real PostgreSQL server (``databases`` in conftest.py), each time on a fresh database.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import nats.js.errors
 import pytest
 from fastapi.testclient import TestClient
 
@@ -26,6 +28,8 @@ from shared.nats.configs import save_credential
 from shared.nats.local import Hub
 from shared.nats.server import free_port
 
+from .conftest import Databases
+
 PASSWORD = "correct horse battery"
 ROUTING_A = """llm:
   default: local_llm
@@ -35,9 +39,10 @@ ROUTING_A = """llm:
 ROUTING_B = ROUTING_A.replace("0.6", "0.7")
 
 
-def _app(db: Path, hub_url: str, cred: Path | str, **console: Any) -> tuple[TestClient, Store, Fleet]:
+def _app(db: str, hub_url: str, cred: Path | str, **console: Any) -> tuple[TestClient, Store, Fleet]:
+    """The console on the database at SQLAlchemy URL ``db`` (made on first use, reused after)."""
     cfg = ConsoleConfig(**{"cookie_secure": False, "stale_after_s": 2.0, "live_interval_s": 0.3, **console})
-    store = Store(f"sqlite:///{db}")
+    store = Store(db)
     if store.user_hash("admin") is None:
         store.add_user("admin", hash_password(PASSWORD))
     fleet = Fleet(store, hub_url, str(cred), cfg.stale_after_s, cfg.live_interval_s)
@@ -45,7 +50,8 @@ def _app(db: Path, hub_url: str, cred: Path | str, **console: Any) -> tuple[Test
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hub, Path]]:
+def hub(databases: Databases, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hub, Path]]:
+    """One hub per backend (hence ``databases``): each run of the module starts with empty KV buckets."""
     work = tmp_path_factory.mktemp("console-hub")
     hub = Hub(work / "hub")
     hub.credential("edge-t")
@@ -57,8 +63,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hub, Path]]:
 
 
 @pytest.fixture(scope="module")
-def api(hub: tuple[Hub, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Store, Fleet]]:
-    client, store, fleet = _app(tmp_path_factory.mktemp("console") / "console.db", hub[0].url, hub[1])
+def api(hub: tuple[Hub, Path], databases: Databases) -> Iterator[tuple[TestClient, Store, Fleet]]:
+    client, store, fleet = _app(databases.new(), hub[0].url, hub[1])
     with client:
         deadline = time.monotonic() + 10
         while not fleet.connected and time.monotonic() < deadline:
@@ -132,8 +138,8 @@ def test_every_api_endpoint_but_login_and_health_refuses_an_anonymous_caller(api
     assert checked >= 14
 
 
-def test_login_refuses_a_wrong_password_and_sets_a_hardened_cookie(hub: Any, tmp_path: Path) -> None:
-    client, store, _fleet = _app(tmp_path / "c.db", "", "", cookie_secure=True)
+def test_login_refuses_a_wrong_password_and_sets_a_hardened_cookie(databases: Databases) -> None:
+    client, store, _fleet = _app(databases.new(), "", "", cookie_secure=True)
     with client:
         r = client.post("/api/login", json={"username": "admin", "password": "wrong password!"})
         assert r.status_code == 401 and r.json()["detail"] == "wrong user name or password"
@@ -153,8 +159,8 @@ def test_login_refuses_a_wrong_password_and_sets_a_hardened_cookie(hub: Any, tmp
     store.close()
 
 
-def test_failed_logins_are_rate_limited_even_for_the_right_password(tmp_path: Path) -> None:
-    client, store, _fleet = _app(tmp_path / "c.db", "", "", login_attempts=3, login_window_s=60)
+def test_failed_logins_are_rate_limited_even_for_the_right_password(databases: Databases) -> None:
+    client, store, _fleet = _app(databases.new(), "", "", login_attempts=3, login_window_s=60)
     with client:
         for _ in range(3):
             wrong = {"username": "admin", "password": "guess guess guess"}
@@ -312,7 +318,13 @@ def _revoked_in_kv(hub: Hub) -> dict[str, dict[str, Any]]:
             keys = await kv.keys()
         except Exception:  # noqa: BLE001 - no bucket or no key yet
             return {}
-        return {device_of(k): parse_record((await kv.get(k)).value) for k in keys}
+        out = {}
+        for k in keys:
+            try:
+                out[device_of(k)] = parse_record((await kv.get(k)).value)
+            except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+                continue  # deleted (by the console's reconciliation) between listing and reading
+        return out
 
     return asyncio.run(_nats(hub, read))
 
@@ -369,8 +381,10 @@ def test_revoke_and_unrevoke_a_device(api: Any, hub: Any) -> None:
     assert revoked["reason"] == "stolen from the lobby" and revoked["published"] is True
 
 
-def test_a_revocation_made_without_nats_reaches_the_bucket_when_the_console_connects(hub: Any, tmp_path: Path) -> None:
-    db = tmp_path / "c.db"
+def test_a_revocation_made_without_nats_reaches_the_bucket_when_the_console_connects(
+    hub: Any, databases: Databases
+) -> None:
+    db = databases.new()
     dead = f"nats://127.0.0.1:{free_port()}"
     client, store, _fleet = _app(db, dead, "")
     with client:
@@ -464,9 +478,9 @@ def test_a_persona_per_site_or_device_is_published_like_any_routing_change(api: 
     assert _kv_text(hub[0]) == persona
 
 
-def test_publishing_without_nats_is_refused_clearly(tmp_path: Path) -> None:
+def test_publishing_without_nats_is_refused_clearly(databases: Databases) -> None:
     dead = f"nats://127.0.0.1:{free_port()}"
-    client, store, _fleet = _app(tmp_path / "c.db", dead, "")
+    client, store, _fleet = _app(databases.new(), dead, "")
     with client:
         headers = _login(client)
         r = client.post("/api/routing/publish", json={"text": ROUTING_A, "comment": "x"}, headers=headers)
@@ -475,3 +489,46 @@ def test_publishing_without_nats_is_refused_clearly(tmp_path: Path) -> None:
         assert state["nats_connected"] is False and "not connected" in state["error"]
         assert client.get("/api/health").json()["nats_connected"] is False
     store.close()
+
+
+# -- input a database could refuse ----------------------------------------------------------------
+def test_a_nul_character_anywhere_in_a_request_is_refused_before_it_reaches_the_database(api: Any, hub: Any) -> None:
+    """PostgreSQL's text columns cannot hold NUL: each of these was a 500 there (a 404 or a stored
+    value on SQLite), and a routing comment with one was published to the edges but never recorded."""
+    client, store, _fleet = api
+    headers = _login(client)
+    r = client.post("/api/login", json={"username": "ad\x00min", "password": PASSWORD})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "username"]
+    assert PASSWORD not in r.text  # the error echoes the field at fault, not the whole body
+    for method, url in (
+        ("GET", "/api/devices/aa%00bb"),
+        ("GET", "/api/devices?edge=e%00"),
+        ("POST", "/api/devices/aa%00bb/move"),
+        ("POST", "/api/devices/aa%00bb/revoke"),
+        ("POST", "/api/devices/aa%00bb/unrevoke"),
+        ("GET", "/api/edges/e%00"),
+    ):
+        r = client.request(method, url, json={"edge": "edge-t"} if url.endswith("move") else {}, headers=headers)
+        assert r.status_code == 422 and "NUL" in r.json()["detail"], (method, url, r.text)
+    store.add_pending_device("aa:bb:cc:00:00:0a", "101010")
+    store.bind("101010", "", "admin")
+    r = client.post("/api/devices/aa:bb:cc:00:00:0a/revoke", json={"reason": "a\x00b"}, headers=headers)
+    assert r.status_code == 422 and not store.is_revoked("aa:bb:cc:00:00:0a")
+    before = _kv_text(hub[0])
+    r = client.post("/api/routing/publish", json={"text": ROUTING_A, "comment": "a\x00b"}, headers=headers)
+    assert r.status_code == 422 and _kv_text(hub[0]) == before
+
+
+def test_an_id_beyond_any_row_is_not_found_rather_than_a_database_error(api: Any) -> None:
+    """An Integer column is 32-bit on PostgreSQL ("integer out of range" was a 500 there); SQLite
+    failed past 64 bits."""
+    client, _store, _fleet = api
+    headers = _login(client)
+    for version in (2**31, 2**63, 10**30):
+        assert client.get(f"/api/routing/versions/{version}").status_code == 404
+        r = client.post("/api/routing/rollback", json={"version_id": version}, headers=headers)
+        assert r.status_code == 404 and str(version) in r.json()["detail"]
+    newest = client.get("/api/audit?limit=5").json()
+    assert newest and client.get(f"/api/audit?limit=5&before={10**30}").json() == newest
+    assert client.get(f"/api/audit?before={2**31}").status_code == 200
+    assert client.get("/api/audit?before=-99999999999").json() == []
