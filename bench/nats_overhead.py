@@ -1,6 +1,6 @@
 """What NATS adds to an escalated turn: the same chat request straight to the endpoint vs edge -> cloud -> edge.
 
-    .venv/bin/python -m bench.nats_overhead [--requests 60] [--json out.json]
+    .venv/bin/python -m bench.nats_overhead [--requests 60] [--json out.json] [--plain-leaf]
 
 Starts the real topology on loopback: a hub nats-server (JetStream, leaf port), an edge leaf
 server linked to it, an OpenAI-compatible server on the bundled model (llama-cpp-python's: the
@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--requests", type=int, default=60, help="requests per path (default 60)")
     p.add_argument("--json", help="also write the figures here")
+    p.add_argument("--plain-leaf", action="store_true", help="the leaf link without TLS, to measure what TLS adds")
     args = p.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="nats-overhead-"))
     procs: list[subprocess.Popen[bytes]] = []
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                     server_name="hub",
                     edges=[edge_cred],
                     clients=[cloud_cred],
-                    tls=pki.hub_files(),
+                    tls=None if args.plain_leaf else pki.hub_files(),
                     host="127.0.0.1",
                     port=hub_port,
                     leaf_port=leaf_port,
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                     server_name="bench-edge",
                     cloud_leaf_urls=[f"nats-leaf://127.0.0.1:{leaf_port}"],
                     credential=edge_cred,
-                    tls=pki.edge_files("bench-edge"),
+                    tls=None if args.plain_leaf else pki.edge_files("bench-edge"),
                     port=edge_port,
                 ),
                 work,
@@ -244,8 +245,9 @@ def main(argv: list[str] | None = None) -> int:
                 proc.kill()
         for server in servers:
             server.stop()
+    result["leaf_link"] = "plain" if args.plain_leaf else "mutual TLS"
     d, n, o = result["direct"], result["nats"], result["overhead_ms"]
-    print(f"{args.requests} requests per path, alternating; ms (p50 / p95):")
+    print(f"{args.requests} requests per path, alternating, leaf link {result['leaf_link']}; ms (p50 / p95):")
     print(
         f"  direct to the endpoint : first chunk {d['first_ms']['p50']} / {d['first_ms']['p95']}, "
         f"end {d['total_ms']['p50']} / {d['total_ms']['p95']}"

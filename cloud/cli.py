@@ -3,6 +3,7 @@
     xiaozhi-cloud nats-config --edges edge-1,edge-2 --out deploy/nats [--host 0.0.0.0] [--port 4222]
                               [--leaf-port 7422] [--leaf-host hub.example.com] [--ca-cert F --ca-key F]
                               [--cluster-port 6222 --routes nats-route://c2:6222,...] [--plain-leaf]
+                              [--client-tls [--client-host hub.cloud.svc]]
     xiaozhi-cloud worker --role llm|asr [--nats URL] [--config cloud.yaml] [--openai-url URL] [--model NAME]
     xiaozhi-cloud routing push routing.yaml [--nats URL]      # validate, then publish to every edge
     xiaozhi-cloud routing show [--nats URL]
@@ -13,8 +14,10 @@
 ``nats-config`` writes the hub's config (passwords as bcrypt hashes) and one credential file per
 edge and for the cloud's own clients, and under ``tls/`` the leaf link's certificates: a CA (or the
 one given with ``--ca-cert``/``--ca-key``), the hub's leaf-port certificate for the ``--leaf-host``
-names and one client certificate per edge (mutual TLS; ``--plain-leaf`` for none). Run it again with
-more edges and the existing credentials and certificates are kept, so only new edges need a visit.
+names and one client certificate per edge (mutual TLS; ``--plain-leaf`` for none). ``--client-tls``
+also puts the client port (workers, console, provisioning) on TLS, with a certificate of the same CA
+for the ``--client-host`` names; those processes then take ``--nats-ca <out>/tls/hub/ca.pem``. Run it
+again with more edges and the existing credentials and certificates are kept, so only new edges need a visit.
 Settings of ``worker`` and ``console``: defaults < ``--config`` YAML < ``XIAOZHI_CLOUD__SECTION__KEY``
 environment < flags. ``buckets`` and ``routing`` give up on a hub that does not answer within
 ``--timeout``. Exit status: 0, 1 when the action failed (the hub unreachable), 2 for bad input.
@@ -42,7 +45,7 @@ from shared.nats.configs import (
     save_credential,
 )
 from shared.nats.pki import DEFAULT_LEAF_HOSTS, LeafPki, PkiError
-from shared.nats.settings import client_overrides
+from shared.nats.settings import NATS_CA_HELP, client_overrides
 from shared.routing_config import RoutingConfigError, load_routing_file, parse_routing
 from shared.settings import load_settings
 
@@ -58,6 +61,7 @@ def _hub_flags(p: argparse.ArgumentParser) -> None:
     """How a one-shot command reaches the hub."""
     p.add_argument("--nats", default=HUB, help="hub URL")
     p.add_argument("--credential", help="credential file from nats-config (credentials/cloud.json); none: no auth")
+    p.add_argument("--nats-ca", metavar="FILE", help=NATS_CA_HELP)
     p.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds to wait for the hub before giving up")
 
 
@@ -100,6 +104,22 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no TLS on the leaf port: passwords and traffic cross the network in clear (a lab only)",
     )
+    nc.add_argument(
+        "--client-tls",
+        action="store_true",
+        help="TLS on the client port too (workers, console, provisioning; they then need --nats-ca "
+        "<out>/tls/hub/ca.pem): a certificate of the same CA in <out>/tls/hub/client.pem; off: plain, for a "
+        "client port reachable only inside the cloud's private network",
+    )
+    nc.add_argument(
+        "--client-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with --client-tls: a DNS name or IP address the cloud's processes dial the client port at "
+        "(repeatable or comma-separated; e.g. the Kubernetes service name): the certificate is valid for these, "
+        "localhost, 127.0.0.1 and --host unless 0.0.0.0",
+    )
 
     wk = cli.add_command(
         sub,
@@ -114,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     wk.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     wk.add_argument("--nats", help="hub URL (default: nats.url, nats://127.0.0.1:4222)")
     wk.add_argument("--credential", help="credential file from nats-config (credentials/cloud.json)")
+    wk.add_argument("--nats-ca", metavar="FILE", help=NATS_CA_HELP)
     wk.add_argument("--openai-url", help="OpenAI-compatible base URL (vLLM), e.g. http://127.0.0.1:8000/v1")
     wk.add_argument("--model", help="model name served there (default: llm.model, qwen-7b)")
     wk.add_argument("--id", help="worker id (default: role-host-pid)")
@@ -161,6 +182,7 @@ def _parser() -> argparse.ArgumentParser:
     co.add_argument("--port", type=int, help="listen port; 0: any (default: console.port, 8090)")
     co.add_argument("--nats", help="hub URL: heartbeats in, routing configs out")
     co.add_argument("--credential", help="credential file from nats-config (credentials/cloud.json)")
+    co.add_argument("--nats-ca", metavar="FILE", help=NATS_CA_HELP)
     co.add_argument(
         "--insecure-cookies",
         action="store_true",
@@ -211,16 +233,24 @@ def _nats_config(args: argparse.Namespace) -> int:
     cloud = credential("cloud", "cloud")
     edge_creds = [credential(e, "edge") for e in edges]
     routes = [r.strip() for r in args.routes.split(",") if r.strip()]
-    if args.plain_leaf and (args.ca_cert or args.ca_key or args.leaf_host or args.leaf_tls_dir):
+    # With --client-tls a plain leaf port still has a CA and the hub's client-port certificate.
+    certless = [] if args.client_tls else ["--ca-cert", "--ca-key", "--leaf-tls-dir"]
+    if args.plain_leaf and (
+        args.leaf_host or (not args.client_tls and (args.ca_cert or args.ca_key or args.leaf_tls_dir))
+    ):
         raise cli.CliError(
-            "--plain-leaf has no certificates: drop --ca-cert/--ca-key/--leaf-host/--leaf-tls-dir", cli.EXIT_USAGE
+            f"--plain-leaf has no leaf certificates: drop {'/'.join([*certless, '--leaf-host'])}", cli.EXIT_USAGE
         )
+    if args.client_host and not args.client_tls:
+        raise cli.CliError("--client-host names the client port's certificate: add --client-tls", cli.EXIT_USAGE)
     tls = None if args.plain_leaf else _leaf_tls(args, out, edges)
+    client_tls = _client_tls(args, out) if args.client_tls else None
     text = cloud_config(
         server_name=args.server_name,
         edges=edge_creds,
         clients=[cloud],
         tls=tls,
+        client_tls=client_tls,
         host=args.host,
         port=args.port,
         leaf_port=args.leaf_port,
@@ -235,15 +265,20 @@ def _nats_config(args: argparse.Namespace) -> int:
     conf.chmod(0o600)
     print(f"wrote {conf} ({len(edge_creds)} edge users) and credentials in {creds_dir}/")
     print(f"give each edge its credentials/<edge>.json; workers and the console use {creds_dir / 'cloud.json'}")
+    if client_tls is not None:
+        ca = LeafPki(out / "tls").hub_dir / "ca.pem"
+        print(f"the client port requires TLS: workers, the console and provisioning need a copy of {ca} (--nats-ca)")
     if tls is None:
         print(f"WARNING: {PLAIN_LEAF_WARNING}")
     return 0
 
 
-def _leaf_hosts(args: argparse.Namespace) -> list[str]:
-    """The names the hub's leaf certificate is valid for: --leaf-host, the defaults, --host if specific."""
+def _leaf_hosts(args: argparse.Namespace, given_hosts: list[str] | None = None) -> list[str]:
+    """The names the hub's leaf (or client-port) certificate is valid for: --leaf-host (``given_hosts``), the
+    defaults, --host if specific."""
     hosts: list[str] = []
-    given = [h.strip() for value in args.leaf_host for h in value.split(",") if h.strip()]
+    values = args.leaf_host if given_hosts is None else given_hosts
+    given = [h.strip() for value in values for h in value.split(",") if h.strip()]
     extra = [args.host] if args.host not in ("0.0.0.0", "::", "") else []
     for host in [*given, *DEFAULT_LEAF_HOSTS, *extra]:
         if host not in hosts:
@@ -251,18 +286,37 @@ def _leaf_hosts(args: argparse.Namespace) -> list[str]:
     return hosts
 
 
+def _ensure_ca(args: argparse.Namespace, pki: LeafPki) -> None:
+    """The CA (new, or --ca-cert/--ca-key copied in; an existing one is kept). Raises PkiError."""
+    ca_cert = Path(args.ca_cert) if args.ca_cert else None
+    ca_key = Path(args.ca_key) if args.ca_key else None
+    if pki.ensure_ca(ca_cert, ca_key):
+        print(
+            f"{'copied' if ca_cert else 'created'} the leaf CA {pki.ca_cert} (its key {pki.ca_key} signs "
+            "every edge's certificate: keep it offline, with the credentials)"
+        )
+
+
+def _client_tls(args: argparse.Namespace, out: Path) -> TlsFiles:
+    """The hub's client-port certificate (same CA as the leaf link) for the --client-host names, under
+    ``out/tls/hub/``; kept while it is good, as the leaf one."""
+    pki = LeafPki(out / "tls")
+    try:
+        _ensure_ca(args, pki)
+        if pki.ensure_hub_client(_leaf_hosts(args, args.client_host)):
+            where = pki.hub_dir / "client.pem"
+            print(f"issued the hub's client-port certificate {where} for {', '.join(pki.hub_hosts('client'))}")
+    except PkiError as exc:
+        raise cli.CliError(str(exc), cli.EXIT_USAGE) from exc
+    return pki.hub_client_files(args.leaf_tls_dir)
+
+
 def _leaf_tls(args: argparse.Namespace, out: Path, edges: list[str]) -> TlsFiles:
     """The CA, the hub's leaf certificate and the edges' client certificates under ``out/tls``; what exists is
     kept (a certificate is re-issued only when missing, expiring, from another CA or short of a name)."""
     pki = LeafPki(out / "tls")
     try:
-        ca_cert = Path(args.ca_cert) if args.ca_cert else None
-        ca_key = Path(args.ca_key) if args.ca_key else None
-        if pki.ensure_ca(ca_cert, ca_key):
-            print(
-                f"{'copied' if ca_cert else 'created'} the leaf CA {pki.ca_cert} (its key {pki.ca_key} signs "
-                "every edge's certificate: keep it offline, with the credentials)"
-            )
+        _ensure_ca(args, pki)
         hosts = _leaf_hosts(args)
         if pki.ensure_hub(hosts):
             print(f"issued the hub's leaf certificate {pki.hub_dir / 'leaf.pem'} for {', '.join(pki.hub_hosts())}")
@@ -278,8 +332,9 @@ async def _nc(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The hub, or one line saying why not within ``--timeout`` (nats-py alone would dial it forever)."""
     import nats.errors
 
-    from shared.nats.connect import connect_once
+    from shared.nats.connect import connect_once, nats_tls
 
+    tls = nats_tls(args.nats, args.nats_ca or "")  # a CA file that cannot be used: one line, exit 2
     user = password = None
     if args.credential:
         try:
@@ -288,7 +343,7 @@ async def _nc(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             raise cli.CliError(str(exc), cli.EXIT_USAGE) from exc
         user, password = cred.user, cred.password
     try:
-        return await connect_once(args.nats, "xiaozhi-cloud cli", args.timeout, user=user, password=password)
+        return await connect_once(args.nats, "xiaozhi-cloud cli", args.timeout, user=user, password=password, tls=tls)
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         why = str(exc) or type(exc).__name__
         if isinstance(exc, nats.errors.NoServersError):
@@ -354,8 +409,10 @@ def _console(args: argparse.Namespace) -> int:
             console[key] = str(getattr(args, key))
     if args.insecure_cookies:
         console["cookie_secure"] = "false"
-    overrides = {"console": console, **client_overrides(args.nats, args.credential, args.log_level)}
+    overrides = {"console": console, **client_overrides(args.nats, args.credential, args.log_level, args.nats_ca)}
     cfg = load_settings(CloudConfig, args.config, overrides, prefix=ENV_PREFIX)
+    if cfg.nats.url:
+        cfg.nats.tls()  # a CA file that cannot be used: one line at start, not a retry loop in the background
     from cloud.console.serve import serve
     from shared.logs import setup_logging
 
@@ -374,7 +431,10 @@ async def _hub_command(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    overrides = {"worker": {"role": args.role}, **client_overrides(args.nats, args.credential, args.log_level)}
+    overrides = {
+        "worker": {"role": args.role},
+        **client_overrides(args.nats, args.credential, args.log_level, args.nats_ca),
+    }
     if args.openai_url:
         overrides.setdefault("llm", {})["base_url"] = args.openai_url
     if args.model:
@@ -384,6 +444,7 @@ def _worker(args: argparse.Namespace) -> int:
     if args.http_port is not None:
         overrides["worker"]["http_port"] = str(args.http_port)
     cfg = load_settings(CloudConfig, args.config, overrides, prefix=ENV_PREFIX)
+    cfg.nats.tls()  # a CA file that cannot be used: one line at start (exit 2), before models load
     from cloud.workers.runner import run_worker
     from shared.logs import setup_logging
 

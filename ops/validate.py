@@ -54,6 +54,9 @@ class Deployment(BaseModel):
     ota: str = Field("", description="the fleet's OTA URL (provisioning); empty: only each edge's own")
     nats: str = Field("", description="hub URL; empty: the cloud tier is not checked")
     credential: str = Field("", description="credential file from `xiaozhi-cloud nats-config` (cloud.json)")
+    nats_ca: str = Field(
+        "", description="PEM CA of the hub's client-port certificate (`nats-config --client-tls`); empty: plain"
+    )
     workers: list[str] = Field(default_factory=list, description="cloud worker HTTP base URLs (:9400)")
     expect_workers: dict[str, int] = Field(default_factory=lambda: {"llm": 1})
     prometheus: str = ""
@@ -330,10 +333,9 @@ async def _check_session(dep: Deployment, ws: dict[str, str], rec: _Recorder) ->
 
 # -- the hub and the cloud workers ------------------------------------------------------------
 async def _check_nats(dep: Deployment, edge_ids: list[str], report: Report) -> None:
-    import nats
-
     from shared.nats import subjects as s
     from shared.nats.configs import load_credential
+    from shared.nats.connect import dial, nats_tls
 
     rec = _Recorder(report, f"nats {dep.nats}")
     user = password = None
@@ -350,7 +352,8 @@ async def _check_nats(dep: Deployment, edge_ids: list[str], report: Report) -> N
 
         errors: list[Exception] = []
         # nats-py keeps retrying a refused first connect; the deadline makes that a failed check.
-        connecting = nats.connect(
+        connecting = dial(
+            nats_tls(dep.nats, dep.nats_ca),
             servers=[dep.nats],
             name="xiaozhi-validate",
             connect_timeout=dep.timeout_s / 2,
@@ -534,6 +537,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ota", help="the fleet's OTA URL (provisioning service)")
     p.add_argument("--nats", help="hub URL, e.g. nats://hub:4222")
     p.add_argument("--credential", help="NATS credential file (cloud.json from xiaozhi-cloud nats-config)")
+    p.add_argument("--nats-ca", help="PEM CA of the hub's client port (tls/hub/ca.pem from nats-config --client-tls)")
     p.add_argument("--worker", action="append", default=[], help="cloud worker HTTP base URL, e.g. http://w:9400")
     p.add_argument("--expect-workers", help="minimum workers per role, e.g. llm=2,asr=1 (default llm=1)")
     p.add_argument("--prometheus", help="Prometheus base URL: every xiaozhi-* target must be up")
@@ -564,6 +568,7 @@ def _deployment(args: argparse.Namespace) -> Deployment:
         "ota",
         "nats",
         "credential",
+        "nats_ca",
         "prometheus",
         "token_keys",
         "ca_file",
@@ -581,6 +586,10 @@ def _deployment(args: argparse.Namespace) -> Deployment:
         data["expect_workers"] = {k.strip(): int(v) for k, v in pairs}
     dep = Deployment.model_validate(data)
     _tls(dep)  # a missing or non-PEM CA file is the description's fault: exit 2 with its name
+    if dep.nats:
+        from shared.nats.connect import nats_tls
+
+        nats_tls(dep.nats, dep.nats_ca)  # so is the hub's
     return dep
 
 

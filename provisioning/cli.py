@@ -37,7 +37,7 @@ from shared.nats.configs import (
     save_credential,
 )
 from shared.nats.pki import LeafPki, PkiError, copy_key
-from shared.nats.settings import client_overrides
+from shared.nats.settings import NATS_CA_HELP, client_overrides
 from shared.settings import ConfigError, load_settings
 from shared.tls import server_context
 
@@ -75,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--db", help="the console's SQLAlchemy URL (devices and activation codes live there)")
     sv.add_argument("--nats", help="hub URL: the edges' heartbeats")
     sv.add_argument("--credential", help="credential file from `xiaozhi-cloud nats-config` (cloud.json)")
+    sv.add_argument("--nats-ca", metavar="FILE", help=NATS_CA_HELP)
     sv.add_argument("--token-keys", help="the device-token key ring directory (default: token_keys_dir)")
     sv.add_argument("--public-url", help="this service as devices reach it (firmware URLs)")
 
@@ -284,7 +285,9 @@ def _main(args: argparse.Namespace) -> int:
             raise
         except (OSError, ValueError) as exc:
             raise cli.CliError(str(exc)) from exc
-    overrides: dict[str, dict[str, str] | str] = {**client_overrides(args.nats, args.credential, args.log_level)}
+    overrides: dict[str, dict[str, str] | str] = {
+        **client_overrides(args.nats, args.credential, args.log_level, args.nats_ca)
+    }
     for flag, key in (
         ("host", "host"),
         ("port", "port"),
@@ -296,6 +299,8 @@ def _main(args: argparse.Namespace) -> int:
             overrides[key] = str(getattr(args, flag))
     cfg = load_settings(ProvisionConfig, args.config, overrides, prefix=ENV_PREFIX)
     ssl_context = server_context(cfg.tls_cert_file, cfg.tls_key_file)  # names a bad file before serving
+    if cfg.nats.url:
+        cfg.nats.tls()  # so is the hub's CA file (nats.ca_file): exit 2 naming it, not a retry loop
     from shared.logs import setup_logging
 
     setup_logging(cfg.log)

@@ -175,7 +175,9 @@ class ProvisionService:
             log.info("device-token key set reloaded: %d key(s)", len(self.keys.keyset.keys))
 
     async def _listen(self) -> None:
-        self.nc = await connect_until_up(self.cfg.nats.url, "xiaozhi-provision", self.link, self.cfg.nats.credential)
+        self.nc = await connect_until_up(
+            self.cfg.nats.url, "xiaozhi-provision", self.link, self.cfg.nats.credential, self.cfg.nats.ca_file
+        )
         await self.nc.subscribe(f"{s.HEARTBEAT_PREFIX}.>", cb=self._on_heartbeat)
         log.info("provisioning: listening for edge heartbeats on %s", self.cfg.nats.url)
 

@@ -64,10 +64,12 @@ class Fleet:
         live_interval_s: float = 2.0,
         live_points: int = 900,
         revocation_sync_s: float = 30.0,
+        nats_ca: str = "",
     ) -> None:
         self.store = store
         self.nats_url = nats_url
         self.credential = credential
+        self.nats_ca = nats_ca  # the hub's CA for TLS on its client port (nats.ca_file); empty: per the URL
         self.stale_after_s = stale_after_s
         self.live_interval_s = live_interval_s
         self.revocation_sync_s = revocation_sync_s
@@ -98,7 +100,7 @@ class Fleet:
                 await self.nc.close()
 
     async def _connect_loop(self) -> None:
-        self.nc = await connect_until_up(self.nats_url, "xiaozhi-console", self.link, self.credential)
+        self.nc = await connect_until_up(self.nats_url, "xiaozhi-console", self.link, self.credential, self.nats_ca)
         self._sub = await self.nc.subscribe(f"{s.HEARTBEAT_PREFIX}.>", cb=self._on_heartbeat)
         log.info("console: connected to %s, listening for heartbeats", self.nats_url)
 

@@ -29,13 +29,17 @@ def serve(cfg: CloudConfig) -> int:
     c = cfg.console
     try:  # uvicorn would load the files only once serving starts, with a traceback instead of the file's name
         tls = server_context(c.tls_cert_file, c.tls_key_file) is not None
+        if cfg.nats.url:
+            cfg.nats.tls()  # the hub's CA file (nats.ca_file): named now, not in a background retry loop
     except TlsError as exc:
         print(f"xiaozhi-cloud: {exc}", file=sys.stderr)
         return 2
     store = Store(c.db)
     if store.user_count() == 0:
         log.warning("no admin user yet: create one with `xiaozhi-cloud console-admin --username NAME --db %s`", c.db)
-    fleet = Fleet(store, cfg.nats.url, cfg.nats.credential, c.stale_after_s, c.live_interval_s)
+    fleet = Fleet(
+        store, cfg.nats.url, cfg.nats.credential, c.stale_after_s, c.live_interval_s, nats_ca=cfg.nats.ca_file
+    )
     app = create_app(c, store, fleet)
     config = uvicorn.Config(
         app,

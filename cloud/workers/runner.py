@@ -98,7 +98,8 @@ async def run_worker(cfg: CloudConfig, ready: asyncio.Event | None = None) -> No
     http = WorkerHttp(wid, role, link)
     await http.start(cfg.worker.http_host, cfg.worker.http_port)  # up first: liveness while models load
     lag = asyncio.create_task(metrics.watch_loop_lag(), name="loop-lag")
-    nc = await connect(cfg.nats.url, f"worker {wid}", link, user=user, password=password)
+    tls = cfg.nats.tls()  # the hub's CA (nats.ca_file): TLS, its certificate and host name checked
+    nc = await connect(cfg.nats.url, f"worker {wid}", link, user=user, password=password, tls=tls)
     service = await add_service(
         nc,
         name=f"xiaozhi-{role}",

@@ -12,6 +12,11 @@ leaf port presents a certificate of the fleet's leaf CA and requires one from ev
 (``verify: true``) before the edge's password is even sent; the edge trusts only that CA for the hub.
 A plain link needs an explicit ``tls=None``, and the generated config then says so in a comment.
 
+The client port (cloud workers, the console, provisioning) is plain unless ``client_tls`` is given
+(``nats-config --client-tls``): then a top-level ``tls`` block makes the hub require TLS from every
+client, with a certificate of the same CA; no client certificates (``verify`` is off), the cloud's
+processes keep authenticating with their passwords, now inside TLS.
+
 Each edge user carries subject permissions (:func:`edge_permissions`): its leaf link may send only
 cloud requests, its own heartbeat and the few KV operations it needs, and receive only its own reply
 inboxes, so one edge cannot read or spoof another's traffic. nats-server refuses ``permissions`` in
@@ -31,6 +36,7 @@ from shared.nats.pki import TlsFiles
 from shared.nats.subjects import JS_DOMAIN
 
 __all__ = [
+    "CLIENT_TLS_TIMEOUT_S",
     "LEAF_TLS_TIMEOUT_S",
     "PLAIN_LEAF_WARNING",
     "Credential",
@@ -47,6 +53,8 @@ __all__ = [
 
 # Seconds the hub allows an edge for the TLS handshake (the default, 2, is short for a slow uplink).
 LEAF_TLS_TIMEOUT_S = 3
+# Seconds the hub allows a cloud client for the TLS handshake (inside the cloud's network: the default is enough).
+CLIENT_TLS_TIMEOUT_S = 2
 PLAIN_LEAF_WARNING = (
     "PLAIN leaf link (--plain-leaf / tls=None): no TLS. The edges' passwords and all leaf traffic "
     "(escalated speech included) cross the network in clear."
@@ -177,7 +185,7 @@ def _server_head(
     return lines
 
 
-def _tls_block(tls: TlsFiles, indent: int, verify: bool) -> list[str]:
+def _tls_block(tls: TlsFiles, indent: int, verify: bool, timeout: float | None = None) -> list[str]:
     pad = " " * indent
     lines = [
         pad + "tls {",
@@ -186,7 +194,9 @@ def _tls_block(tls: TlsFiles, indent: int, verify: bool) -> list[str]:
         pad + f"  ca_file: {_q(tls.ca_file)}",
     ]
     if verify:
-        lines += [pad + "  verify: true", pad + f"  timeout: {LEAF_TLS_TIMEOUT_S}"]
+        lines.append(pad + "  verify: true")
+    if timeout is not None:
+        lines.append(pad + f"  timeout: {timeout:g}")
     return [*lines, pad + "}"]
 
 
@@ -196,6 +206,7 @@ def cloud_config(
     edges: list[Credential],
     clients: list[Credential],
     tls: TlsFiles | None,
+    client_tls: TlsFiles | None = None,
     host: str = "0.0.0.0",
     port: int = 4222,
     leaf_port: int = 7422,
@@ -209,7 +220,9 @@ def cloud_config(
     """The hub: JetStream, clients with passwords, leaf connections from the edges.
 
     ``tls``: the hub's leaf-port certificate and key and the CA the edges' client certificates must
-    chain to (mutual TLS); ``None`` for a plain leaf port, which must be asked for. With
+    chain to (mutual TLS); ``None`` for a plain leaf port, which must be asked for. ``client_tls``: the
+    hub's client-port certificate and key (and the CA), making TLS required on the client port, without
+    client certificates; ``None`` (the default) keeps that port plain, for a private network. With
     ``cluster_port`` and ``routes`` it is one member of a cluster (three for production); the same
     credentials go to every member.
     """
@@ -218,6 +231,9 @@ def cloud_config(
     lines = _server_head(
         "`xiaozhi-cloud nats-config`: the cloud NATS hub.", server_name, host, port, http_port, plain=tls is None
     )
+    if client_tls is not None:
+        # The client port (workers, console, provisioning) speaks TLS only; clients still log in with passwords.
+        lines += _tls_block(client_tls, 0, verify=False, timeout=CLIENT_TLS_TIMEOUT_S)
     lines += [
         "max_payload: 1MB",
         "jetstream {",
@@ -242,7 +258,7 @@ def cloud_config(
     ]
     if tls is not None:
         # Mutual TLS: an edge's leaf must present a certificate of the fleet's leaf CA before its password.
-        lines += _tls_block(tls, 2, verify=True)
+        lines += _tls_block(tls, 2, verify=True, timeout=LEAF_TLS_TIMEOUT_S)
     lines += [
         # No users of its own: a leaf link authenticates against the users above.
         "  authorization {",

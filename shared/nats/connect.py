@@ -3,20 +3,65 @@
 nats-py's defaults notice a dead server after about four minutes (ping every 120 s, two missed)
 and give up reconnecting after 60 tries; an edge must notice in seconds and never give up, so
 cloud routes fail over quickly and come back by themselves.
+
+TLS to the hub's client port (``nats-config --client-tls``): :func:`nats_tls` makes the context from the
+hub's CA file (``nats.ca_file``, ``--nats-ca``), and a connection given one dials TLS only: nats-py would
+otherwise go on in clear with a server whose INFO does not ask for TLS (a downgrade, the password sent
+plain), so such a server is refused before the CONNECT (:class:`TlsOnlyClient`). The host name checked is
+the URL's (nats-py's ``tls_hostname`` overrides it where the name dialled differs from the certificate's).
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-import nats
+import nats.errors
 from nats.aio.client import Client
 
 log = logging.getLogger("shared.nats")
 
-__all__ = ["LinkState", "connect", "connect_once", "connect_until_up"]
+__all__ = ["LinkState", "TlsOnlyClient", "connect", "connect_once", "connect_until_up", "dial", "nats_tls"]
+
+
+def nats_tls(url: str, ca_file: str = "") -> ssl.SSLContext | None:
+    """The SSL context for the hub at ``url``: only ``ca_file``'s CAs when it is set, the system's for a
+    ``tls://`` URL without one, None (plain) otherwise. A CA file that cannot be used raises
+    ``shared.tls.TlsError`` naming it."""
+    from shared.tls import TlsError, client_context
+
+    if not ca_file and not url.startswith("tls://"):
+        return None
+    try:
+        ctx = client_context(ca_file or None)
+    except ssl.SSLError as exc:  # PEM markers, but not certificates OpenSSL can load
+        raise TlsError(f"TLS CA certificate file {ca_file}: cannot load it ({exc.reason or exc})") from exc
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+class TlsOnlyClient(Client):
+    """A nats-py client that refuses a server not offering TLS, before it sends CONNECT (the password)."""
+
+    async def _process_info(self, info: dict[str, Any], initial_connection: bool = False) -> None:
+        if initial_connection and not info.get("tls_required"):
+            raise nats.errors.Error(
+                "nats: the server does not offer TLS but a CA is configured (--nats-ca / nats.ca_file): refused "
+                "(the hub needs `nats-config --client-tls`, or this is not the hub)"
+            )
+        await super()._process_info(info, initial_connection)
+
+
+async def dial(tls: ssl.SSLContext | None = None, **options: Any) -> Client:
+    """``nats.connect(**options)``; with ``tls`` over TLS only (:class:`TlsOnlyClient`)."""
+    if tls is None:
+        return await nats.connect(**options)
+    nc = TlsOnlyClient()
+    await nc.connect(tls=tls, **options)
+    return nc
 
 
 @dataclass
@@ -48,8 +93,11 @@ async def connect(
     password: str | None = None,
     inbox_prefix: str | None = None,
     max_reconnect_attempts: int = -1,
+    tls: ssl.SSLContext | None = None,
 ) -> Client:
     """Connect (raising if the first attempt fails); afterwards reconnect forever every second.
+
+    ``tls``: from :func:`nats_tls`; the connection is then TLS or nothing.
 
     ``inbox_prefix``: where this client's reply inboxes live (an edge's ``_INBOX.<edge>``, the only
     inboxes the hub delivers to its leaf link); nats-py's ``_INBOX`` when None.
@@ -71,10 +119,19 @@ async def connect(
         log.info("nats %s: reconnected to %s", name, url)
         link._set(True)
 
-    async def error(exc: Exception) -> None:
-        log.log(logging.WARNING if up else logging.DEBUG, "nats %s: %s", name, exc)
+    tls_problems: set[str] = set()
 
-    nc = await nats.connect(
+    async def error(exc: Exception) -> None:
+        # A TLS refusal (the hub's certificate, a hub without TLS) does not go away by retrying: a service
+        # (which nats-py keeps dialling inside the first connect) says it once; a one-shot caller reports it.
+        tls_problem = isinstance(exc, ssl.SSLError) or "does not offer TLS" in str(exc)
+        new = allow_reconnect and tls_problem and str(exc) not in tls_problems
+        if tls_problem:
+            tls_problems.add(str(exc))
+        log.log(logging.WARNING if up or new else logging.DEBUG, "nats %s: %s", name, exc)
+
+    nc = await dial(
+        tls,
         servers=[url],
         name=name,
         connect_timeout=connect_timeout_s,
@@ -96,10 +153,16 @@ async def connect(
 
 
 async def connect_once(
-    url: str, name: str, timeout_s: float, user: str | None = None, password: str | None = None
+    url: str,
+    name: str,
+    timeout_s: float,
+    user: str | None = None,
+    password: str | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Client:
     """One connection for a command that does one thing and exits: it fails within ``timeout_s``
-    (TimeoutError, OSError or a nats error) instead of dialling an unreachable hub forever."""
+    (TimeoutError, OSError (``ssl.SSLCertVerificationError`` included) or a nats error) instead of
+    dialling an unreachable hub forever."""
     import asyncio
 
     return await asyncio.wait_for(
@@ -111,15 +174,17 @@ async def connect_once(
             connect_timeout_s=timeout_s,
             allow_reconnect=False,
             max_reconnect_attempts=1,
+            tls=tls,
         ),
         timeout_s,
     )
 
 
-async def connect_until_up(url: str, name: str, state: LinkState, credential: str = "") -> Client:
+async def connect_until_up(url: str, name: str, state: LinkState, credential: str = "", ca_file: str = "") -> Client:
     """Dial until the server answers, backing off to 10 s; for a service that keeps serving from
     what it has meanwhile (the console, provisioning, an edge). ``credential``: a file from
-    ``xiaozhi-cloud nats-config`` (empty: no auth)."""
+    ``xiaozhi-cloud nats-config`` (empty: no auth); ``ca_file``: the hub's CA (:func:`nats_tls`; its
+    caller checks it at start, a bad one raises here)."""
     import asyncio
     from pathlib import Path
 
@@ -129,10 +194,11 @@ async def connect_until_up(url: str, name: str, state: LinkState, credential: st
     if credential:
         cred = await asyncio.to_thread(load_credential, Path(credential))
         user, password = cred.user, cred.password
+    tls = nats_tls(url, ca_file)
     delay = 0.5
     while True:
         try:
-            return await connect(url, name, state, user=user, password=password)
+            return await connect(url, name, state, user=user, password=password, tls=tls)
         except Exception as exc:  # noqa: BLE001 - the caller serves without NATS meanwhile
             log.warning("nats %s: %s unreachable (%s): retrying in %.0f s", name, url, exc, delay)
             await asyncio.sleep(delay)

@@ -4,11 +4,16 @@ and edge leaves. The tests and the fleet run (bench/fleet) build their clouds wi
 The leaf link is mutual TLS, as in production: the hub makes a throwaway leaf CA in its workdir
 (``tls/``, :class:`shared.nats.pki.LeafPki`), a leaf-port certificate for 127.0.0.1 and a client
 certificate per edge. ``Hub(..., tls=False)`` (and its leaves) run plain; ``Leaf(..., plain=True)``
-or ``Leaf(..., tls=TlsFiles(...))`` make one leaf differ from its hub (the refusal tests)."""
+or ``Leaf(..., tls=TlsFiles(...))`` make one leaf differ from its hub (the refusal tests).
+
+The client port is plain, as by default in production; ``Hub(..., client_tls=True)`` puts it on TLS
+(``nats-config --client-tls``) with a certificate of the same CA for 127.0.0.1 and localhost: clients
+then pass :attr:`Hub.client_ca` (``--nats-ca``, ``nats.ca_file``) and :meth:`Hub.client_tls_context`."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +36,7 @@ class Hub:
     server: NatsServerProcess | None = None
     tls: bool = True  # mutual TLS on the leaf port (False: plain, as `nats-config --plain-leaf`)
     http_port: int | None = None  # nats-server's monitoring port (/leafz), off unless given
+    client_tls: bool = False  # TLS required on the client port (as `nats-config --client-tls`); clients need client_ca
 
     def credential(self, edge: str) -> Credential:
         if edge not in self.edges:
@@ -58,16 +64,32 @@ class Hub:
         return f"nats://127.0.0.1:{self.port}"
 
     @property
+    def client_ca(self) -> str:
+        """The CA file a client checks the client port's certificate with ("" while that port is plain)."""
+        return str(self.pki.ca_cert.resolve()) if self.client_tls else ""
+
+    def client_tls_context(self) -> ssl.SSLContext | None:
+        """What a client of this hub passes as ``tls`` (None while the client port is plain)."""
+        from shared.nats.connect import nats_tls
+
+        return nats_tls(self.url, self.client_ca)
+
+    @property
     def leaf_url(self) -> str:
         return f"nats-leaf://127.0.0.1:{self.leaf_port}"
 
     def start(self, buckets: bool = True) -> Hub:
         """Start the server; with ``buckets``, create the KV buckets edges use but may not create."""
+        client_tls = None
+        if self.client_tls:
+            self.pki.ensure_hub_client(["127.0.0.1", "localhost"])
+            client_tls = self.pki.hub_client_files()
         text = cloud_config(
             server_name="test-hub",
             edges=list(self.edges.values()),
             clients=[self.cloud],
             tls=self.pki.hub_files() if self.tls else None,
+            client_tls=client_tls,
             host="127.0.0.1",
             port=self.port,
             leaf_port=self.leaf_port,
@@ -85,13 +107,15 @@ class Hub:
         """The cache buckets (as ``xiaozhi-cloud buckets``) and the revoked-devices bucket (as the console):
         edges read and write them but may not create streams (``shared.nats.configs.edge_permissions``).
         The routing bucket is left to each test: whether it exists is part of what some of them check."""
-        import nats
         from nats.js.api import KeyValueConfig, StorageType
 
         from shared.nats import revoked
+        from shared.nats.connect import dial
         from shared.nats.subjects import CACHE_BUCKETS, JS_DOMAIN
 
-        nc = await nats.connect(self.url, user=self.cloud.user, password=self.cloud.password)
+        nc = await dial(
+            self.client_tls_context(), servers=[self.url], user=self.cloud.user, password=self.cloud.password
+        )
         try:
             js = nc.jetstream(domain=JS_DOMAIN, timeout=10.0)
             for bucket in CACHE_BUCKETS.values():

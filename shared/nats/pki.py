@@ -7,11 +7,13 @@ hub. ``xiaozhi-cloud nats-config`` keeps everything under ``<out>/tls/`` (:class
     tls/ca.pem, tls/ca.key                   the CA (the key never leaves the admin's machine)
     tls/hub/leaf.pem, tls/hub/leaf.key       the hub's leaf-port certificate (what the hub mounts)
     tls/hub/ca.pem                           the CA certificate again, next to it (one directory to mount)
+    tls/hub/client.pem, tls/hub/client.key   the hub's client-port certificate (``nats-config --client-tls``)
     tls/edges/<edge>.pem, <edge>.key         each edge's client certificate, CN = the edge id
 
 Files that exist are kept (re-running must not lock out deployed edges): a certificate is issued again
 only when it is missing, not signed by the current CA, expiring within :data:`RENEW_BEFORE_DAYS`, or
-(the hub's) not valid for a name the edges dial. Keys are ECDSA P-256, PKCS#8 PEM, mode 0600.
+(the hub's) not valid for a name the edges (for the client port: the cloud's processes) dial. Keys are
+ECDSA P-256, PKCS#8 PEM, mode 0600.
 """
 
 from __future__ import annotations
@@ -104,23 +106,28 @@ def new_ca(common_name: str = "xiaozhi leaf CA", days: int = CA_DAYS) -> tuple[x
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _key_usage(signs_certificates=True),
             critical=True,
         )
         .add_extension(ski, critical=False)
         .sign(key, hashes.SHA256())
     )
     return cert, key
+
+
+def _key_usage(signs_certificates: bool) -> x509.KeyUsage:
+    """Signatures only (ECDSA keys encipher nothing); a CA's also sign certificates and CRLs."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=signs_certificates,
+        crl_sign=signs_certificates,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def _san(hosts: list[str]) -> list[x509.GeneralName]:
@@ -156,17 +163,7 @@ def issue(
         .not_valid_after(min(now + dt.timedelta(days=days), ca_cert.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _key_usage(signs_certificates=False),
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
@@ -371,8 +368,22 @@ class LeafPki:
 
     def ensure_hub(self, hosts: list[str]) -> bool:
         """The hub's leaf-port certificate for ``hosts`` (the names edges dial); True if (re)issued."""
+        return self._ensure_server("leaf", "xiaozhi leaf hub", hosts)
+
+    def ensure_hub_client(self, hosts: list[str]) -> bool:
+        """The hub's client-port certificate for ``hosts`` (the names workers, the console and provisioning
+        dial); True if (re)issued. Same CA as the leaf link: a cloud process trusts ``hub/ca.pem``."""
+        return self._ensure_server("client", "xiaozhi hub client port", hosts)
+
+    def hub_client_files(self, where: str | None = None) -> TlsFiles:
+        """The hub's client-port certificate, key and CA, as paths under ``where`` (see :meth:`hub_files`)."""
+        base = where.rstrip("/") if where else str(self.hub_dir.resolve())
+        return TlsFiles(f"{base}/client.pem", f"{base}/client.key", f"{base}/ca.pem")
+
+    def _ensure_server(self, stem: str, common_name: str, hosts: list[str]) -> bool:
+        """The hub's server certificate ``hub/<stem>.pem`` (and key) for ``hosts``; True if (re)issued."""
         ca_cert, ca_key = self._ca()
-        cert_path, key_path = self.hub_dir / "leaf.pem", self.hub_dir / "leaf.key"
+        cert_path, key_path = self.hub_dir / f"{stem}.pem", self.hub_dir / f"{stem}.key"
         if (
             not (self.hub_dir / "ca.pem").is_file()
             or (self.hub_dir / "ca.pem").read_bytes() != self.ca_cert.read_bytes()
@@ -381,18 +392,19 @@ class LeafPki:
             write_cert(ca_cert, self.hub_dir / "ca.pem")
         if self._keep(cert_path, key_path, ca_cert, hosts):
             return False
-        if cert_path.is_file():  # keep the names it had: a re-run with fewer --leaf-host must not cut edges off
+        if cert_path.is_file():  # keep the names it had: a re-run with fewer hosts must not cut anyone off
             try:
                 hosts = [*hosts, *(h for h in cert_hosts(load_cert(cert_path)) if h not in _san_text(hosts))]
             except PkiError:
                 pass
-        cert, key = issue(ca_cert, ca_key, "xiaozhi leaf hub", server_hosts=hosts, days=HUB_DAYS)
+        cert, key = issue(ca_cert, ca_key, common_name, server_hosts=hosts, days=HUB_DAYS)
         write_key(key, key_path)
         write_cert(cert, cert_path)
         return True
 
-    def hub_hosts(self) -> list[str]:
-        path = self.hub_dir / "leaf.pem"
+    def hub_hosts(self, stem: str = "leaf") -> list[str]:
+        """The names the hub's ``leaf`` (or ``client``) port certificate is valid for; [] if none yet."""
+        path = self.hub_dir / f"{stem}.pem"
         return cert_hosts(load_cert(path)) if path.is_file() else []
 
     def ensure_edge(self, edge: str) -> bool:

@@ -346,6 +346,7 @@ def _worker_config(args: argparse.Namespace, env: dict[str, str], where: str) ->
     for flag, section, key in (
         ("nats", "nats", "url"),
         ("credential", "nats", "credential"),
+        ("nats_ca", "nats", "ca_file"),
         ("openai_url", "llm", "base_url"),
         ("model", "llm", "model"),
         ("id", "worker", "id"),

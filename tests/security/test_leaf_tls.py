@@ -33,6 +33,7 @@ from shared.nats.configs import PLAIN_LEAF_WARNING, TlsFiles
 from shared.nats.local import Hub, Leaf
 from shared.nats.pki import LeafPki, load_cert
 from shared.nats.server import free_port, run_nats_server
+from tests.security.helpers import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -45,15 +46,6 @@ UNKNOWN_CA = (
 )
 PEER_REFUSED = "TLS leafnode handshake error: remote error: tls: bad certificate"
 AUTH_FAILED = ("Authorization Violation", "authentication error")
-
-
-def _wait(what: str, check: Callable[[], bool], timeout_s: float, why: Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} within {timeout_s:g} s:\n{why()[-3000:]}")
 
 
 def _leaf_connections(hub: Hub) -> list[dict]:
@@ -98,7 +90,7 @@ def linked(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Leaf]
     """The leaf that does everything right: it stays linked while the others are refused."""
     leaf = Leaf(tmp_path_factory.mktemp("edge-ok"), "edge-ok", hub).start()
     try:
-        _wait(
+        wait_until(
             "edge-ok did not link to the hub",
             lambda: any(c.get("name") == "edge-ok" for c in _leaf_connections(hub)),
             15,
@@ -200,7 +192,7 @@ def test_a_leaf_without_a_good_certificate_or_trust_cannot_link(
             return _hub_log(hub)[before:] if where == "hub" else _log(leaf)
 
         # Refused at every attempt (the leaf re-dials every second), not once by chance: three in a row.
-        _wait(
+        wait_until(
             f"{edge}: {reason!r} did not appear three times in the {where}'s log",
             lambda: attempts().count(reason) >= 3,
             20,
@@ -234,7 +226,7 @@ def test_a_plain_text_connect_with_the_right_password_is_dropped(hub: Hub, linke
         while chunk := sock.recv(65536):  # the hub hangs up
             answer += chunk
     assert b"PONG" not in answer and b"+OK" not in answer, answer
-    _wait(
+    wait_until(
         "the hub did not log the plain-text attempt as a TLS failure",
         lambda: HANDSHAKE_FAILED in _hub_log(hub)[before:],
         10,
@@ -348,7 +340,7 @@ def test_the_clis_configs_link_over_tls(tmp_path: Path, capsys: pytest.CaptureFi
             conns = [c for c in answer.get("connections") or [] if c.get("kind") == "Leafnode"]
             return any(c.get("authorized_user") == "site-1" and c.get("tls_version") for c in conns)
 
-        _wait("the CLIs' leaf did not link over TLS", linked, 15, lambda: hub.log_text() + leaf.log_text())
+        wait_until("the CLIs' leaf did not link over TLS", linked, 15, lambda: hub.log_text() + leaf.log_text())
     finally:
         leaf.stop()
         hub.stop()
