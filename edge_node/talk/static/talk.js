@@ -188,6 +188,7 @@ async function connect(ev) {
       + "and a browser with AudioEncoder Opus (Chromium, Edge, Firefox).", true);
   }
   $("connect").disabled = true;
+  delete body.dataset.refused;
   status("Connecting…");
   try {
     mic = await new MicOpusEncoder({ onPacket: onMicPacket, onError: (e) => status(`Encoder: ${e.message}`, true) }).start();
