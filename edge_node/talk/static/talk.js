@@ -1,7 +1,7 @@
 // /talk: one browser tab as one Xiaozhi device (docs/talk.md). Speaks the firmware's WebSocket
 // protocol (docs/protocol.md §2): hello, listen start/stop/detect, abort, raw Opus frames (framing v1),
 // and answers the node's MCP requests as a board with a speaker and a screen.
-import { MicOpusEncoder, OpusPlayer } from "./opus-audio.js";
+import { MicOpusEncoder, OpusPlayer, UPLINK } from "./opus-audio.js";
 import { DeviceTools } from "./device-tools.js";
 
 const $ = (id) => document.getElementById(id);
@@ -183,9 +183,11 @@ async function connect(ev) {
   const deviceId = $("device-id").value.trim().toLowerCase();
   const token = $("token").value.trim();
   localStorage.setItem("xiaozhi-talk-device-id", deviceId);
-  if (!window.isSecureContext || !window.AudioEncoder || !window.AudioDecoder) {
-    return status("This browser cannot talk here: the microphone and WebCodecs Opus need https:// (or localhost) "
-      + "and a browser with AudioEncoder Opus (Chromium, Edge, Firefox).", true);
+  if (!window.isSecureContext) {
+    return status("The microphone and WebCodecs work only over https:// or on localhost (docs/talk.md).", true);
+  }
+  if (!window.AudioEncoder || !window.AudioDecoder || !(await AudioEncoder.isConfigSupported(UPLINK)).supported) {
+    return status("This browser has no WebCodecs Opus encoder (Safari): use Chromium, Edge or Firefox.", true);
   }
   $("connect").disabled = true;
   delete body.dataset.refused;
