@@ -87,6 +87,8 @@ export class OpusPlayer {
   // onDrained() once everything scheduled has played.
   constructor({ sampleRate, frameMs = 60, onFrame = () => {}, onDrained = () => {}, onError = console.error }) {
     this.ctx = new AudioContext();
+    this.gain = this.ctx.createGain();  // the board's speaker volume (MCP set_volume)
+    this.gain.connect(this.ctx.destination);
     this.frameUs = frameMs * 1000; this.onFrame = onFrame; this.onDrained = onDrained;
     this.secondsPlayed = 0; this.nextTime = 0; this.ts = 0; this.sources = new Set(); this.generation = 0;
     this.decoder = new AudioDecoder({ output: (ad) => this._play(ad), error: (e) => onError(e) });
@@ -116,7 +118,7 @@ export class OpusPlayer {
     const buf = this.ctx.createBuffer(1, n, rate);
     buf.copyToChannel(pcm, 0);
     const s = this.ctx.createBufferSource(), gen = this.generation;
-    s.buffer = buf; s.connect(this.ctx.destination);
+    s.buffer = buf; s.connect(this.gain);
     // 50 ms of lead when the queue ran dry, so the first frames do not click in late.
     const t = Math.max(this.ctx.currentTime + 0.05, this.nextTime);
     s.start(t); this.nextTime = t + buf.duration;
@@ -128,6 +130,8 @@ export class OpusPlayer {
       if (this.sources.size === 0) this.onDrained();
     };
   }
+
+  set volume(v) { this.gain.gain.value = v; }
 
   get playing() { return this.sources.size > 0; }
 

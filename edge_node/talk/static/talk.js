@@ -24,6 +24,7 @@ const tools = new DeviceTools((s) => {
   $("volume").value = $("volume-meter").value = s.volume;
   $("brightness").value = $("brightness-meter").value = s.brightness;
   body.dataset.volume = s.volume; body.dataset.brightness = s.brightness;
+  if (player) player.volume = s.volume / 100;
 });
 
 // ---- small helpers -------------------------------------------------------------------------------
@@ -119,6 +120,7 @@ function onJson(msg) {
         onDrained: () => { stats.audioSecondsPlayed = player.secondsPlayed; showStats(); afterReply(); },
         onError: (e) => status(`Audio decoder: ${e.message}`, true),
       });
+      player.volume = tools.state.volume / 100;
       player.resume();
       body.dataset.connected = "1";
       status(`Connected as ${$("device-id").value}.`);
