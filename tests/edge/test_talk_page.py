@@ -279,6 +279,7 @@ async def test_text_turn_and_device_tools(edge: EdgeProcess) -> None:
         await talk.page.fill("#text", "set the brightness to 40")
         await talk.page.press("#text", "Enter")
         await talk.wait("the brightness set by the node", lambda: _is(talk, "brightness", "40"), 60)
+        assert await talk.num("turns") == 3
         await talk.shot("text-and-tools")
         talk.assert_clean()
 

@@ -212,8 +212,10 @@ async function connect(ev) {
     $("disconnect").disabled = false; $("controls").disabled = false;
   };
   ws.onmessage = (ev) => {
-    if (typeof ev.data === "string") { try { onJson(JSON.parse(ev.data)); } catch (e) { console.error(e); } }
-    else onAudio(ev.data);
+    if (typeof ev.data === "string") {
+      try { onJson(JSON.parse(ev.data)); } catch (e) { console.error(e); }
+      showStats();
+    } else onAudio(ev.data);
   };
   ws.onclose = (ev) => {
     const refused = !helloDone;
