@@ -1,5 +1,5 @@
-"""The edge node's HTTP port: OTA (docs/protocol.md §1), health, readiness, Prometheus metrics and
-/stats.
+"""The edge node's HTTP port: OTA (docs/protocol.md §1), health, readiness, Prometheus metrics,
+/stats and the /talk browser page (docs/talk.md).
 
 The OTA answer is what points a device at this node, so it is exact: status 200, a
 ``websocket`` section and never an ``mqtt`` one (that would switch the firmware to MQTT),
@@ -20,6 +20,7 @@ from aiohttp import web
 
 from edge_node.config import ServerConfig
 from edge_node.cpu_roles import cpu_seconds_by_role
+from edge_node.talk import TalkPage
 from shared.metrics import metrics_handler
 from shared.protocol.ota import OtaRequest, OtaRequestError, parse_ota_request
 
@@ -65,6 +66,7 @@ class HttpApi:
         cfg: ServerConfig,
         timezone_offset_min: int | None,
         ssl_context: ssl.SSLContext | None = None,
+        talk: TalkPage | None = None,
     ) -> None:
         self.node = node
         self.cfg = cfg
@@ -84,6 +86,8 @@ class HttpApi:
                 web.get("/stats", self.stats),
             ]
         )
+        if talk is not None:
+            self.app.add_routes(talk.routes())  # /talk: the browser page (edge_node/talk/)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:

@@ -45,6 +45,7 @@ from edge_node.routing.router import Router
 from edge_node.routing.source import RoutingSource
 from edge_node.session.port import ReplyServices
 from edge_node.session.session import Session
+from edge_node.talk import TalkPage
 from edge_node.tools.builtin import builtin_tools
 from edge_node.tools.plugins import load_plugins
 from edge_node.tools.toolbox import ToolBox
@@ -122,7 +123,8 @@ class EdgeServer:
             self.caches.share(self.cloud, cfg.cache)
         self.heartbeat = Heartbeat(self.cloud, cfg.node_id, self.snapshot, cfg.nats.heartbeat_s)
         self.nats_server: NatsServerProcess | None = None
-        self.http = HttpApi(self, cfg.server, cfg.intent.timezone_offset_min, self.ssl_context)
+        talk = TalkPage(self.public_ws_url, lambda: cfg.auth.enabled or cfg.auth.device_tokens)
+        self.http = HttpApi(self, cfg.server, cfg.intent.timezone_offset_min, self.ssl_context, talk)
         self._ws: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.ws_port = cfg.server.port
